@@ -1,0 +1,73 @@
+"""The graph: the GraphStore protocol, its backends, and ``open_store(url)``.
+
+Backends are chosen by URL scheme:
+
+* ``memory://`` — embedded, in process memory (gone when closed)
+* ``memory:///abs/path`` or ``memory://rel/path`` — embedded, durable SQLite under that directory
+* ``neo4j://host:port`` / ``bolt://host:port`` — a Neo4j 5 server
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from graphstore.base import Batch, GraphStore, GraphStoreError, InvalidInput, Positioned
+from graphstore.snapshot import CsrRelation, CsrSnapshot, Neighbourhood
+from graphstore.types import (
+    ALL_RELATIONSHIPS,
+    IN_CATEGORY,
+    INTERACTION_RELATIONSHIPS,
+    SUBCATEGORY_OF,
+    ApplyResult,
+    Behaviour,
+    EdgeAggregate,
+    Interaction,
+    ItemRecord,
+    NodeKind,
+    NodeRef,
+    Position,
+    StoreStats,
+)
+
+__all__ = [
+    "ALL_RELATIONSHIPS",
+    "IN_CATEGORY",
+    "INTERACTION_RELATIONSHIPS",
+    "SUBCATEGORY_OF",
+    "ApplyResult",
+    "Batch",
+    "Behaviour",
+    "CsrRelation",
+    "CsrSnapshot",
+    "EdgeAggregate",
+    "GraphStore",
+    "GraphStoreError",
+    "Interaction",
+    "InvalidInput",
+    "ItemRecord",
+    "Neighbourhood",
+    "NodeKind",
+    "NodeRef",
+    "Position",
+    "Positioned",
+    "StoreStats",
+    "open_store",
+]
+
+
+def open_store(url: str) -> GraphStore:
+    """Open the graph store a URL names; raises ``InvalidInput`` for unknown schemes."""
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        from graphstore.embedded import EmbeddedGraphStore
+
+        location = parts.netloc + parts.path
+        return EmbeddedGraphStore(Path(location) if location else None)
+    if parts.scheme in ("neo4j", "bolt", "neo4j+s", "bolt+s"):
+        from graphstore.neo4j import Neo4jGraphStore
+
+        return Neo4jGraphStore.from_url(url)
+    raise InvalidInput(
+        f"unknown graph store URL {url!r}: use memory://[PATH] or neo4j://HOST:PORT"
+    )

@@ -1,0 +1,96 @@
+"""SQL for the embedded (SQLite) backend, as module constants with parameters only."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    id   INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    key  TEXT NOT NULL,
+    UNIQUE (kind, key)
+);
+CREATE TABLE IF NOT EXISTS edges (
+    src      INTEGER NOT NULL,
+    rel      TEXT    NOT NULL,
+    dst      INTEGER NOT NULL,
+    count    INTEGER NOT NULL,
+    first_ts REAL    NOT NULL,
+    last_ts  REAL    NOT NULL,
+    PRIMARY KEY (src, rel, dst)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS edges_by_dst ON edges (dst, rel);
+CREATE TABLE IF NOT EXISTS items (
+    node     INTEGER PRIMARY KEY,
+    title    TEXT    NOT NULL,
+    features TEXT    NOT NULL,
+    removed  INTEGER NOT NULL,
+    ts       REAL    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS watermarks (
+    topic     TEXT    NOT NULL,
+    partition INTEGER NOT NULL,
+    offset    INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+"""
+
+INSERT_NODE = "INSERT OR IGNORE INTO nodes (kind, key) VALUES (?, ?)"
+SELECT_NODE_IDS = (
+    "SELECT n.key, n.id FROM nodes n JOIN json_each(?) j ON n.key = j.value WHERE n.kind = ?"
+)
+SELECT_ALL_NODES = "SELECT id, kind, key FROM nodes"
+
+UPSERT_EDGE = """
+INSERT INTO edges (src, rel, dst, count, first_ts, last_ts) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (src, rel, dst) DO UPDATE SET
+    count    = count + excluded.count,
+    first_ts = min(first_ts, excluded.first_ts),
+    last_ts  = max(last_ts, excluded.last_ts)
+"""
+DELETE_ITEM_CATEGORY = "DELETE FROM edges WHERE src = ? AND rel = 'IN_CATEGORY'"
+SET_EDGE = "INSERT OR REPLACE INTO edges VALUES (?, ?, ?, 1, ?, ?)"
+KEEP_EARLIEST_EDGE = """
+INSERT INTO edges (src, rel, dst, count, first_ts, last_ts) VALUES (?, ?, ?, 1, ?, ?)
+ON CONFLICT (src, rel, dst) DO UPDATE SET
+    first_ts = min(first_ts, excluded.first_ts),
+    last_ts  = max(last_ts, excluded.last_ts)
+"""
+SELECT_ITEM_TS = "SELECT ts FROM items WHERE node = ?"
+UPSERT_ITEM = "INSERT OR REPLACE INTO items (node, title, features, removed, ts) VALUES (?, ?, ?, ?, ?)"
+SELECT_ITEMS = "SELECT node, title, features, removed FROM items"
+
+SELECT_WATERMARKS = "SELECT topic, partition, offset FROM watermarks"
+UPSERT_WATERMARK = """
+INSERT INTO watermarks (topic, partition, offset) VALUES (?, ?, ?)
+ON CONFLICT (topic, partition) DO UPDATE SET offset = max(offset, excluded.offset)
+"""
+
+# One hop of the k-hop fetch: every edge touching a frontier node, in either direction,
+# ranked per frontier node by recency and capped at the fan-out inside the database.
+HOP_EDGES = """
+WITH frontier (id) AS (SELECT value FROM json_each(:frontier)),
+rels (rel) AS (SELECT value FROM json_each(:rels)),
+touching AS (
+    SELECT e.src AS node, e.src, e.rel, e.dst, e.count, e.first_ts, e.last_ts
+    FROM edges e JOIN frontier f ON e.src = f.id
+    UNION ALL
+    SELECT e.dst AS node, e.src, e.rel, e.dst, e.count, e.first_ts, e.last_ts
+    FROM edges e JOIN frontier f ON e.dst = f.id
+),
+ranked AS (
+    SELECT t.*, ROW_NUMBER() OVER (
+        PARTITION BY t.node ORDER BY t.last_ts DESC, t.src, t.dst, t.rel
+    ) AS rank
+    FROM touching t JOIN rels r ON t.rel = r.rel
+    WHERE :before IS NULL OR t.first_ts < :before
+)
+SELECT src, rel, dst, count, first_ts, last_ts FROM ranked WHERE rank <= :fanout
+"""
+SELECT_NODES_BY_ID = (
+    "SELECT n.id, n.kind, n.key FROM nodes n JOIN json_each(?) j ON n.id = j.value"
+)
+
+SELECT_EDGES = "SELECT src, rel, dst, count, first_ts, last_ts FROM edges"
+SELECT_EDGES_BEFORE = (
+    "SELECT src, rel, dst, count, first_ts, last_ts FROM edges WHERE first_ts < ?"
+)
+COUNT_NODES = "SELECT kind, COUNT(*) FROM nodes GROUP BY kind"
+COUNT_EDGES = "SELECT rel, COUNT(*), SUM(count) FROM edges GROUP BY rel"

@@ -1,0 +1,270 @@
+"""The embedded backend: one SQLite file in WAL mode, no server.
+
+Why SQLite: it gives atomic, durable transactions (the batch and its watermark commit
+together, a SIGKILL never leaves half a batch), ``INSERT ... ON CONFLICT DO UPDATE`` is
+exactly the commutative edge aggregate, window functions cap fan-out inside the database,
+and it ships with Python. Writes are pre-aggregated per batch so one ``executemany`` row
+stands for many events.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from graphstore import _sqlite_schema as sql
+from graphstore._snapshot_builder import SnapshotBuilder
+from graphstore.base import Batch, GraphStore, Positioned, TopicPartition, category_keys
+from graphstore.snapshot import CsrSnapshot, Neighbourhood
+from graphstore.types import (
+    IN_CATEGORY,
+    SUBCATEGORY_OF,
+    ApplyResult,
+    Interaction,
+    ItemRecord,
+    NodeKind,
+    NodeRef,
+    StoreStats,
+)
+
+DB_FILENAME = "graph.sqlite"
+EdgeRow = tuple[int, str, int, int, float, float]
+
+
+class EmbeddedGraphStore(GraphStore):
+    """GraphStore on a local SQLite database; ``path=None`` keeps it in memory."""
+
+    def __init__(self, path: Path | None = None, *, durable: bool = True) -> None:
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+        target = ":memory:" if path is None else str(path / DB_FILENAME)
+        self.url = "memory://" if path is None else f"memory://{path}"
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self._db.executescript(sql.SCHEMA)
+        self._ids: dict[tuple[NodeKind, str], int] = {}
+
+    # ------------------------------------------------------------------ writes
+    def _apply(self, batch: Batch) -> ApplyResult:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._apply_in_tx(batch)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._ids.clear()  # ids handed out in the rolled-back transaction are void
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def _apply_in_tx(self, batch: Batch) -> ApplyResult:
+        marks = self._watermarks()
+        interactions = _unseen(batch.interactions, marks)
+        items = _unseen(batch.items, marks)
+        self._write_interactions(interactions)
+        for item in sorted(items, key=lambda i: i.ts):
+            self._write_item(item)
+        consumed: dict[TopicPartition, int] = dict(batch.consumed)
+        for rec in (*batch.interactions, *batch.items):
+            if rec.position is not None:
+                tp = (rec.position.topic, rec.position.partition)
+                consumed[tp] = max(consumed.get(tp, -1), rec.position.offset)
+        self._db.executemany(sql.UPSERT_WATERMARK, [(t, p, o) for (t, p), o in consumed.items()])
+        applied = len(interactions) + len(items)
+        return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
+
+    def _write_interactions(self, interactions: Sequence[Interaction]) -> None:
+        actors = self._node_ids([i.actor for i in interactions])
+        items = self._node_ids([NodeRef(NodeKind.ITEM, i.item_id) for i in interactions])
+        agg: dict[tuple[int, str, int], list[float]] = {}
+        for i, src, dst in zip(interactions, actors, items, strict=True):
+            key = (src, i.behaviour.relationship, dst)
+            row = agg.get(key)
+            if row is None:
+                agg[key] = [1, i.ts, i.ts]
+            else:
+                row[0] += 1
+                row[1] = min(row[1], i.ts)
+                row[2] = max(row[2], i.ts)
+        self._db.executemany(
+            sql.UPSERT_EDGE, [(s, r, d, int(c), f, t) for (s, r, d), (c, f, t) in agg.items()]
+        )
+
+    def _write_item(self, item: ItemRecord) -> None:
+        (node,) = self._node_ids([NodeRef(NodeKind.ITEM, item.item_id)])
+        stored = self._db.execute(sql.SELECT_ITEM_TS, (node,)).fetchone()
+        if stored is not None and stored[0] > item.ts:
+            return  # last writer (by event time) wins
+        features = json.dumps(dict(item.numeric_features), sort_keys=True)
+        self._db.execute(sql.UPSERT_ITEM, (node, item.title, features, int(item.removed), item.ts))
+        self._db.execute(sql.DELETE_ITEM_CATEGORY, (node,))
+        if not item.category_path:
+            return
+        keys = category_keys(item.category_path)
+        cats = self._node_ids([NodeRef(NodeKind.CATEGORY, k) for k in keys])
+        self._db.execute(sql.SET_EDGE, (node, IN_CATEGORY, cats[-1], item.ts, item.ts))
+        parent_links = [(c, SUBCATEGORY_OF, p, item.ts, item.ts) for p, c in zip(cats, cats[1:])]
+        self._db.executemany(sql.KEEP_EARLIEST_EDGE, parent_links)
+
+    def _node_ids(self, refs: Sequence[NodeRef]) -> list[int]:
+        """Database ids for nodes, creating the ones not seen before."""
+        missing = {(r.kind, r.key) for r in refs} - self._ids.keys()
+        if missing:
+            self._db.executemany(sql.INSERT_NODE, [(k.value, key) for k, key in missing])
+            by_kind: dict[NodeKind, list[str]] = defaultdict(list)
+            for kind, key in missing:
+                by_kind[kind].append(key)
+            for kind, keys in by_kind.items():
+                rows = self._db.execute(sql.SELECT_NODE_IDS, (json.dumps(keys), kind.value))
+                self._ids.update(((kind, key), node) for key, node in rows)
+        return [self._ids[(r.kind, r.key)] for r in refs]
+
+    # ------------------------------------------------------------------ reads
+    def _watermarks(self) -> dict[TopicPartition, int]:
+        with self._lock:
+            rows = self._db.execute(sql.SELECT_WATERMARKS).fetchall()
+        return {(t, p): o for t, p, o in rows}
+
+    def _neighbourhood(
+        self,
+        seeds: tuple[NodeRef, ...],
+        fanouts: tuple[int, ...],
+        relationships: tuple[str, ...],
+        before: float | None,
+    ) -> Neighbourhood:
+        with self._lock:
+            seed_ids = self._existing_ids(seeds)
+            visited = {i for i in seed_ids if i is not None}
+            frontier = sorted(visited)
+            edges: dict[tuple[int, str, int], tuple[EdgeRow, int]] = {}
+            for hop, fanout in enumerate(fanouts, start=1):
+                if not frontier:
+                    break
+                params = {
+                    "frontier": json.dumps(frontier),
+                    "rels": json.dumps(relationships),
+                    "before": before,
+                    "fanout": fanout,
+                }
+                for row in self._db.execute(sql.HOP_EDGES, params):
+                    edges.setdefault((row[0], row[1], row[2]), (row, hop))
+                reached = {r[0] for r, _ in edges.values()} | {r[2] for r, _ in edges.values()}
+                frontier = sorted(reached - visited)
+                visited |= reached
+            refs = self._refs_by_id(visited)
+        return _assemble(seeds, seed_ids, refs, list(edges.values()))
+
+    def _existing_ids(self, refs: Sequence[NodeRef]) -> list[int | None]:
+        out: list[int | None] = []
+        for ref in refs:
+            node = self._ids.get((ref.kind, ref.key))
+            if node is None:
+                row = self._db.execute(
+                    sql.SELECT_NODE_IDS, (json.dumps([ref.key]), ref.kind.value)
+                ).fetchone()
+                node = None if row is None else int(row[1])
+            out.append(node)
+        return out
+
+    def _refs_by_id(self, ids: Iterable[int]) -> dict[int, NodeRef]:
+        rows = self._db.execute(sql.SELECT_NODES_BY_ID, (json.dumps(sorted(ids)),))
+        return {i: NodeRef(NodeKind(k), key) for i, k, key in rows}
+
+    def _snapshot(self, before: float | None) -> CsrSnapshot:
+        builder = SnapshotBuilder(cutoff=before)
+        with self._lock:
+            self._db.execute("BEGIN")  # one consistent read of nodes, edges and watermark
+            try:
+                refs = self._refs_by_all()
+                for kind in NodeKind:
+                    builder.add_nodes(kind, (r.key for r in refs.values() if r.kind == kind))
+                query = sql.SELECT_EDGES if before is None else sql.SELECT_EDGES_BEFORE
+                rows = self._db.execute(query, () if before is None else (before,)).fetchall()
+                items = self._db.execute(sql.SELECT_ITEMS).fetchall()
+                builder.set_watermarks(self._watermarks())
+            finally:
+                self._db.execute("COMMIT")
+        grouped: dict[tuple[NodeKind, str, NodeKind], list[EdgeRow]] = defaultdict(list)
+        for row in rows:
+            grouped[(refs[row[0]].kind, row[1], refs[row[2]].kind)].append(row)
+        for rk, group in grouped.items():
+            s, _, d, c, f, t = zip(*group, strict=True)
+            builder.add_edges(rk, [refs[i].key for i in s], [refs[i].key for i in d], c, f, t)
+        for node, title, features, removed in items:
+            builder.add_item(refs[node].key, title, json.loads(features), bool(removed))
+        return builder.build()
+
+    def _refs_by_all(self) -> dict[int, NodeRef]:
+        rows = self._db.execute(sql.SELECT_ALL_NODES)
+        return {i: NodeRef(NodeKind(k), key) for i, k, key in rows}
+
+    def _stats(self) -> StoreStats:
+        with self._lock:
+            nodes = dict(self._db.execute(sql.COUNT_NODES).fetchall())
+            edge_rows = self._db.execute(sql.COUNT_EDGES).fetchall()
+            marks = self._watermarks()
+        interactions = sum(total for rel, _, total in edge_rows if rel not in _STRUCTURAL)
+        return StoreStats(
+            nodes={NodeKind(k).value: n for k, n in nodes.items()},
+            edges={rel: n for rel, n, _ in edge_rows},
+            interactions=interactions,
+            watermarks={f"{t}:{p}": o for (t, p), o in sorted(marks.items())},
+        )
+
+    def _close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+_STRUCTURAL = (IN_CATEGORY, SUBCATEGORY_OF)
+R = TypeVar("R", Interaction, ItemRecord)
+
+
+def _unseen(records: Sequence[Positioned[R]], marks: dict[TopicPartition, int]) -> list[R]:
+    """Values whose position is above the stored watermark (or that have no position)."""
+    out = []
+    for rec in records:
+        p = rec.position
+        if p is None or p.offset > marks.get((p.topic, p.partition), -1):
+            out.append(rec.value)
+    return out
+
+
+def _assemble(
+    seeds: tuple[NodeRef, ...],
+    seed_ids: list[int | None],
+    refs: dict[int, NodeRef],
+    edges: list[tuple[EdgeRow, int]],
+) -> Neighbourhood:
+    order: dict[int, int] = {}
+    nodes: list[NodeRef] = list(seeds)
+    for i, node in enumerate(seed_ids):
+        if node is not None:
+            order.setdefault(node, i)
+    for (s, _, d, *_), _ in edges:
+        for node in (s, d):
+            if node not in order:
+                order[node] = len(nodes)
+                nodes.append(refs[node])
+    rows = [r for r, _ in edges]
+    return Neighbourhood(
+        seeds=seeds,
+        found=tuple(i is not None for i in seed_ids),
+        nodes=tuple(nodes),
+        src=np.array([order[r[0]] for r in rows], np.int64),
+        dst=np.array([order[r[2]] for r in rows], np.int64),
+        rel=tuple(r[1] for r in rows),
+        count=np.array([r[3] for r in rows], np.int64),
+        first_ts=np.array([r[4] for r in rows], np.float64),
+        last_ts=np.array([r[5] for r in rows], np.float64),
+        hop=np.array([h for _, h in edges], np.int64),
+    )

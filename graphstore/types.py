@@ -1,0 +1,123 @@
+"""Domain types shared by every GraphStore backend and its callers.
+
+These are plain frozen dataclasses, independent of protobuf: the streaming sink
+decodes wire records into them, datasets generate them directly.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class NodeKind(enum.StrEnum):
+    """Node labels in the graph (also the Neo4j labels)."""
+
+    USER = "User"
+    SESSION = "Session"
+    ITEM = "Item"
+    CATEGORY = "Category"
+
+
+class Behaviour(enum.IntEnum):
+    """Interaction types, ordered by strength of intent. Values match protos.EventType."""
+
+    VIEW = 1
+    CLICK = 2
+    CART = 3
+    PURCHASE = 4
+
+    @property
+    def relationship(self) -> str:
+        """The edge type this behaviour writes, e.g. ``VIEWED``."""
+        return _RELATIONSHIPS[self]
+
+
+_RELATIONSHIPS = {
+    Behaviour.VIEW: "VIEWED",
+    Behaviour.CLICK: "CLICKED",
+    Behaviour.CART: "CARTED",
+    Behaviour.PURCHASE: "PURCHASED",
+}
+
+IN_CATEGORY = "IN_CATEGORY"
+SUBCATEGORY_OF = "SUBCATEGORY_OF"
+INTERACTION_RELATIONSHIPS: tuple[str, ...] = tuple(_RELATIONSHIPS[b] for b in Behaviour)
+ALL_RELATIONSHIPS: tuple[str, ...] = (*INTERACTION_RELATIONSHIPS, IN_CATEGORY, SUBCATEGORY_OF)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """A node named by its kind and external id."""
+
+    kind: NodeKind
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One behaviour event: an actor (user or session) did something to an item.
+
+    ``ts`` is seconds since the Unix epoch (UTC).
+    """
+
+    event_id: str
+    actor: NodeRef
+    item_id: str
+    behaviour: Behaviour
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record came from: topic, partition and offset in the event log."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """Catalogue entry. ``category_path`` runs from root to leaf."""
+
+    item_id: str
+    category_path: tuple[str, ...] = ()
+    title: str = ""
+    numeric_features: tuple[tuple[str, float], ...] = ()
+    removed: bool = False
+    ts: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeAggregate:
+    """The commutative aggregate kept on every interaction edge."""
+
+    count: int
+    first_ts: float
+    last_ts: float
+
+    def merge(self, other: EdgeAggregate) -> EdgeAggregate:
+        return EdgeAggregate(
+            self.count + other.count,
+            min(self.first_ts, other.first_ts),
+            max(self.last_ts, other.last_ts),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What one ``GraphStore.apply`` call did."""
+
+    applied: int
+    skipped_replayed: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counts of nodes per kind and edges per relationship type."""
+
+    nodes: dict[str, int] = field(default_factory=dict)
+    edges: dict[str, int] = field(default_factory=dict)
+    interactions: int = 0
+    watermarks: dict[str, int] = field(default_factory=dict)
