@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS watermarks (
 
 INSERT_NODE = "INSERT OR IGNORE INTO nodes (kind, key) VALUES (?, ?)"
 SELECT_NODE_IDS = (
-    "SELECT n.key, n.id FROM nodes n JOIN json_each(?) j ON n.key = j.value WHERE n.kind = ?"
+    "SELECT key, id FROM nodes WHERE kind = :kind AND key IN (SELECT value FROM json_each(:keys))"
 )
 SELECT_ALL_NODES = "SELECT id, kind, key FROM nodes"
 
@@ -53,7 +53,7 @@ ON CONFLICT (src, rel, dst) DO UPDATE SET
     first_ts = min(first_ts, excluded.first_ts),
     last_ts  = max(last_ts, excluded.last_ts)
 """
-SELECT_ITEM_TS = "SELECT ts FROM items WHERE node = ?"
+SELECT_ITEMS_TS = "SELECT node, ts FROM items WHERE node IN (SELECT value FROM json_each(?))"
 UPSERT_ITEM = "INSERT OR REPLACE INTO items (node, title, features, removed, ts) VALUES (?, ?, ?, ?, ?)"
 SELECT_ITEMS = "SELECT node, title, features, removed FROM items"
 
@@ -84,9 +84,7 @@ ranked AS (
 )
 SELECT src, rel, dst, count, first_ts, last_ts FROM ranked WHERE rank <= :fanout
 """
-SELECT_NODES_BY_ID = (
-    "SELECT n.id, n.kind, n.key FROM nodes n JOIN json_each(?) j ON n.id = j.value"
-)
+SELECT_NODES_BY_ID = "SELECT id, kind, key FROM nodes WHERE id IN (SELECT value FROM json_each(?))"
 
 SELECT_EDGES = "SELECT src, rel, dst, count, first_ts, last_ts FROM edges"
 SELECT_EDGES_BEFORE = (

@@ -71,8 +71,8 @@ class EmbeddedGraphStore(GraphStore):
         interactions = _unseen(batch.interactions, marks)
         items = _unseen(batch.items, marks)
         self._write_interactions(interactions)
-        for item in sorted(items, key=lambda i: i.ts):
-            self._write_item(item)
+        if items:
+            self._write_items(items)
         consumed: dict[TopicPartition, int] = dict(batch.consumed)
         for rec in (*batch.interactions, *batch.items):
             if rec.position is not None:
@@ -99,32 +99,46 @@ class EmbeddedGraphStore(GraphStore):
             sql.UPSERT_EDGE, [(s, r, d, int(c), f, t) for (s, r, d), (c, f, t) in agg.items()]
         )
 
-    def _write_item(self, item: ItemRecord) -> None:
-        (node,) = self._node_ids([NodeRef(NodeKind.ITEM, item.item_id)])
-        stored = self._db.execute(sql.SELECT_ITEM_TS, (node,)).fetchone()
-        if stored is not None and stored[0] > item.ts:
-            return  # last writer (by event time) wins
-        features = json.dumps(dict(item.numeric_features), sort_keys=True)
-        self._db.execute(sql.UPSERT_ITEM, (node, item.title, features, int(item.removed), item.ts))
-        self._db.execute(sql.DELETE_ITEM_CATEGORY, (node,))
-        if not item.category_path:
-            return
-        keys = category_keys(item.category_path)
-        cats = self._node_ids([NodeRef(NodeKind.CATEGORY, k) for k in keys])
-        self._db.execute(sql.SET_EDGE, (node, IN_CATEGORY, cats[-1], item.ts, item.ts))
-        parent_links = [(c, SUBCATEGORY_OF, p, item.ts, item.ts) for p, c in zip(cats, cats[1:])]
-        self._db.executemany(sql.KEEP_EARLIEST_EDGE, parent_links)
+    def _write_items(self, items: Sequence[ItemRecord]) -> None:
+        latest: dict[str, ItemRecord] = {}
+        for item in items:  # last writer (by event time) wins, within the batch too
+            prev = latest.get(item.item_id)
+            if prev is None or item.ts >= prev.ts:
+                latest[item.item_id] = item
+        nodes = self._node_ids([NodeRef(NodeKind.ITEM, k) for k in latest])
+        stored = dict(self._db.execute(sql.SELECT_ITEMS_TS, (json.dumps(nodes),)).fetchall())
+        fresh = [
+            (node, item)
+            for node, item in zip(nodes, latest.values(), strict=True)
+            if stored.get(node, float("-inf")) <= item.ts
+        ]
+        paths = {p for _, item in fresh for p in category_keys(item.category_path)}
+        cat_ids = dict(zip(paths, self._node_ids([NodeRef(NodeKind.CATEGORY, p) for p in paths]), strict=True))
+        item_rows, category_rows, parent_rows = [], [], []
+        for node, item in fresh:
+            features = json.dumps(dict(item.numeric_features), sort_keys=True)
+            item_rows.append((node, item.title, features, int(item.removed), item.ts))
+            cats = [cat_ids[p] for p in category_keys(item.category_path)]
+            if cats:
+                category_rows.append((node, IN_CATEGORY, cats[-1], item.ts, item.ts))
+            parent_rows += [(c, SUBCATEGORY_OF, p, item.ts, item.ts) for p, c in zip(cats, cats[1:])]
+        self._db.executemany(sql.UPSERT_ITEM, item_rows)
+        self._db.executemany(sql.DELETE_ITEM_CATEGORY, [(node,) for node, _ in fresh])
+        self._db.executemany(sql.SET_EDGE, category_rows)
+        self._db.executemany(sql.KEEP_EARLIEST_EDGE, parent_rows)
 
     def _node_ids(self, refs: Sequence[NodeRef]) -> list[int]:
         """Database ids for nodes, creating the ones not seen before."""
-        missing = {(r.kind, r.key) for r in refs} - self._ids.keys()
+        missing = {(r.kind, r.key) for r in refs if (r.kind, r.key) not in self._ids}
         if missing:
             self._db.executemany(sql.INSERT_NODE, [(k.value, key) for k, key in missing])
             by_kind: dict[NodeKind, list[str]] = defaultdict(list)
             for kind, key in missing:
                 by_kind[kind].append(key)
             for kind, keys in by_kind.items():
-                rows = self._db.execute(sql.SELECT_NODE_IDS, (json.dumps(keys), kind.value))
+                rows = self._db.execute(
+                    sql.SELECT_NODE_IDS, {"kind": kind.value, "keys": json.dumps(keys)}
+                )
                 self._ids.update(((kind, key), node) for key, node in rows)
         return [self._ids[(r.kind, r.key)] for r in refs]
 
@@ -168,9 +182,8 @@ class EmbeddedGraphStore(GraphStore):
         for ref in refs:
             node = self._ids.get((ref.kind, ref.key))
             if node is None:
-                row = self._db.execute(
-                    sql.SELECT_NODE_IDS, (json.dumps([ref.key]), ref.kind.value)
-                ).fetchone()
+                params = {"kind": ref.kind.value, "keys": json.dumps([ref.key])}
+                row = self._db.execute(sql.SELECT_NODE_IDS, params).fetchone()
                 node = None if row is None else int(row[1])
             out.append(node)
         return out
