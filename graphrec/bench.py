@@ -33,7 +33,9 @@ def bench_ingest(
             started = time.perf_counter()
             for start in range(0, len(dataset.interactions), batch_size):
                 chunk = dataset.interactions[start : start + batch_size]
-                records = [Positioned(i, Position("raw", 0, start + n)) for n, i in enumerate(chunk)]
+                records = [
+                    Positioned(i, Position("raw", 0, start + n)) for n, i in enumerate(chunk)
+                ]
                 store.apply(Batch(interactions=records))
             raw_eps = len(dataset.interactions) / (time.perf_counter() - started)
     finally:

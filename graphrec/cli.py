@@ -6,6 +6,8 @@ import json
 import logging
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -14,15 +16,18 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gnn.datasets.movielens import DatasetUnavailable
 from graphrec.config import Config, ConfigError, load_config
 from graphrec.pipeline import DATASETS, ingest, load_dataset, produce_dataset
-from graphstore import GraphStoreError, open_store
+from graphstore import GraphStore, GraphStoreError, open_store
+from streaming.urls import UnknownLogUrl
 
 app = typer.Typer(
     help="graphrec: a graph-backed recommender fed by streaming events.\n\n"
     "Events go to a log (embedded log:// by default, or kafka://), the sink writes them into a "
     "graph store (embedded memory:// by default, or neo4j://), a GNN trains on the graph and a "
-    "gRPC service recommends from it. Settings come from ./graphrec.toml (a \\[graphrec] table) and "
+    "gRPC service recommends from it. Settings come from ./graphrec.toml (a \\[graphrec] table) "
+    "and "
     "GRAPHREC_* environment variables; options override both.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -31,7 +36,9 @@ bench_app = typer.Typer(help="Benchmarks: each prints its figure beside a same-r
 app.add_typer(bench_app, name="bench")
 err = Console(stderr=True)
 
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Graph store URL (memory://PATH, neo4j://HOST:PORT).")]
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Graph store URL (memory://PATH, neo4j://HOST:PORT).")
+]
 LogOpt = Annotated[str | None, typer.Option(help="Event log URL (log://PATH, kafka://HOST:PORT).")]
 
 
@@ -56,7 +63,9 @@ def _progress() -> Progress:
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -66,24 +75,27 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
 @app.command("produce")
 def produce_cmd(
     dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.")] = "synthetic",
-    events: Annotated[int, typer.Option(min=1, help="Interactions to generate (synthetic).")] = 20_000,
+    events: Annotated[
+        int, typer.Option(min=1, help="Interactions to generate (synthetic).")
+    ] = 20_000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic generator.")] = 0,
-    malformed: Annotated[int, typer.Option(min=0, help="Malformed records to mix in (for DLQ drills).")] = 0,
+    malformed: Annotated[
+        int, typer.Option(min=0, help="Malformed records to mix in (for DLQ drills).")
+    ] = 0,
     fmt: Annotated[str, typer.Option("--format", help="Wire format: proto or json.")] = "proto",
-    to: Annotated[str | None, typer.Option("--to", help="Event log URL; default log://<data_dir>/log.")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Event log URL; default log://<data_dir>/log.")
+    ] = None,
 ) -> None:
     """Write a dataset's items (topic `items`) and events (topic `events`) to the event log."""
     config = _config()
-    try:
+    with _user_errors():
         data = load_dataset(dataset, events, seed)
-    except (ValueError, RuntimeError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    with _progress() as bar:
-        task = bar.add_task("producing", total=len(data.interactions) + malformed)
-        report = produce_dataset(
-            to or config.log_url, data, fmt, malformed, seed, lambda n: bar.advance(task, n)
-        )
+        with _progress() as bar:
+            task = bar.add_task("producing", total=len(data.interactions) + malformed)
+            report = produce_dataset(
+                to or config.log_url, data, fmt, malformed, seed, lambda n: bar.advance(task, n)
+            )
     print(json.dumps({"dataset": data.name, **report.__dict__, "to": to or config.log_url}))
 
 
@@ -92,16 +104,24 @@ def ingest_cmd(
     source: Annotated[str | None, typer.Option("--from", help="Event log URL to read.")] = None,
     store: StoreOpt = None,
     group: Annotated[str | None, typer.Option(help="Consumer group.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Records per graph transaction.")] = None,
-    follow: Annotated[bool, typer.Option(help="Keep running for new events (stop with Ctrl-C / SIGTERM).")] = False,
-    idle_exit: Annotated[float, typer.Option(help="Without --follow: stop after this many idle seconds.")] = 1.0,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Records per graph transaction.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option(help="Keep running for new events (stop with Ctrl-C / SIGTERM).")
+    ] = False,
+    idle_exit: Annotated[
+        float, typer.Option(help="Without --follow: stop after this many idle seconds.")
+    ] = 1.0,
 ) -> None:
-    """Run the sink: log → decode ▸ validate ▸ batch ▸ graph ▸ commit. Bad records go to `<topic>.dlq`.
+    """Run the sink: log → decode ▸ validate ▸ batch ▸ graph ▸ commit.
+
+    Bad records go to `<topic>.dlq` with the reason in a header.
 
     Prints a JSON summary: applied, dead-lettered (with reasons), events/s.
     """
     config = _config()
-    with _open(store or config.store_url) as graph, _progress() as bar:
+    with _user_errors(), _open(store or config.store_url) as graph, _progress() as bar:
         task = bar.add_task("ingesting", total=None)
         summary = ingest(
             source or config.log_url,
@@ -123,7 +143,9 @@ def stats_cmd(store: StoreOpt = None) -> None:
 
 @app.command("demo")
 def demo_cmd(
-    data_dir: Annotated[Path, typer.Option(help="Working directory of the demo (wiped first).")] = Path("data/demo"),
+    data_dir: Annotated[
+        Path, typer.Option(help="Working directory of the demo (wiped first).")
+    ] = Path("data/demo"),
     events: Annotated[int, typer.Option(min=100, help="Synthetic interactions.")] = 20_000,
 ) -> None:
     """Run the whole pipeline end to end on the embedded default, printing what it does."""
@@ -137,20 +159,32 @@ def demo_cmd(
 def bench_ingest_cmd(
     events: Annotated[int, typer.Option(min=1_000)] = 50_000,
     batch_size: Annotated[int, typer.Option(min=1)] = 2_000,
-    store: Annotated[str | None, typer.Option("--store", help="Store URL; default a fresh embedded store.")] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Store URL; default a fresh embedded store.")
+    ] = None,
 ) -> None:
-    """Sink events/s beside the same store's bare `apply` of pre-decoded batches (ratio, JSON last line)."""
+    """Sink events/s beside the same store's bare `apply` of pre-decoded batches.
+
+    Prints the ratio between them as JSON on the last line.
+    """
     from graphrec.bench import bench_ingest
 
     print(json.dumps(bench_ingest(events, batch_size, store)))
 
 
-def _open(url: str):  # type: ignore[no-untyped-def]
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn mistakes a user can fix (bad URL, unknown name, missing file) into exit code 2."""
     try:
-        return open_store(url)
-    except GraphStoreError as exc:
+        yield
+    except (GraphStoreError, UnknownLogUrl, DatasetUnavailable, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+def _open(url: str) -> GraphStore:
+    with _user_errors():
+        return open_store(url)
 
 
 def main() -> None:

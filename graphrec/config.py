@@ -40,7 +40,7 @@ class Config:
 
 
 def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
-    """Defaults, then the TOML file (``$GRAPHREC_CONFIG`` or ./graphrec.toml if present), then env."""
+    """Defaults, then the TOML file (``$GRAPHREC_CONFIG`` or ./graphrec.toml), then environment."""
     env = dict(os.environ if env is None else env)
     file = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else DEFAULT_CONFIG_FILE)
     values: dict[str, Any] = {}

@@ -32,8 +32,8 @@ from graphstore.types import (
 
 __all__ = [
     "ALL_RELATIONSHIPS",
-    "IN_CATEGORY",
     "INTERACTION_RELATIONSHIPS",
+    "IN_CATEGORY",
     "SUBCATEGORY_OF",
     "ApplyResult",
     "Batch",
@@ -68,6 +68,4 @@ def open_store(url: str) -> GraphStore:
         from graphstore.neo4j import Neo4jGraphStore
 
         return Neo4jGraphStore.from_url(url)
-    raise InvalidInput(
-        f"unknown graph store URL {url!r}: use memory://[PATH] or neo4j://HOST:PORT"
-    )
+    raise InvalidInput(f"unknown graph store URL {url!r}: use memory://[PATH] or neo4j://HOST:PORT")

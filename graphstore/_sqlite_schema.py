@@ -54,7 +54,9 @@ ON CONFLICT (src, rel, dst) DO UPDATE SET
     last_ts  = max(last_ts, excluded.last_ts)
 """
 SELECT_ITEMS_TS = "SELECT node, ts FROM items WHERE node IN (SELECT value FROM json_each(?))"
-UPSERT_ITEM = "INSERT OR REPLACE INTO items (node, title, features, removed, ts) VALUES (?, ?, ?, ?, ?)"
+UPSERT_ITEM = (
+    "INSERT OR REPLACE INTO items (node, title, features, removed, ts) VALUES (?, ?, ?, ?, ?)"
+)
 SELECT_ITEMS = "SELECT node, title, features, removed FROM items"
 
 SELECT_WATERMARKS = "SELECT topic, partition, offset FROM watermarks"
@@ -87,8 +89,6 @@ SELECT src, rel, dst, count, first_ts, last_ts FROM ranked WHERE rank <= :fanout
 SELECT_NODES_BY_ID = "SELECT id, kind, key FROM nodes WHERE id IN (SELECT value FROM json_each(?))"
 
 SELECT_EDGES = "SELECT src, rel, dst, count, first_ts, last_ts FROM edges"
-SELECT_EDGES_BEFORE = (
-    "SELECT src, rel, dst, count, first_ts, last_ts FROM edges WHERE first_ts < ?"
-)
+SELECT_EDGES_BEFORE = "SELECT src, rel, dst, count, first_ts, last_ts FROM edges WHERE first_ts < ?"
 COUNT_NODES = "SELECT kind, COUNT(*) FROM nodes GROUP BY kind"
 COUNT_EDGES = "SELECT rel, COUNT(*), SUM(count) FROM edges GROUP BY rel"

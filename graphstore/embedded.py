@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
@@ -74,10 +75,11 @@ class EmbeddedGraphStore(GraphStore):
         if items:
             self._write_items(items)
         consumed: dict[TopicPartition, int] = dict(batch.consumed)
-        for rec in (*batch.interactions, *batch.items):
-            if rec.position is not None:
-                tp = (rec.position.topic, rec.position.partition)
-                consumed[tp] = max(consumed.get(tp, -1), rec.position.offset)
+        positions = [r.position for r in batch.interactions] + [r.position for r in batch.items]
+        for p in positions:
+            if p is not None:
+                tp = (p.topic, p.partition)
+                consumed[tp] = max(consumed.get(tp, -1), p.offset)
         self._db.executemany(sql.UPSERT_WATERMARK, [(t, p, o) for (t, p), o in consumed.items()])
         applied = len(interactions) + len(items)
         return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
@@ -113,7 +115,9 @@ class EmbeddedGraphStore(GraphStore):
             if stored.get(node, float("-inf")) <= item.ts
         ]
         paths = {p for _, item in fresh for p in category_keys(item.category_path)}
-        cat_ids = dict(zip(paths, self._node_ids([NodeRef(NodeKind.CATEGORY, p) for p in paths]), strict=True))
+        cat_ids = dict(
+            zip(paths, self._node_ids([NodeRef(NodeKind.CATEGORY, p) for p in paths]), strict=True)
+        )
         item_rows, category_rows, parent_rows = [], [], []
         for node, item in fresh:
             features = json.dumps(dict(item.numeric_features), sort_keys=True)
@@ -121,7 +125,7 @@ class EmbeddedGraphStore(GraphStore):
             cats = [cat_ids[p] for p in category_keys(item.category_path)]
             if cats:
                 category_rows.append((node, IN_CATEGORY, cats[-1], item.ts, item.ts))
-            parent_rows += [(c, SUBCATEGORY_OF, p, item.ts, item.ts) for p, c in zip(cats, cats[1:])]
+            parent_rows += [(c, SUBCATEGORY_OF, p, item.ts, item.ts) for p, c in pairwise(cats)]
         self._db.executemany(sql.UPSERT_ITEM, item_rows)
         self._db.executemany(sql.DELETE_ITEM_CATEGORY, [(node,) for node, _ in fresh])
         self._db.executemany(sql.SET_EDGE, category_rows)

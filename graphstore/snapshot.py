@@ -38,12 +38,16 @@ class Neighbourhood:
     def num_edges(self) -> int:
         return len(self.rel)
 
-    def edge_keys(self) -> set[tuple[NodeRef, str, NodeRef]]:
-        """Edges as ``(src, rel, dst)`` triples, for comparisons in tests."""
-        return {
+    def edge_keys_list(self) -> list[tuple[NodeRef, str, NodeRef]]:
+        """Edges as ``(src, rel, dst)`` triples, aligned with the edge arrays."""
+        return [
             (self.nodes[s], r, self.nodes[d])
             for s, r, d in zip(self.src.tolist(), self.rel, self.dst.tolist(), strict=True)
-        }
+        ]
+
+    def edge_keys(self) -> set[tuple[NodeRef, str, NodeRef]]:
+        """Edges as a set of ``(src, rel, dst)`` triples, for comparisons."""
+        return set(self.edge_keys_list())
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def encode_event(i: Interaction) -> bytes:
         msg.user_id = i.actor.key
     else:
         msg.session_id = i.actor.key
-    msg.ts.FromNanoseconds(round(i.ts * 1e9))
+    _set_ts(msg, i.ts)
     return msg.SerializeToString()
 
 
@@ -99,7 +99,7 @@ def encode_item(item: ItemRecord) -> bytes:
         removed=item.removed,
     )
     if item.ts:
-        msg.ts.FromNanoseconds(round(item.ts * 1e9))
+        _set_ts(msg, item.ts)
     return msg.SerializeToString()
 
 
@@ -140,3 +140,10 @@ def _timestamp(msg: pb.Event | pb.ItemUpsert, now: float | None) -> float:
     if not EARLIEST_TS <= ts <= latest:
         raise BadRecord("absurd-ts", f"{ts:.0f} is outside 1990-01-01 .. now + 1 day")
     return ts
+
+
+def _set_ts(msg: pb.Event | pb.ItemUpsert, ts: float) -> None:
+    # Split before scaling: ts * 1e9 would round to 256 ns at today's epoch values.
+    seconds = math.floor(ts)
+    nanos = round((ts - seconds) * 1e9)
+    msg.ts.seconds, msg.ts.nanos = (seconds + 1, 0) if nanos == 1_000_000_000 else (seconds, nanos)

@@ -44,7 +44,10 @@ def produce(
     if fmt not in ("proto", "json"):
         raise ValueError(f"unknown format {fmt!r}: use proto or json")
     for start in range(0, len(items), chunk):
-        writer.send(ITEMS_TOPIC, [OutRecord(encode_item(i), i.item_id.encode()) for i in items[start : start + chunk]])
+        writer.send(
+            ITEMS_TOPIC,
+            [OutRecord(encode_item(i), i.item_id.encode()) for i in items[start : start + chunk]],
+        )
     events = [event_record(i, fmt) for i in interactions]
     rng = np.random.default_rng(seed)
     slots = np.sort(rng.integers(0, len(events) + 1, malformed)) if malformed else np.zeros(0, int)

@@ -66,7 +66,7 @@ class RecordWriter(Protocol):
 
 
 def dead_letter(record: LogRecord, reason: str) -> OutRecord:
-    """The dead-letter copy of a bad record: original key and bytes, reason and origin in headers."""
+    """Dead-letter copy of a bad record: original key and bytes; reason and origin in headers."""
     headers: Headers = (
         *record.headers,
         ("error", reason.encode()),

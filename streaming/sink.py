@@ -173,6 +173,8 @@ class Sink:
                 if self._stop.is_set():
                     raise
                 self.stats.retries += 1
-                log.warning("write failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                log.warning(
+                    "write failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, self.config.retry_max_s)

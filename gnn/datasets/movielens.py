@@ -14,10 +14,27 @@ from pathlib import Path
 from gnn.datasets.base import Dataset
 from graphstore.types import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef
 
-GENRES = (
-    "Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy Film-Noir "
-    "Horror Musical Mystery Romance Sci-Fi Thriller War Western unknown"
-).split()
+GENRES = [
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+    "unknown",
+]
 LIKED_RATING = 4.0
 
 

@@ -53,7 +53,7 @@ def leaf_paths() -> list[tuple[str, ...]]:
     return [(top, mid, kind) for top, mids in TREE.items() for mid in mids for kind in LEAF_KINDS]
 
 
-def generate(config: SyntheticConfig = SyntheticConfig()) -> Dataset:  # noqa: B008
+def generate(config: SyntheticConfig = SyntheticConfig()) -> Dataset:
     """Generate the catalogue and exactly ``config.events`` time-ordered interactions."""
     rng = np.random.default_rng(config.seed)
     leaves = leaf_paths()
@@ -63,7 +63,9 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> Dataset:  # noqa: B
     weight = 1.0 / np.arange(1, config.items + 1) ** config.zipf_exponent
     weight = weight[rng.permutation(config.items)]
     tops = list(TREE)
-    taste = [rng.choice(len(tops), size=rng.integers(1, 4), replace=False) for _ in range(config.users)]
+    taste = [
+        rng.choice(len(tops), size=rng.integers(1, 4), replace=False) for _ in range(config.users)
+    ]
     top_of_leaf = np.array([tops.index(leaves[j][0]) for j in leaf_of])
 
     span = config.days * 86_400.0
@@ -78,7 +80,9 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> Dataset:  # noqa: B
         else:
             actor = NodeRef(NodeKind.USER, f"u{user}")
         top = int(rng.choice(taste[user])) if rng.random() < config.in_taste_share else None
-        pool = np.flatnonzero((appear <= start) & ((top_of_leaf == top) if top is not None else True))
+        pool = np.flatnonzero(
+            (appear <= start) & ((top_of_leaf == top) if top is not None else True)
+        )
         if len(pool) == 0:
             continue
         p = weight[pool] / weight[pool].sum()

@@ -1,0 +1,5 @@
+"""``python -m graphrec`` runs the CLI."""
+
+from graphrec.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""Wire format: protobuf and JSON decode alike; every malformed kind gets a clear reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from graphstore import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef
+from streaming.codec import (
+    BadRecord,
+    decode_event,
+    decode_item,
+    encode_event,
+    encode_item,
+    event_to_json,
+)
+from streaming.malformed import KINDS, malformed_event
+
+NOW = 1_795_500_000.0  # 2026-11-24
+
+
+def test_json_from_the_docs_is_accepted() -> None:
+    raw = b'{"eventId":"e1","userId":"u1","itemId":"i9","type":"CLICK","ts":"2026-11-23T10:00:00Z"}'
+    event = decode_event(raw, now=NOW)
+    assert event == Interaction(
+        "e1", NodeRef(NodeKind.USER, "u1"), "i9", Behaviour.CLICK, 1_795_428_000.0
+    )
+
+
+@pytest.mark.parametrize("actor", [NodeRef(NodeKind.USER, "u1"), NodeRef(NodeKind.SESSION, "s7")])
+def test_protobuf_and_json_round_trip(actor: NodeRef) -> None:
+    event = Interaction("e5", actor, "p3", Behaviour.PURCHASE, 1_790_000_000.25)
+    assert decode_event(encode_event(event), now=NOW) == event
+    assert decode_event(event_to_json(event), now=NOW) == event
+
+
+def test_item_round_trip() -> None:
+    item = ItemRecord(
+        "p1", ("face", "serums"), "Serum", (("log_price", 3.2),), False, 1_790_000_000.0
+    )
+    assert decode_item(encode_item(item), now=NOW) == item
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        (b"", "undecodable"),
+        (b"{not json", "undecodable"),
+        (
+            b'{"eventId":"e1","itemId":"i1","type":"VIEW","ts":"2026-01-01T00:00:00Z"}',
+            "missing-field",
+        ),
+        (
+            b'{"eventId":"e1","userId":"u","itemId":"","type":"VIEW","ts":"2026-01-01T00:00:00Z"}',
+            "missing-field",
+        ),
+        (b'{"eventId":"e1","userId":"u","itemId":"i","ts":"2026-01-01T00:00:00Z"}', "unknown-type"),
+        (
+            b'{"eventId":"e1","userId":"u","itemId":"i","type":"LIKE","ts":"2026-01-01T00:00:00Z"}',
+            "undecodable",
+        ),
+        (b'{"eventId":"e1","userId":"u","itemId":"i","type":"VIEW"}', "missing-field"),
+        (
+            b'{"eventId":"e1","userId":"u","itemId":"i","type":"VIEW","ts":"2099-01-01T00:00:00Z"}',
+            "absurd-ts",
+        ),
+        (
+            b'{"eventId":"e1","userId":"u","itemId":"i","type":"VIEW","ts":"1970-01-05T00:00:00Z"}',
+            "absurd-ts",
+        ),
+        (
+            json.dumps(
+                {"eventId": "e", "userId": "u" * 300, "itemId": "i", "type": "VIEW"}
+            ).encode(),
+            "too-large",
+        ),
+        (b"{" + b" " * 70_000 + b"}", "oversize"),
+    ],
+)
+def test_bad_events_raise_with_a_reason(payload: bytes, kind: str) -> None:
+    with pytest.raises(BadRecord) as info:
+        decode_event(payload, now=NOW)
+    assert info.value.kind == kind
+    assert str(info.value).startswith(kind + ": ")
+
+
+def test_every_generated_malformed_kind_is_rejected() -> None:
+    rng = np.random.default_rng(0)
+    kinds = set()
+    for n in range(len(KINDS) * 5):
+        with pytest.raises(BadRecord) as info:
+            decode_event(malformed_event(rng, n), now=NOW)
+        kinds.add(info.value.kind)
+    assert {"undecodable", "missing-field", "unknown-type", "absurd-ts", "oversize"} <= kinds
+
+
+def test_bad_item_category_is_rejected() -> None:
+    with pytest.raises(BadRecord, match="contains '/'"):
+        decode_item(b'{"itemId": "p1", "categoryPath": ["a/b"]}', now=NOW)

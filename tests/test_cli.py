@@ -1,0 +1,71 @@
+"""The command line as a user runs it: a subprocess for the demo, typer's runner for the rest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from graphrec.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("produce", "ingest", "stats", "demo", "bench"):
+        assert command in result.output
+
+
+def test_produce_ingest_stats_round_trip(tmp_path: Path) -> None:
+    log, store = f"log://{tmp_path / 'log'}", f"memory://{tmp_path / 'g'}"
+    produced = runner.invoke(app, ["produce", "--events", "500", "--malformed", "5", "--to", log])
+    assert produced.exit_code == 0, produced.output
+    assert json.loads(produced.stdout.splitlines()[-1])["events"] == 500
+    ingested = runner.invoke(app, ["ingest", "--from", log, "--store", store, "--idle-exit", "0.2"])
+    summary = json.loads(ingested.stdout.splitlines()[-1])
+    assert summary["dead_lettered"] == 5
+    assert summary["applied"] == 500 + 2_000  # events + catalogue items
+    stats = json.loads(runner.invoke(app, ["stats", "--store", store]).stdout)
+    assert stats["interactions"] == 500
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["stats", "--store", "redis://x"], "unknown graph store URL"),
+        (["produce", "--dataset", "imdb"], "unknown dataset"),
+        (["produce", "--to", "ftp://x"], "unknown log URL"),
+    ],
+)
+def test_bad_urls_and_names_get_clear_errors(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_bench_ingest_prints_ratio_json_last(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["bench", "ingest", "--events", "2000"])
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["bench"] == "ingest"
+    assert figures["ratio"] == pytest.approx(
+        figures["sink_events_per_s"] / figures["raw_apply_events_per_s"], rel=0.01
+    )
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "graphrec", "demo", "--data-dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    assert "dead-lettered" in out.stdout
+    assert "done in" in out.stdout
