@@ -62,6 +62,29 @@ class Batch:
     def __len__(self) -> int:
         return len(self.interactions) + len(self.items)
 
+    def new_watermarks(self) -> dict[TopicPartition, int]:
+        """Highest position per partition over ``consumed`` and every record's position."""
+        marks = dict(self.consumed)
+        positions = [r.position for r in self.interactions] + [r.position for r in self.items]
+        for p in positions:
+            if p is not None:
+                tp = (p.topic, p.partition)
+                marks[tp] = max(marks.get(tp, -1), p.offset)
+        return marks
+
+    def unseen(
+        self, marks: Mapping[TopicPartition, int]
+    ) -> tuple[list[Interaction], list[ItemRecord]]:
+        """The records not yet applied: no position, or a position above the watermark."""
+
+        def fresh(p: Position | None) -> bool:
+            return p is None or p.offset > marks.get((p.topic, p.partition), -1)
+
+        return (
+            [r.value for r in self.interactions if fresh(r.position)],
+            [r.value for r in self.items if fresh(r.position)],
+        )
+
 
 class GraphStore(abc.ABC):
     """A user–item–category graph fed by behaviour events.

@@ -16,13 +16,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import TypeVar
-
-import numpy as np
 
 from graphstore import _sqlite_schema as sql
+from graphstore._neighbourhood import assemble
 from graphstore._snapshot_builder import SnapshotBuilder
-from graphstore.base import Batch, GraphStore, Positioned, TopicPartition, category_keys
+from graphstore.base import Batch, GraphStore, TopicPartition, category_keys
 from graphstore.snapshot import CsrSnapshot, Neighbourhood
 from graphstore.types import (
     IN_CATEGORY,
@@ -68,19 +66,12 @@ class EmbeddedGraphStore(GraphStore):
             return result
 
     def _apply_in_tx(self, batch: Batch) -> ApplyResult:
-        marks = self._watermarks()
-        interactions = _unseen(batch.interactions, marks)
-        items = _unseen(batch.items, marks)
+        interactions, items = batch.unseen(self._watermarks())
         self._write_interactions(interactions)
         if items:
             self._write_items(items)
-        consumed: dict[TopicPartition, int] = dict(batch.consumed)
-        positions = [r.position for r in batch.interactions] + [r.position for r in batch.items]
-        for p in positions:
-            if p is not None:
-                tp = (p.topic, p.partition)
-                consumed[tp] = max(consumed.get(tp, -1), p.offset)
-        self._db.executemany(sql.UPSERT_WATERMARK, [(t, p, o) for (t, p), o in consumed.items()])
+        marks = batch.new_watermarks()
+        self._db.executemany(sql.UPSERT_WATERMARK, [(t, p, o) for (t, p), o in marks.items()])
         applied = len(interactions) + len(items)
         return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
 
@@ -163,7 +154,7 @@ class EmbeddedGraphStore(GraphStore):
             seed_ids = self._existing_ids(seeds)
             visited = {i for i in seed_ids if i is not None}
             frontier = sorted(visited)
-            edges: dict[tuple[int, str, int], tuple[EdgeRow, int]] = {}
+            rows: list[tuple[int, str, int, int, float, float, int]] = []
             for hop, fanout in enumerate(fanouts, start=1):
                 if not frontier:
                     break
@@ -173,13 +164,14 @@ class EmbeddedGraphStore(GraphStore):
                     "before": before,
                     "fanout": fanout,
                 }
-                for row in self._db.execute(sql.HOP_EDGES, params):
-                    edges.setdefault((row[0], row[1], row[2]), (row, hop))
-                reached = {r[0] for r, _ in edges.values()} | {r[2] for r, _ in edges.values()}
+                got = self._db.execute(sql.HOP_EDGES, params).fetchall()
+                rows += [(*row, hop) for row in got]
+                reached = {r[0] for r in got} | {r[2] for r in got}
                 frontier = sorted(reached - visited)
                 visited |= reached
             refs = self._refs_by_id(visited)
-        return _assemble(seeds, seed_ids, refs, list(edges.values()))
+        edges = [(refs[s], r, refs[d], c, f, t, h) for s, r, d, c, f, t, h in rows]
+        return assemble(seeds, [i is not None for i in seed_ids], edges)
 
     def _existing_ids(self, refs: Sequence[NodeRef]) -> list[int | None]:
         out: list[int | None] = []
@@ -243,45 +235,3 @@ class EmbeddedGraphStore(GraphStore):
 
 
 _STRUCTURAL = (IN_CATEGORY, SUBCATEGORY_OF)
-R = TypeVar("R", Interaction, ItemRecord)
-
-
-def _unseen(records: Sequence[Positioned[R]], marks: dict[TopicPartition, int]) -> list[R]:
-    """Values whose position is above the stored watermark (or that have no position)."""
-    out = []
-    for rec in records:
-        p = rec.position
-        if p is None or p.offset > marks.get((p.topic, p.partition), -1):
-            out.append(rec.value)
-    return out
-
-
-def _assemble(
-    seeds: tuple[NodeRef, ...],
-    seed_ids: list[int | None],
-    refs: dict[int, NodeRef],
-    edges: list[tuple[EdgeRow, int]],
-) -> Neighbourhood:
-    order: dict[int, int] = {}
-    nodes: list[NodeRef] = list(seeds)
-    for i, node in enumerate(seed_ids):
-        if node is not None:
-            order.setdefault(node, i)
-    for (s, _, d, *_), _ in edges:
-        for node in (s, d):
-            if node not in order:
-                order[node] = len(nodes)
-                nodes.append(refs[node])
-    rows = [r for r, _ in edges]
-    return Neighbourhood(
-        seeds=seeds,
-        found=tuple(i is not None for i in seed_ids),
-        nodes=tuple(nodes),
-        src=np.array([order[r[0]] for r in rows], np.int64),
-        dst=np.array([order[r[2]] for r in rows], np.int64),
-        rel=tuple(r[1] for r in rows),
-        count=np.array([r[3] for r in rows], np.int64),
-        first_ts=np.array([r[4] for r in rows], np.float64),
-        last_ts=np.array([r[5] for r in rows], np.float64),
-        hop=np.array([h for _, h in edges], np.int64),
-    )

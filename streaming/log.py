@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from streaming.records import Headers, LogRecord, OutRecord, TopicPartition
@@ -158,6 +158,10 @@ class LogConsumer:
 
     def assignment(self) -> list[TopicPartition]:
         return list(self._positions)
+
+    def on_assign(self, callback: Callable[[Sequence[TopicPartition]], None]) -> None:
+        """The assignment is static (every partition), so the callback runs at once."""
+        callback(self.assignment())
 
     def committed(self, tp: TopicPartition) -> int | None:
         return self._log.committed(self._group, tp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +45,10 @@ class RecordSource(Protocol):
     """What the sink reads from: a consumer with manual offset commits."""
 
     def assignment(self) -> Sequence[TopicPartition]: ...
+
+    def on_assign(self, callback: Callable[[Sequence[TopicPartition]], None]) -> None:
+        """Have ``callback`` called with newly assigned partitions (before records flow)."""
+        ...
 
     def committed(self, tp: TopicPartition) -> int | None:
         """Next offset to read as last committed by this consumer group, if any."""

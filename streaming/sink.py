@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -103,11 +103,12 @@ class Sink:
         self.stats = SinkStats()
         self._on_batch = on_batch
         self._stop = threading.Event()
-        self._resume_from_watermarks()
+        source.on_assign(self._resume_from_watermarks)
 
-    def _resume_from_watermarks(self) -> None:
+    def _resume_from_watermarks(self, partitions: Sequence[TopicPartition]) -> None:
+        """Seek each newly assigned partition past everything the graph already holds."""
         marks = self.store.watermarks()
-        for tp in self.source.assignment():
+        for tp in partitions:
             start = max(self.source.committed(tp) or 0, marks.get(tp, -1) + 1)
             self.source.seek(tp, start)
 

@@ -1,0 +1,195 @@
+"""Cypher for the Neo4j backend: module constants, parameters only.
+
+Labels and relationship types cannot be parameters in Cypher, so the interaction MERGE is
+written once per (actor label, relationship) pair from the closed sets in ``types.py`` —
+never from caller input.
+"""
+
+from __future__ import annotations
+
+from typing import LiteralString, cast
+
+from graphstore.types import INTERACTION_RELATIONSHIPS, NodeKind
+
+CONSTRAINTS: tuple[LiteralString, ...] = (
+    "CREATE CONSTRAINT user_id IF NOT EXISTS FOR (n:User) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT session_id IF NOT EXISTS FOR (n:Session) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT item_id IF NOT EXISTS FOR (n:Item) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT category_id IF NOT EXISTS FOR (n:Category) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT watermark_tp IF NOT EXISTS FOR (n:Watermark) REQUIRE n.tp IS UNIQUE",
+)
+
+READ_WATERMARKS: LiteralString = """
+MATCH (w:Watermark) RETURN w.topic AS topic, w.partition AS partition, w.offset AS offset
+"""
+
+RAISE_WATERMARKS: LiteralString = """
+UNWIND $marks AS m
+MERGE (w:Watermark {tp: m.topic + ':' + toString(m.partition)})
+ON CREATE SET w.topic = m.topic, w.partition = m.partition, w.offset = m.offset
+ON MATCH SET w.offset = CASE WHEN m.offset > w.offset THEN m.offset ELSE w.offset END
+"""
+
+_MERGE_INTERACTIONS_TEMPLATE = """
+UNWIND $rows AS r
+MERGE (a:ACTOR {id: r.actor})
+MERGE (i:Item {id: r.item})
+MERGE (a)-[e:REL]->(i)
+ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
+ON MATCH SET e.count = e.count + r.count,
+    e.first_ts = CASE WHEN r.first_ts < e.first_ts THEN r.first_ts ELSE e.first_ts END,
+    e.last_ts = CASE WHEN r.last_ts > e.last_ts THEN r.last_ts ELSE e.last_ts END
+"""
+
+MERGE_INTERACTIONS: dict[tuple[NodeKind, str], LiteralString] = {
+    (actor, rel): cast(
+        LiteralString,
+        _MERGE_INTERACTIONS_TEMPLATE.replace("ACTOR", actor.value).replace("REL", rel),
+    )
+    for actor in (NodeKind.USER, NodeKind.SESSION)
+    for rel in INTERACTION_RELATIONSHIPS
+}
+
+MERGE_CATEGORIES: LiteralString = """
+UNWIND $categories AS c
+MERGE (:Category {id: c})
+"""
+
+MERGE_SUBCATEGORIES: LiteralString = """
+UNWIND $links AS l
+MATCH (c:Category {id: l.child}), (p:Category {id: l.parent})
+MERGE (c)-[e:SUBCATEGORY_OF]->(p)
+ON CREATE SET e.count = 1, e.first_ts = l.ts, e.last_ts = l.ts
+ON MATCH SET e.first_ts = CASE WHEN l.ts < e.first_ts THEN l.ts ELSE e.first_ts END,
+    e.last_ts = CASE WHEN l.ts > e.last_ts THEN l.ts ELSE e.last_ts END
+"""
+
+# Last writer (by event time) wins; the category edge is replaced with the new leaf.
+UPSERT_ITEMS: LiteralString = """
+UNWIND $items AS it
+MERGE (i:Item {id: it.id})
+WITH i, it WHERE coalesce(i.ts, -1.0e300) <= it.ts
+SET i.title = it.title, i.features = it.features, i.removed = it.removed, i.ts = it.ts
+WITH i, it
+CALL (i) { MATCH (i)-[old:IN_CATEGORY]->() DELETE old }
+WITH i, it WHERE it.leaf IS NOT NULL
+MATCH (c:Category {id: it.leaf})
+CREATE (i)-[:IN_CATEGORY {count: 1, first_ts: it.ts, last_ts: it.ts}]->(c)
+"""
+
+# The whole k-hop fetch in one round trip. Each hop keeps, per frontier node, the
+# $fN most recent edges; nodes already visited do not expand again. Unused hops get 0.
+NEIGHBOURHOOD: LiteralString = """
+CALL () {
+  UNWIND $users AS k MATCH (n:User {id: k}) RETURN n
+  UNION ALL UNWIND $sessions AS k MATCH (n:Session {id: k}) RETURN n
+  UNION ALL UNWIND $items AS k MATCH (n:Item {id: k}) RETURN n
+  UNION ALL UNWIND $categories AS k MATCH (n:Category {id: k}) RETURN n
+}
+WITH collect(n) AS f0
+CALL (f0) {
+  UNWIND f0 AS f
+  CALL (f) {
+    MATCH (f)-[e]-(m) WHERE type(e) IN $rels AND ($before IS NULL OR e.first_ts < $before)
+    RETURN e, m ORDER BY e.last_ts DESC, elementId(e) LIMIT $f1
+  }
+  RETURN collect(e) AS e1, collect(DISTINCT m) AS m1
+}
+WITH f0, e1, [m IN m1 WHERE NOT m IN f0] AS f1
+CALL (f1) {
+  UNWIND f1 AS f
+  CALL (f) {
+    MATCH (f)-[e]-(m) WHERE type(e) IN $rels AND ($before IS NULL OR e.first_ts < $before)
+    RETURN e, m ORDER BY e.last_ts DESC, elementId(e) LIMIT $f2
+  }
+  RETURN collect(e) AS e2, collect(DISTINCT m) AS m2
+}
+WITH f0 + f1 AS seen, e1, e2, m2
+WITH seen, e1, e2, [m IN m2 WHERE NOT m IN seen] AS f2
+CALL (f2) {
+  UNWIND f2 AS f
+  CALL (f) {
+    MATCH (f)-[e]-(m) WHERE type(e) IN $rels AND ($before IS NULL OR e.first_ts < $before)
+    RETURN e, m ORDER BY e.last_ts DESC, elementId(e) LIMIT $f3
+  }
+  RETURN collect(e) AS e3, collect(DISTINCT m) AS m3
+}
+WITH seen + f2 AS seen, e1, e2, e3, m3
+WITH e1, e2, e3, [m IN m3 WHERE NOT m IN seen] AS f3
+CALL (f3) {
+  UNWIND f3 AS f
+  CALL (f) {
+    MATCH (f)-[e]-(m) WHERE type(e) IN $rels AND ($before IS NULL OR e.first_ts < $before)
+    RETURN e, m ORDER BY e.last_ts DESC, elementId(e) LIMIT $f4
+  }
+  RETURN collect(e) AS e4
+}
+UNWIND [[e1, 1], [e2, 2], [e3, 3], [e4, 4]] AS level
+UNWIND level[0] AS e
+WITH e, level[1] AS hop, startNode(e) AS a, endNode(e) AS b
+RETURN labels(a)[0] AS src_label, a.id AS src, type(e) AS rel, labels(b)[0] AS dst_label,
+       b.id AS dst, e.count AS count, e.first_ts AS first_ts, e.last_ts AS last_ts, hop
+"""
+
+NODE_IDS: dict[NodeKind, LiteralString] = {
+    NodeKind.USER: "MATCH (n:User) RETURN n.id AS id",
+    NodeKind.SESSION: "MATCH (n:Session) RETURN n.id AS id",
+    NodeKind.ITEM: "MATCH (n:Item) RETURN n.id AS id",
+    NodeKind.CATEGORY: "MATCH (n:Category) RETURN n.id AS id",
+}
+
+ITEMS: LiteralString = """
+MATCH (i:Item) WHERE i.ts IS NOT NULL
+RETURN i.id AS id, i.title AS title, i.features AS features, i.removed AS removed
+"""
+
+_EDGES_TEMPLATE = """
+MATCH (a:SRC)-[e:REL]->(b:DST) WHERE $before IS NULL OR e.first_ts < $before
+RETURN a.id AS src, b.id AS dst, e.count AS count, e.first_ts AS first_ts, e.last_ts AS last_ts
+"""
+
+RELATION_TYPES: tuple[tuple[NodeKind, str, NodeKind], ...] = (
+    *(
+        (actor, rel, NodeKind.ITEM)
+        for actor in (NodeKind.USER, NodeKind.SESSION)
+        for rel in INTERACTION_RELATIONSHIPS
+    ),
+    (NodeKind.ITEM, "IN_CATEGORY", NodeKind.CATEGORY),
+    (NodeKind.CATEGORY, "SUBCATEGORY_OF", NodeKind.CATEGORY),
+)
+
+EDGES: dict[tuple[NodeKind, str, NodeKind], LiteralString] = {
+    rk: cast(
+        LiteralString,
+        _EDGES_TEMPLATE.replace("SRC", rk[0].value)
+        .replace("REL", rk[1])
+        .replace("DST", rk[2].value),
+    )
+    for rk in RELATION_TYPES
+}
+
+COUNT_NODES: LiteralString = """
+CALL () {
+  MATCH (n:User) RETURN 'User' AS label, count(n) AS n
+  UNION ALL MATCH (n:Session) RETURN 'Session' AS label, count(n) AS n
+  UNION ALL MATCH (n:Item) RETURN 'Item' AS label, count(n) AS n
+  UNION ALL MATCH (n:Category) RETURN 'Category' AS label, count(n) AS n
+}
+RETURN label, n
+"""
+
+COUNT_EDGES: LiteralString = """
+MATCH ()-[e]->() WHERE type(e) IN $rels
+RETURN type(e) AS rel, count(e) AS n, sum(e.count) AS total
+"""
+
+DELETE_ALL: LiteralString = """
+MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS
+"""
+
+EXISTING: dict[NodeKind, LiteralString] = {
+    NodeKind.USER: "UNWIND $keys AS k MATCH (n:User {id: k}) RETURN n.id AS id",
+    NodeKind.SESSION: "UNWIND $keys AS k MATCH (n:Session {id: k}) RETURN n.id AS id",
+    NodeKind.ITEM: "UNWIND $keys AS k MATCH (n:Item {id: k}) RETURN n.id AS id",
+    NodeKind.CATEGORY: "UNWIND $keys AS k MATCH (n:Category {id: k}) RETURN n.id AS id",
+}

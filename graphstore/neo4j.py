@@ -1,0 +1,278 @@
+"""The Neo4j backend: the same contract as the embedded store, on a Neo4j 5 server.
+
+Writes run in ``session.execute_write``, which retries transient errors; the transaction
+function re-reads the watermark each time, so a retried batch is still applied once.
+Rows are sorted so that concurrent writers take node locks in one order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import neo4j
+from neo4j import GraphDatabase, ManagedTransaction
+
+from graphstore import _cypher as cy
+from graphstore._neighbourhood import EdgeRow, assemble
+from graphstore._snapshot_builder import SnapshotBuilder
+from graphstore.base import (
+    Batch,
+    GraphStore,
+    GraphStoreError,
+    TopicPartition,
+    category_keys,
+)
+from graphstore.snapshot import CsrSnapshot, Neighbourhood
+from graphstore.types import (
+    ALL_RELATIONSHIPS,
+    IN_CATEGORY,
+    SUBCATEGORY_OF,
+    ApplyResult,
+    Interaction,
+    ItemRecord,
+    NodeKind,
+    NodeRef,
+    StoreStats,
+)
+
+log = logging.getLogger(__name__)
+PASSWORD_ENV = "GRAPHREC_NEO4J_PASSWORD"
+USER_ENV = "GRAPHREC_NEO4J_USER"
+FETCH_SIZE = 5_000  # records per Bolt round trip when streaming a snapshot
+
+
+def default_password_file() -> Path:
+    """Where deploy/services.sh keeps the generated Neo4j password."""
+    cache = Path(os.environ.get("GRAPHREC_CACHE", Path.home() / ".cache" / "graphrec"))
+    return cache / "neo4j-password"
+
+
+class Neo4jGraphStore(GraphStore):
+    """GraphStore on a Neo4j 5 server reached over Bolt."""
+
+    def __init__(self, uri: str, auth: tuple[str, str], database: str = "neo4j") -> None:
+        self.url = uri
+        self._database = database
+        self._driver = GraphDatabase.driver(uri, auth=auth)
+        try:
+            self._driver.verify_connectivity()
+        except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.AuthError) as exc:
+            self._driver.close()
+            raise GraphStoreError(f"cannot reach Neo4j at {uri}: {exc}") from exc
+        with self._session() as s:
+            for statement in cy.CONSTRAINTS:
+                s.run(statement).consume()
+
+    @classmethod
+    def from_url(cls, url: str) -> Neo4jGraphStore:
+        """``neo4j://[user[:password]@]host:port[?database=name]``.
+
+        Missing credentials come from ``GRAPHREC_NEO4J_USER`` / ``GRAPHREC_NEO4J_PASSWORD``,
+        else user ``neo4j`` and the password file written by ``deploy/services.sh``.
+        """
+        parts = urlsplit(url)
+        user = unquote(parts.username or os.environ.get(USER_ENV, "neo4j"))
+        password = parts.password and unquote(parts.password)
+        if not password:
+            password = os.environ.get(PASSWORD_ENV)
+        if not password:
+            file = default_password_file()
+            if not file.is_file():
+                raise GraphStoreError(
+                    f"no Neo4j password: set {PASSWORD_ENV}, put it in the URL, or start the "
+                    f"server with deploy/services.sh (which writes {file})"
+                )
+            password = file.read_text().strip()
+        database = parse_qs(parts.query).get("database", ["neo4j"])[0]
+        host = parts.hostname or "127.0.0.1"
+        uri = f"{parts.scheme}://{host}:{parts.port or 7687}"
+        return cls(uri, (user, password), database)
+
+    def _session(self) -> neo4j.Session:
+        return self._driver.session(database=self._database)
+
+    # ------------------------------------------------------------------ writes
+    def _apply(self, batch: Batch) -> ApplyResult:
+        with self._session() as s:
+            return s.execute_write(_write_batch, batch)
+
+    def reset(self) -> None:
+        """Delete every node and relationship (for tests and benchmarks)."""
+        with self._session() as s:
+            s.run(cy.DELETE_ALL).consume()
+
+    # ------------------------------------------------------------------ reads
+    def _watermarks(self) -> dict[TopicPartition, int]:
+        with self._session() as s:
+            return s.execute_read(_read_watermarks)
+
+    def _neighbourhood(
+        self,
+        seeds: tuple[NodeRef, ...],
+        fanouts: tuple[int, ...],
+        relationships: tuple[str, ...],
+        before: float | None,
+    ) -> Neighbourhood:
+        by_kind: dict[NodeKind, list[str]] = defaultdict(list)
+        for seed in seeds:
+            by_kind[seed.kind].append(seed.key)
+        caps = [*fanouts, 0, 0, 0][:4]
+        params: dict[str, Any] = {
+            "users": by_kind[NodeKind.USER],
+            "sessions": by_kind[NodeKind.SESSION],
+            "items": by_kind[NodeKind.ITEM],
+            "categories": by_kind[NodeKind.CATEGORY],
+            "rels": list(relationships),
+            "before": before,
+            **{f"f{h + 1}": cap for h, cap in enumerate(caps)},
+        }
+        with self._session() as s:
+            records = s.execute_read(lambda tx: list(tx.run(cy.NEIGHBOURHOOD, params)))
+            found_keys = s.execute_read(_existing, by_kind)
+        rows: list[EdgeRow] = [
+            (
+                NodeRef(NodeKind(r["src_label"]), r["src"]),
+                r["rel"],
+                NodeRef(NodeKind(r["dst_label"]), r["dst"]),
+                int(r["count"]),
+                float(r["first_ts"]),
+                float(r["last_ts"]),
+                int(r["hop"]),
+            )
+            for r in records
+        ]
+        return assemble(seeds, [s in found_keys for s in seeds], rows)
+
+    def _snapshot(self, before: float | None) -> CsrSnapshot:
+        builder = SnapshotBuilder(cutoff=before)
+        with self._session() as s:
+            s.execute_read(_fill_snapshot, builder, before)
+        return builder.build()
+
+    def _stats(self) -> StoreStats:
+        with self._session() as s:
+            nodes = {r["label"]: r["n"] for r in s.run(cy.COUNT_NODES) if r["n"]}
+            edges = list(s.run(cy.COUNT_EDGES, rels=list(ALL_RELATIONSHIPS)))
+            marks = s.execute_read(_read_watermarks)
+        structural = (IN_CATEGORY, SUBCATEGORY_OF)
+        return StoreStats(
+            nodes=nodes,
+            edges={r["rel"]: r["n"] for r in edges},
+            interactions=sum(r["total"] for r in edges if r["rel"] not in structural),
+            watermarks={f"{t}:{p}": o for (t, p), o in sorted(marks.items())},
+        )
+
+    def _close(self) -> None:
+        self._driver.close()
+
+
+# ---------------------------------------------------------------- transaction functions
+
+
+def _read_watermarks(tx: ManagedTransaction) -> dict[TopicPartition, int]:
+    return {(r["topic"], r["partition"]): r["offset"] for r in tx.run(cy.READ_WATERMARKS)}
+
+
+def _write_batch(tx: ManagedTransaction, batch: Batch) -> ApplyResult:
+    """Idempotent: filters by the watermark read in this same transaction."""
+    interactions, items = batch.unseen(_read_watermarks(tx))
+    if items:
+        _write_items(tx, items)
+    for (actor, rel), rows in _aggregate(interactions).items():
+        tx.run(cy.MERGE_INTERACTIONS[(actor, rel)], rows=rows).consume()
+    marks = [
+        {"topic": t, "partition": p, "offset": o}
+        for (t, p), o in sorted(batch.new_watermarks().items())
+    ]
+    if marks:
+        tx.run(cy.RAISE_WATERMARKS, marks=marks).consume()
+    applied = len(interactions) + len(items)
+    return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
+
+
+def _aggregate(
+    interactions: Sequence[Interaction],
+) -> dict[tuple[NodeKind, str], list[dict[str, Any]]]:
+    """One row per (actor, relationship, item), sorted for a stable lock order."""
+    agg: dict[tuple[NodeKind, str, str, str], list[float]] = {}
+    for i in interactions:
+        key = (i.actor.kind, i.behaviour.relationship, i.actor.key, i.item_id)
+        row = agg.get(key)
+        if row is None:
+            agg[key] = [1, i.ts, i.ts]
+        else:
+            row[0] += 1
+            row[1] = min(row[1], i.ts)
+            row[2] = max(row[2], i.ts)
+    out: dict[tuple[NodeKind, str], list[dict[str, Any]]] = defaultdict(list)
+    for (kind, rel, actor, item), (count, first, last) in sorted(agg.items()):
+        out[(kind, rel)].append(
+            {"actor": actor, "item": item, "count": int(count), "first_ts": first, "last_ts": last}
+        )
+    return out
+
+
+def _write_items(tx: ManagedTransaction, items: Sequence[ItemRecord]) -> None:
+    latest: dict[str, ItemRecord] = {}
+    for item in items:
+        prev = latest.get(item.item_id)
+        if prev is None or item.ts >= prev.ts:
+            latest[item.item_id] = item
+    categories = sorted({k for it in latest.values() for k in category_keys(it.category_path)})
+    links = sorted(
+        {
+            (child, parent, it.ts)
+            for it in latest.values()
+            for parent, child in pairwise(category_keys(it.category_path))
+        }
+    )
+    tx.run(cy.MERGE_CATEGORIES, categories=categories).consume()
+    tx.run(
+        cy.MERGE_SUBCATEGORIES, links=[{"child": c, "parent": p, "ts": t} for c, p, t in links]
+    ).consume()
+    rows = [
+        {
+            "id": it.item_id,
+            "title": it.title,
+            "features": json.dumps(dict(it.numeric_features), sort_keys=True),
+            "removed": it.removed,
+            "ts": it.ts,
+            "leaf": category_keys(it.category_path)[-1] if it.category_path else None,
+        }
+        for it in sorted(latest.values(), key=lambda i: i.item_id)
+    ]
+    tx.run(cy.UPSERT_ITEMS, items=rows).consume()
+
+
+def _existing(tx: ManagedTransaction, by_kind: dict[NodeKind, list[str]]) -> set[NodeRef]:
+    found: set[NodeRef] = set()
+    for kind, keys in by_kind.items():
+        if keys:
+            query = cy.EXISTING[kind]
+            found |= {NodeRef(kind, r["id"]) for r in tx.run(query, keys=keys)}
+    return found
+
+
+def _fill_snapshot(tx: ManagedTransaction, builder: SnapshotBuilder, before: float | None) -> None:
+    """Stream every node list and relation into ``builder`` in one read transaction."""
+    for kind, query in cy.NODE_IDS.items():
+        builder.add_nodes(kind, (r["id"] for r in tx.run(query)))
+    for rk, query in cy.EDGES.items():
+        columns: list[list[Any]] = [[], [], [], [], []]
+        for r in tx.run(query, before=before):
+            for column, value in zip(columns, r.values(), strict=True):
+                column.append(value)
+        if columns[0]:
+            builder.add_edges(rk, *columns)
+    for r in tx.run(cy.ITEMS):
+        features = json.loads(r["features"] or "{}")
+        builder.add_item(r["id"], r["title"] or "", features, bool(r["removed"]))
+    builder.set_watermarks(_read_watermarks(tx))

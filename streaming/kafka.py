@@ -1,0 +1,151 @@
+"""Kafka adapters for the sink's two seams: a consumer (RecordSource) and a producer (RecordWriter).
+
+The consumer joins a group with automatic partition assignment and never auto-commits; when
+partitions are assigned it tells the sink, which seeks each one to
+``max(committed, graph watermark + 1)``. The producer waits for ``acks=all`` with idempotence
+on, so ``send`` returning means the records are durable in the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import CommitFailedError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KafkaTP
+
+from streaming.records import Headers, LogRecord, OutRecord, TopicPartition
+
+log = logging.getLogger(__name__)
+DEFAULT_PARTITIONS = 4
+OnAssign = Callable[[Sequence[TopicPartition]], None]
+
+
+def ensure_topics(
+    bootstrap: str, topics: Sequence[str], partitions: int = DEFAULT_PARTITIONS
+) -> None:
+    """Create the topics that do not exist yet (replication factor 1: one local broker)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="graphrec-admin")
+    try:
+        missing = set(topics) - set(admin.list_topics())
+        for name in sorted(missing):
+            try:
+                admin.create_topics([NewTopic(name, partitions, 1)])
+                log.info("created topic %s with %d partitions", name, partitions)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    def on_partitions_revoked(self, revoked: Sequence[KafkaTP]) -> None:
+        log.info("partitions revoked: %s", sorted((t.topic, t.partition) for t in revoked))
+
+    def on_partitions_assigned(self, assigned: Sequence[KafkaTP]) -> None:
+        tps = sorted((t.topic, t.partition) for t in assigned)
+        log.info("partitions assigned: %s", tps)
+        if self._source.on_assign_callback is not None:
+            self._source.on_assign_callback(tps)
+
+
+class KafkaSource:
+    """A kafka-python consumer in ``group`` subscribed to ``topics`` (a RecordSource)."""
+
+    def __init__(self, bootstrap: str, group: str, topics: Sequence[str]) -> None:
+        ensure_topics(bootstrap, topics)
+        self.on_assign_callback: OnAssign | None = None
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            client_id=f"graphrec-sink-{group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._consumer.subscribe(list(topics), listener=_Listener(self))
+
+    def on_assign(self, callback: OnAssign) -> None:
+        """Call ``callback`` with the partitions each time the group assigns some to us."""
+        self.on_assign_callback = callback
+
+    def assignment(self) -> list[TopicPartition]:
+        return sorted((t.topic, t.partition) for t in self._consumer.assignment())
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        offset = self._consumer.committed(KafkaTP(*tp))
+        return None if offset is None else int(offset)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._consumer.seek(KafkaTP(*tp), offset)
+
+    def poll(self, max_records: int, timeout_s: float) -> list[LogRecord]:
+        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        out: list[LogRecord] = []
+        for tp, records in batches.items():
+            for r in records:
+                headers: Headers = tuple((k, v or b"") for k, v in (r.headers or ()))
+                out.append(
+                    LogRecord(
+                        tp.topic,
+                        tp.partition,
+                        r.offset,
+                        r.key,
+                        r.value or b"",
+                        headers,
+                        r.timestamp / 1000.0,
+                    )
+                )
+        return out
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        try:
+            self._consumer.commit(
+                {KafkaTP(*tp): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+            )
+        except CommitFailedError as exc:
+            # A rebalance took the partitions away; the new owner resumes from the graph's
+            # watermark, so nothing is lost or applied twice.
+            log.warning("offset commit rejected after a rebalance: %s", exc)
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+class KafkaWriter:
+    """An idempotent ``acks=all`` producer; ``send`` returns once every record is acknowledged."""
+
+    def __init__(self, bootstrap: str, linger_ms: int = 5) -> None:
+        self._bootstrap = bootstrap
+        self._known_topics: set[str] = set()
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id="graphrec-producer",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+            max_request_size=2 * 1024 * 1024,
+        )
+
+    def send(self, topic: str, records: Sequence[OutRecord]) -> None:
+        if topic not in self._known_topics:
+            ensure_topics(self._bootstrap, [topic])
+            self._known_topics.add(topic)
+        futures = [
+            self._producer.send(
+                topic, value=r.value, key=r.key, headers=list(r.headers), partition=r.partition
+            )
+            for r in records
+        ]
+        self._producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises the broker's error, if any
+
+    def close(self) -> None:
+        self._producer.close()
