@@ -1,0 +1,131 @@
+"""Windowed trending counts per item and per category: a small faust-streaming app.
+
+It reads the same ``events`` and ``items`` topics as the sink, keeps hopping-window counts
+(item id → count, category → count) in faust tables backed by changelog topics, and serves
+the current top items over HTTP on 127.0.0.1 — the popularity fallback the recommender uses
+for unknown users and empty sessions:
+
+    GET /trending/items/?k=20[&category=face/serums]  →  {"items": [[item_id, count], ...]}
+    GET /trending/categories/?k=20                     →  {"categories": [[category, count], ...]}
+
+Run it with ``graphrec trending --broker kafka://127.0.0.1:9092``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streaming.codec import BadRecord, decode_event, decode_item
+from streaming.records import EVENTS_TOPIC, ITEMS_TOPIC
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrendingConfig:
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = "graphrec-trending"
+    web_port: int = 6066  # HTTP port of the trending endpoints (127.0.0.1 only)
+    window_s: float = 3600.0  # counts cover the last hour ...
+    step_s: float = 300.0  # ... in 5-minute hops
+    partitions: int = 4  # of the repartition and changelog topics
+    data_dir: str = "data/trending"  # faust's local state
+
+
+def build_app(config: TrendingConfig) -> faust.App:
+    """The faust app with its topics, tables, agents and web views."""
+    app = faust.App(
+        config.app_id,
+        broker=config.broker,
+        store="memory://",
+        datadir=config.data_dir,
+        topic_replication_factor=1,
+        topic_partitions=config.partitions,
+        web_host="127.0.0.1",
+        web_port=config.web_port,
+        web_bind="127.0.0.1",
+        consumer_auto_offset_reset="earliest",
+    )
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "value_serializer": "raw"}
+    events = app.topic(EVENTS_TOPIC, **raw, key_serializer="raw")
+    items = app.topic(ITEMS_TOPIC, **raw, key_serializer="raw")
+    size, step = timedelta(seconds=config.window_s), timedelta(seconds=config.step_s)
+    expires = 2 * size
+    leaf_of = app.Table("item-leaf", default=str, partitions=config.partitions)
+    item_counts = app.Table("item-counts", default=int, partitions=config.partitions).hopping(
+        size, step, expires
+    )
+    category_counts = app.Table(
+        "category-counts", default=int, partitions=config.partitions
+    ).hopping(size, step, expires)
+
+    @app.agent(items)
+    async def catalogue(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream.group_by(_item_key, name="items-by-item"):
+            try:
+                item = decode_item(value)
+            except BadRecord:
+                continue  # the sink dead-letters it
+            leaf_of[item.item_id] = "/".join(item.category_path)
+
+    @app.agent(events)
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        async for value in stream.group_by(_event_item_key, name="events-by-item"):
+            try:
+                event = decode_event(value)
+            except BadRecord:
+                continue
+            item_counts[event.item_id] += 1
+            leaf = leaf_of[event.item_id]
+            if leaf:
+                category_counts[leaf] += 1
+
+    @app.page("/trending/items/")
+    class TrendingItems(View):
+        async def get(self, request: Request) -> Response:
+            k, category = _k(request), request.query.get("category", "")
+            ranked = _top(
+                item_counts, lambda key: not category or leaf_of[key].startswith(category)
+            )
+            return self.json({"items": ranked[:k]})
+
+    @app.page("/trending/categories/")
+    class TrendingCategories(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"categories": _top(category_counts, lambda _: True)[: _k(request)]})
+
+    return app
+
+
+def _item_key(value: bytes) -> bytes:
+    try:
+        return decode_item(value).item_id.encode()
+    except BadRecord:
+        return b""
+
+
+def _event_item_key(value: bytes) -> bytes:
+    try:
+        return decode_event(value).item_id.encode()
+    except BadRecord:
+        return b""
+
+
+def _k(request: Request) -> int:
+    try:
+        return max(1, min(1_000, int(request.query.get("k", "20"))))
+    except ValueError:
+        return 20
+
+
+def _top(table: Any, keep: Any) -> list[tuple[str, int]]:
+    """Current-window counts, highest first (ties by key, for stable output)."""
+    current = table.relative_to_now()
+    counts = [(key, int(current[key].now())) for key in list(table.keys()) if key and keep(key)]
+    return sorted(counts, key=lambda kv: (-kv[1], kv[0]))
