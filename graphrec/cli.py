@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gnn.datasets.movielens import DatasetUnavailable
@@ -46,7 +47,7 @@ def _config() -> Config:
     try:
         return load_config()
     except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}")
+        err.print(f"[red]config error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -157,19 +158,27 @@ def demo_cmd(
 
 @bench_app.command("ingest")
 def bench_ingest_cmd(
-    events: Annotated[int, typer.Option(min=1_000)] = 50_000,
-    batch_size: Annotated[int, typer.Option(min=1)] = 2_000,
+    events: Annotated[int, typer.Option(min=1_000, help="Synthetic events to ingest.")] = 50_000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per graph transaction.")] = 2_000,
     store: Annotated[
-        str | None, typer.Option("--store", help="Store URL; default a fresh embedded store.")
+        str | None,
+        typer.Option("--store", help="Store URL (emptied!); default a fresh embedded one."),
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="kafka://HOST:PORT to go through Kafka (new topics)."),
+    ] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Freshness trials.")] = 100,
 ) -> None:
-    """Sink events/s beside the same store's bare `apply` of pre-decoded batches.
+    """Sink events/s beside a raw baseline in the same run, plus freshness p50/p99.
 
-    Prints the ratio between them as JSON on the last line.
+    The baseline is the store's bare `apply` (embedded) or a raw neo4j-driver UNWIND MERGE loop
+    (Neo4j). Prints the figures and their ratio as JSON on the last line.
     """
     from graphrec.bench import bench_ingest
 
-    print(json.dumps(bench_ingest(events, batch_size, store)))
+    with _user_errors():
+        print(json.dumps(bench_ingest(events, batch_size, store, source, trials)))
 
 
 @contextmanager
@@ -178,7 +187,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except (GraphStoreError, UnknownLogUrl, DatasetUnavailable, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 

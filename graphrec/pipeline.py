@@ -7,14 +7,13 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
 from graphstore import GraphStore
 from streaming.produce import ProduceReport, produce
-from streaming.records import EVENTS_TOPIC, ITEMS_TOPIC
 from streaming.sink import Sink, SinkConfig, SinkStats
-from streaming.urls import open_source, open_writer
+from streaming.urls import open_source, open_writer, parse_log_url
 
 log = logging.getLogger(__name__)
 DATASETS = ("synthetic", "ml-100k")
@@ -38,15 +37,17 @@ def produce_dataset(
     progress: Callable[[int], None] | None = None,
 ) -> ProduceReport:
     """Write a dataset's items and events to the log at ``log_url``."""
-    writer = open_writer(log_url)
+    address = parse_log_url(log_url)
     return produce(
-        writer,
+        open_writer(log_url),
         dataset.items,
         dataset.interactions,
         fmt=fmt,
         malformed=malformed,
         seed=seed,
         progress=progress,
+        events_topic=address.events,
+        items_topic=address.items,
     )
 
 
@@ -90,13 +91,25 @@ def ingest(
 
     SIGTERM and SIGINT stop it after the batch in hand is committed.
     """
-    source = open_source(log_url, group, [ITEMS_TOPIC, EVENTS_TOPIC])
-    sink = Sink(source, store, open_writer(log_url), SinkConfig(batch_size=batch_size), on_batch)
+    sink = open_sink(log_url, store, group, SinkConfig(batch_size=batch_size), on_batch)
     with _stop_on_signals(sink.stop):
         stats = sink.run(idle_exit_s=idle_exit_s)
     summary = IngestSummary.of(stats)
     log.info("ingest finished: %s", summary)
     return summary
+
+
+def open_sink(
+    log_url: str,
+    store: GraphStore,
+    group: str,
+    config: SinkConfig | None = None,
+    on_batch: Callable[[SinkStats], None] | None = None,
+) -> Sink:
+    """A sink from the log at ``log_url`` (its items topic decoded as catalogue records)."""
+    address = parse_log_url(log_url)
+    config = replace(config or SinkConfig(), item_topics=(address.items,))
+    return Sink(open_source(log_url, group), store, open_writer(log_url), config, on_batch)
 
 
 @contextmanager

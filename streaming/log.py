@@ -204,8 +204,12 @@ def partition_for(key: bytes | None, partitions: int) -> int:
 
 
 def _dump(headers: Headers) -> str:
+    if not headers:
+        return ""
     return json.dumps([[k, base64.b64encode(v).decode()] for k, v in headers])
 
 
 def _load(text: str) -> Headers:
+    if not text:
+        return ()
     return tuple((k, base64.b64decode(v)) for k, v in json.loads(text))

@@ -36,6 +36,8 @@ def produce(
     seed: int = 0,
     chunk: int = 5_000,
     progress: Callable[[int], None] | None = None,
+    events_topic: str = EVENTS_TOPIC,
+    items_topic: str = ITEMS_TOPIC,
 ) -> ProduceReport:
     """Send items to ``items`` and interactions to ``events``, mixing in ``malformed`` bad ones.
 
@@ -55,7 +57,7 @@ def produce(
         bad = OutRecord(malformed_event(rng, k), key=f"bad-{k}".encode())
         events.insert(int(slot), bad)
     for start in range(0, len(events), chunk):
-        writer.send(EVENTS_TOPIC, events[start : start + chunk])
+        writer.send(events_topic, events[start : start + chunk])
         if progress is not None:
             progress(min(chunk, len(events) - start))
     return ProduceReport(len(items), len(events) - malformed, malformed)

@@ -72,14 +72,15 @@ class Decoded:
 def decode_batch(records: list[LogRecord], item_topics: Collection[str]) -> Decoded:
     """Split polled records into good interactions, good items and (record, reason) pairs."""
     out = Decoded([], [], [], {})
+    now = time.time()
     for r in records:
         position = Position(r.topic, r.partition, r.offset)
         out.consumed[r.tp] = max(out.consumed.get(r.tp, -1), r.offset)
         try:
             if r.topic in item_topics:
-                out.items.append(Positioned(decode_item(r.value), position))
+                out.items.append(Positioned(decode_item(r.value, now), position))
             else:
-                out.interactions.append(Positioned(decode_event(r.value), position))
+                out.interactions.append(Positioned(decode_event(r.value, now), position))
         except BadRecord as exc:
             out.bad.append((r, exc))
     return out

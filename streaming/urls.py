@@ -1,48 +1,67 @@
-"""Logs chosen by URL: ``log://PATH`` (embedded, the default) or ``kafka://HOST:PORT``."""
+"""Logs chosen by URL: ``log://PATH`` (embedded, the default) or ``kafka://HOST:PORT``.
+
+A URL may name its topics: ``kafka://127.0.0.1:9092/clicks?items=catalogue`` reads events
+from ``clicks`` and items from ``catalogue``; by default they are ``events`` and ``items``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from streaming.log import EventLog, LogConsumer
-from streaming.records import RecordSource, RecordWriter
+from streaming.records import EVENTS_TOPIC, ITEMS_TOPIC, RecordSource, RecordWriter
 
 
 class UnknownLogUrl(ValueError):
     """The URL names no log graphrec knows."""
 
 
-def _scheme(url: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class LogAddress:
+    scheme: str  # "log" or "kafka"
+    location: str  # directory, or host:port
+    events: str = EVENTS_TOPIC
+    items: str = ITEMS_TOPIC
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        return (self.items, self.events)
+
+
+def parse_log_url(url: str) -> LogAddress:
+    """Split a log URL into where the log is and which topics it uses."""
     parts = urlsplit(url)
+    items = parse_qs(parts.query).get("items", [ITEMS_TOPIC])[0]
     if parts.scheme == "log":
         location = parts.netloc + parts.path
         if not location:
             raise UnknownLogUrl(f"{url!r}: log:// needs a directory, e.g. log://data/log")
-        return "log", location
+        events = parse_qs(parts.query).get("events", [EVENTS_TOPIC])[0]
+        return LogAddress("log", location, events, items)
     if parts.scheme == "kafka":
         if not parts.netloc:
             raise UnknownLogUrl(f"{url!r}: kafka:// needs host:port, e.g. kafka://127.0.0.1:9092")
-        return "kafka", parts.netloc
-    raise UnknownLogUrl(f"unknown log URL {url!r}: use log://PATH or kafka://HOST:PORT")
+        return LogAddress("kafka", parts.netloc, parts.path.strip("/") or EVENTS_TOPIC, items)
+    raise UnknownLogUrl(f"unknown log URL {url!r}: use log://PATH or kafka://HOST:PORT[/TOPIC]")
 
 
 def open_writer(url: str) -> RecordWriter:
     """A durable writer for the log at ``url``."""
-    scheme, location = _scheme(url)
-    if scheme == "log":
-        return EventLog(Path(location))
+    address = parse_log_url(url)
+    if address.scheme == "log":
+        return EventLog(Path(address.location))
     from streaming.kafka import KafkaWriter
 
-    return KafkaWriter(location)
+    return KafkaWriter(address.location)
 
 
-def open_source(url: str, group: str, topics: Sequence[str]) -> RecordSource:
-    """A consumer in ``group`` over ``topics`` of the log at ``url``."""
-    scheme, location = _scheme(url)
-    if scheme == "log":
-        return LogConsumer(EventLog(Path(location)), group, topics)
+def open_source(url: str, group: str) -> RecordSource:
+    """A consumer in ``group`` over the items and events topics of the log at ``url``."""
+    address = parse_log_url(url)
+    if address.scheme == "log":
+        return LogConsumer(EventLog(Path(address.location)), group, address.topics)
     from streaming.kafka import KafkaSource
 
-    return KafkaSource(location, group, topics)
+    return KafkaSource(address.location, group, address.topics)
