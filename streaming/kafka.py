@@ -49,18 +49,24 @@ class _Listener(ConsumerRebalanceListener):
         log.info("partitions revoked: %s", sorted((t.topic, t.partition) for t in revoked))
 
     def on_partitions_assigned(self, assigned: Sequence[KafkaTP]) -> None:
+        # Runs on kafka-python's IO thread, where blocking consumer calls are forbidden:
+        # note the partitions and let the polling thread position them.
         tps = sorted((t.topic, t.partition) for t in assigned)
         log.info("partitions assigned: %s", tps)
-        if self._source.on_assign_callback is not None:
-            self._source.on_assign_callback(tps)
+        self._source.newly_assigned.update(tps)
 
 
 class KafkaSource:
     """A kafka-python consumer in ``group`` subscribed to ``topics`` (a RecordSource)."""
 
-    def __init__(self, bootstrap: str, group: str, topics: Sequence[str]) -> None:
+    def __init__(
+        self, bootstrap: str, group: str, topics: Sequence[str], instance_id: str | None = None
+    ) -> None:
+        """``instance_id`` makes the member static: a restarted sink with the same id gets
+        its partitions back at once instead of waiting for its old session to expire."""
         ensure_topics(bootstrap, topics)
         self.on_assign_callback: OnAssign | None = None
+        self.newly_assigned: set[TopicPartition] = set()
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -68,6 +74,10 @@ class KafkaSource:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=50,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            group_instance_id=instance_id,
         )
         self._consumer.subscribe(list(topics), listener=_Listener(self))
 
@@ -86,9 +96,17 @@ class KafkaSource:
         self._consumer.seek(KafkaTP(*tp), offset)
 
     def poll(self, max_records: int, timeout_s: float) -> list[LogRecord]:
+        """Records from assigned partitions. Partitions assigned during this poll are first
+        positioned by the on-assign callback; their records fetched before that are dropped
+        (they are fetched again from the new position)."""
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        fresh, self.newly_assigned = self.newly_assigned, set()
+        if fresh and self.on_assign_callback is not None:
+            self.on_assign_callback(sorted(fresh))
         out: list[LogRecord] = []
         for tp, records in batches.items():
+            if (tp.topic, tp.partition) in fresh:
+                continue
             for r in records:
                 headers: Headers = tuple((k, v or b"") for k, v in (r.headers or ()))
                 out.append(

@@ -47,7 +47,7 @@ def produce(
         raise ValueError(f"unknown format {fmt!r}: use proto or json")
     for start in range(0, len(items), chunk):
         writer.send(
-            ITEMS_TOPIC,
+            items_topic,
             [OutRecord(encode_item(i), i.item_id.encode()) for i in items[start : start + chunk]],
         )
     events = [event_record(i, fmt) for i in interactions]
