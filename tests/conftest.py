@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from graphstore import GraphStore, open_store
+from tests.integration.servers import Servers, ensure_servers
 
 
 @dataclass
@@ -34,13 +35,40 @@ def _embedded(tmp_path: Path) -> Backend:
     return Backend("embedded", make, reopen)
 
 
-BACKENDS = [pytest.param("embedded", id="embedded")]
+def _neo4j(url: str) -> Backend:
+    from graphstore.neo4j import Neo4jGraphStore
+
+    def make() -> GraphStore:
+        store = Neo4jGraphStore.from_url(url)
+        store.reset()
+        return store
+
+    def reopen(store: GraphStore) -> GraphStore:
+        store.close()
+        return Neo4jGraphStore.from_url(url)
+
+    return Backend("neo4j", make, reopen)
+
+
+BACKENDS = [
+    pytest.param("embedded", id="embedded"),
+    pytest.param("neo4j", id="neo4j", marks=pytest.mark.integration),
+]
+
+
+@pytest.fixture(scope="session")
+def servers() -> Servers:
+    """Real Kafka and Neo4j on 127.0.0.1 (see tests/integration/servers.py)."""
+    return ensure_servers()
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """Every GraphStore implementation, for the contract suite."""
-    yield _embedded(tmp_path)
+    if request.param == "embedded":
+        yield _embedded(tmp_path)
+    else:
+        yield _neo4j(request.getfixturevalue("servers").neo4j)
 
 
 @pytest.fixture
