@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Fetch (once) and run graphrec's servers on 127.0.0.1: Kafka (KRaft) and Neo4j 5 + Browser.
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: deploy/services.sh COMMAND [kafka|neo4j]...
+
+Commands (without a server name they act on both):
+  up        fetch the jars from Maven Central if needed, start, wait until they answer
+  down      stop cleanly (SIGTERM, then SIGKILL after 30 s)
+  restart   down, then up
+  status    what runs where
+  reset     stop and delete the server's data directory
+  password  print the Neo4j password
+
+Servers bind 127.0.0.1 only. Jars, data and logs live under $GRAPHREC_CACHE
+(default ~/.cache/graphrec): kafka-lib-<hash>/, neo4j-lib-<hash>/ (kept apart: their logging
+libraries clash), servers/kafka/, servers/neo4j/. Environment:
+  GRAPHREC_KAFKA_PORT (9092)  GRAPHREC_KAFKA_CONTROLLER_PORT (9093)  GRAPHREC_KAFKA_HEAP (512m)
+  GRAPHREC_NEO4J_BOLT_PORT (7687)  GRAPHREC_NEO4J_HTTP_PORT (7474)  GRAPHREC_NEO4J_HEAP (768m)
+  GRAPHREC_NEO4J_PASSWORD (default: generated once into $GRAPHREC_CACHE/neo4j-password)
+  GRAPHREC_SERVERS_DIR (data and logs; default $GRAPHREC_CACHE/servers)
+USAGE
+}
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${GRAPHREC_CACHE:-$HOME/.cache/graphrec}
+servers=${GRAPHREC_SERVERS_DIR:-$cache/servers}
+kafka_port=${GRAPHREC_KAFKA_PORT:-9092}
+kafka_controller_port=${GRAPHREC_KAFKA_CONTROLLER_PORT:-9093}
+kafka_heap=${GRAPHREC_KAFKA_HEAP:-512m}
+bolt_port=${GRAPHREC_NEO4J_BOLT_PORT:-7687}
+http_port=${GRAPHREC_NEO4J_HTTP_PORT:-7474}
+neo4j_heap=${GRAPHREC_NEO4J_HEAP:-768m}
+password_file=$cache/neo4j-password
+
+log() { echo "services: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pid_of() { [ -f "$servers/$1/$1.pid" ] && cat "$servers/$1/$1.pid" || true; }
+alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+
+# fetch NAME: copy the runtime jars of deploy/NAME/pom.xml into the cache once; print the dir.
+fetch() {
+    local pom="$here/$1/pom.xml" key lib
+    key=$(sha256sum "$pom" | cut -c1-12)
+    lib="$cache/$1-lib-$key"
+    if [ ! -f "$lib/.complete" ]; then
+        command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch $1"
+        log "fetching $1 jars from Maven Central into $lib"
+        rm -rf "$lib"
+        mvn -q -B -Dmaven.repo.local="$cache/m2" -f "$pom" \
+            org.apache.maven.plugins:maven-dependency-plugin:3.7.1:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory="$lib" >&2
+        touch "$lib/.complete"
+    fi
+    echo "$lib"
+}
+
+# wait_until NAME SECONDS COMMAND...: poll COMMAND until it succeeds or the server dies.
+wait_until() {
+    local name=$1 limit=$2; shift 2
+    for _ in $(seq 1 $((limit * 4))); do
+        "$@" && return 0
+        alive "$name" || die "$name exited during start-up; see $servers/$name/logs/"
+        sleep 0.25
+    done
+    die "$name did not answer within $limit s; see $servers/$name/logs/"
+}
+
+stop() {
+    local name=$1 pid
+    pid=$(pid_of "$name")
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+        rm -f "$servers/$name/$name.pid"
+        return 0
+    fi
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name ignored SIGTERM for 30 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+    rm -f "$servers/$name/$name.pid"
+}
+
+# ---------------------------------------------------------------- Kafka
+
+kafka_ready() {
+    port_open "$kafka_port" && grep -q "Kafka Server started" "$servers/kafka/logs/server.log" 2>/dev/null
+}
+
+kafka_up() {
+    local dir="$servers/kafka" lib
+    if alive kafka && port_open "$kafka_port"; then log "kafka already up on 127.0.0.1:$kafka_port"; return; fi
+    port_open "$kafka_port" && die "port $kafka_port is taken by another process"
+    lib=$(fetch kafka)
+    mkdir -p "$dir/logs" "$dir/data"
+    cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$kafka_controller_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$kafka_controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
+auto.create.topics.enable=true
+log.retention.hours=168
+PROPS
+    if [ ! -f "$dir/data/meta.properties" ]; then
+        local cluster
+        cluster=$(java -cp "$lib/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+        java -Dlog4j.configuration="file:$here/kafka/log4j.properties" -Dkafka.logs.dir="$dir/logs" \
+            -cp "$lib/*" kafka.tools.StorageTool format -t "$cluster" -c "$dir/server.properties" >&2
+    fi
+    rm -f "$dir/logs/server.log"
+    log "starting kafka on 127.0.0.1:$kafka_port (heap $kafka_heap)"
+    nohup java "-Xmx$kafka_heap" "-Xms$kafka_heap" -XX:+UseG1GC -Djava.awt.headless=true \
+        -Dlog4j.configuration="file:$here/kafka/log4j.properties" -Dkafka.logs.dir="$dir/logs" \
+        -cp "$lib/*" kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 </dev/null &
+    echo $! >"$dir/kafka.pid"
+    wait_until kafka 120 kafka_ready
+    log "kafka up on 127.0.0.1:$kafka_port"
+}
+
+# ---------------------------------------------------------------- Neo4j
+
+neo4j_password() {
+    if [ -n "${GRAPHREC_NEO4J_PASSWORD:-}" ]; then
+        echo "$GRAPHREC_NEO4J_PASSWORD"
+        return
+    fi
+    if [ ! -s "$password_file" ]; then
+        mkdir -p "$cache"
+        (umask 077 && head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20 >"$password_file")
+    fi
+    cat "$password_file"
+}
+
+neo4j_ready() {
+    port_open "$bolt_port" && curl -sf "http://127.0.0.1:$http_port/browser/" >/dev/null
+}
+
+neo4j_up() {
+    local dir="$servers/neo4j" lib
+    if alive neo4j && port_open "$bolt_port"; then log "neo4j already up on 127.0.0.1:$bolt_port"; return; fi
+    port_open "$bolt_port" && die "port $bolt_port is taken by another process"
+    lib=$(fetch neo4j)
+    mkdir -p "$dir/conf" "$dir/data" "$dir/logs" "$dir/plugins" "$dir/import" "$dir/run"
+    cat >"$dir/conf/neo4j.conf" <<CONF
+server.default_listen_address=127.0.0.1
+server.bolt.listen_address=127.0.0.1:$bolt_port
+server.bolt.advertised_address=127.0.0.1:$bolt_port
+server.http.listen_address=127.0.0.1:$http_port
+server.http.advertised_address=127.0.0.1:$http_port
+server.https.enabled=false
+dbms.security.auth_enabled=true
+server.memory.heap.max_size=$neo4j_heap
+server.memory.pagecache.size=256m
+dbms.usage_report.enabled=false
+server.directories.data=$dir/data
+server.directories.logs=$dir/logs
+server.directories.plugins=$dir/plugins
+server.directories.import=$dir/import
+server.directories.run=$dir/run
+CONF
+    export NEO4J_HOME="$dir" NEO4J_CONF="$dir/conf"
+    if [ ! -f "$dir/data/dbms/auth.ini" ]; then
+        java -cp "$lib/*" org.neo4j.cli.AdminTool dbms set-initial-password "$(neo4j_password)" >&2
+    fi
+    log "starting neo4j on bolt 127.0.0.1:$bolt_port, http 127.0.0.1:$http_port (heap $neo4j_heap)"
+    nohup java "-Xmx$neo4j_heap" -XX:+UseG1GC -Djava.awt.headless=true \
+        --add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED \
+        --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED \
+        --add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.net=ALL-UNNAMED \
+        --add-opens=java.base/java.util.concurrent=ALL-UNNAMED \
+        -cp "$lib/*" org.neo4j.server.CommunityEntryPoint --home-dir="$dir" --config-dir="$dir/conf" \
+        >"$dir/logs/stdout.log" 2>&1 </dev/null &
+    echo $! >"$dir/neo4j.pid"
+    wait_until neo4j 180 neo4j_ready
+    log "neo4j up: bolt://127.0.0.1:$bolt_port, Browser http://127.0.0.1:$http_port/browser/"
+}
+
+# ---------------------------------------------------------------- commands
+
+status_of() {
+    local name=$1 port=$2 state=down
+    alive "$name" && state="up (pid $(pid_of "$name"))"
+    if ! alive "$name" && port_open "$port"; then state="port taken by another process"; fi
+    printf '%-6s %-28s 127.0.0.1:%s\n' "$name" "$state" "$port"
+}
+
+main() {
+    local cmd=${1:-}
+    [ -n "$cmd" ] || { usage >&2; exit 2; }
+    shift || true
+    local names=("$@")
+    [ ${#names[@]} -gt 0 ] || names=(kafka neo4j)
+    for name in "${names[@]}"; do
+        case $name in kafka | neo4j) ;; *) die "unknown server '$name' (kafka or neo4j)" ;; esac
+    done
+    case $cmd in
+    up) for n in "${names[@]}"; do "${n}_up"; done ;;
+    down) for n in "${names[@]}"; do stop "$n"; done ;;
+    restart) for n in "${names[@]}"; do stop "$n"; "${n}_up"; done ;;
+    status)
+        for n in "${names[@]}"; do
+            if [ "$n" = kafka ]; then status_of kafka "$kafka_port"; else status_of neo4j "$bolt_port"; fi
+        done
+        ;;
+    reset) for n in "${names[@]}"; do stop "$n"; rm -rf "${servers:?}/$n"; log "deleted $servers/$n"; done ;;
+    password) neo4j_password ;;
+    -h | --help | help) usage ;;
+    *) usage >&2; exit 2 ;;
+    esac
+}
+
+main "$@"
