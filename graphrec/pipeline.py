@@ -92,7 +92,7 @@ def ingest(
     SIGTERM and SIGINT stop it after the batch in hand is committed.
     """
     sink = open_sink(log_url, store, group, SinkConfig(batch_size=batch_size), on_batch)
-    with _stop_on_signals(sink.stop):
+    with _stop_on_signals(sink.stop), closing_all(sink.source, sink.dead_letters):
         stats = sink.run(idle_exit_s=idle_exit_s)
     summary = IngestSummary.of(stats)
     log.info("ingest finished: %s", summary)
@@ -110,6 +110,18 @@ def open_sink(
     address = parse_log_url(log_url)
     config = replace(config or SinkConfig(), item_topics=(address.items,))
     return Sink(open_source(log_url, group), store, open_writer(log_url), config, on_batch)
+
+
+@contextmanager
+def closing_all(*things: object) -> Iterator[None]:
+    """Close each thing that has a ``close()`` (consumers, producers, logs) on the way out."""
+    try:
+        yield
+    finally:
+        for thing in things:
+            close = getattr(thing, "close", None)
+            if close is not None:
+                close()
 
 
 @contextmanager

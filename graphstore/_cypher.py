@@ -1,8 +1,8 @@
 """Cypher for the Neo4j backend: module constants, parameters only.
 
-Labels and relationship types cannot be parameters in Cypher, so the interaction MERGE is
-written once per (actor label, relationship) pair from the closed sets in ``types.py`` —
-never from caller input.
+Labels and relationship types cannot be parameters in Cypher, so the statements that need
+them are written once per label or type from the closed sets in ``types.py`` — never from
+caller input.
 """
 
 from __future__ import annotations
@@ -30,24 +30,41 @@ ON CREATE SET w.topic = m.topic, w.partition = m.partition, w.offset = m.offset
 ON MATCH SET w.offset = CASE WHEN m.offset > w.offset THEN m.offset ELSE w.offset END
 """
 
+# One statement per actor label for a whole batch of pre-aggregated rows; the relationship
+# type is picked per row with FOREACH filters (types cannot be parameters).
 _MERGE_INTERACTIONS_TEMPLATE = """
 UNWIND $rows AS r
 MERGE (a:ACTOR {id: r.actor})
 MERGE (i:Item {id: r.item})
-MERGE (a)-[e:REL]->(i)
-ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
-ON MATCH SET e.count = e.count + r.count,
+FOREACH (_ IN CASE WHEN r.rel = 'VIEWED' THEN [1] ELSE [] END |
+  MERGE (a)-[e:VIEWED]->(i)
+  ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
+  ON MATCH SET e.count = e.count + r.count,
     e.first_ts = CASE WHEN r.first_ts < e.first_ts THEN r.first_ts ELSE e.first_ts END,
-    e.last_ts = CASE WHEN r.last_ts > e.last_ts THEN r.last_ts ELSE e.last_ts END
+    e.last_ts = CASE WHEN r.last_ts > e.last_ts THEN r.last_ts ELSE e.last_ts END)
+FOREACH (_ IN CASE WHEN r.rel = 'CLICKED' THEN [1] ELSE [] END |
+  MERGE (a)-[e:CLICKED]->(i)
+  ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
+  ON MATCH SET e.count = e.count + r.count,
+    e.first_ts = CASE WHEN r.first_ts < e.first_ts THEN r.first_ts ELSE e.first_ts END,
+    e.last_ts = CASE WHEN r.last_ts > e.last_ts THEN r.last_ts ELSE e.last_ts END)
+FOREACH (_ IN CASE WHEN r.rel = 'CARTED' THEN [1] ELSE [] END |
+  MERGE (a)-[e:CARTED]->(i)
+  ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
+  ON MATCH SET e.count = e.count + r.count,
+    e.first_ts = CASE WHEN r.first_ts < e.first_ts THEN r.first_ts ELSE e.first_ts END,
+    e.last_ts = CASE WHEN r.last_ts > e.last_ts THEN r.last_ts ELSE e.last_ts END)
+FOREACH (_ IN CASE WHEN r.rel = 'PURCHASED' THEN [1] ELSE [] END |
+  MERGE (a)-[e:PURCHASED]->(i)
+  ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
+  ON MATCH SET e.count = e.count + r.count,
+    e.first_ts = CASE WHEN r.first_ts < e.first_ts THEN r.first_ts ELSE e.first_ts END,
+    e.last_ts = CASE WHEN r.last_ts > e.last_ts THEN r.last_ts ELSE e.last_ts END)
 """
 
-MERGE_INTERACTIONS: dict[tuple[NodeKind, str], LiteralString] = {
-    (actor, rel): cast(
-        LiteralString,
-        _MERGE_INTERACTIONS_TEMPLATE.replace("ACTOR", actor.value).replace("REL", rel),
-    )
+MERGE_INTERACTIONS: dict[NodeKind, LiteralString] = {
+    actor: cast(LiteralString, _MERGE_INTERACTIONS_TEMPLATE.replace("ACTOR", actor.value))
     for actor in (NodeKind.USER, NodeKind.SESSION)
-    for rel in INTERACTION_RELATIONSHIPS
 }
 
 MERGE_CATEGORIES: LiteralString = """

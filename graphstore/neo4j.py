@@ -186,8 +186,8 @@ def _write_batch(tx: ManagedTransaction, batch: Batch) -> ApplyResult:
     interactions, items = batch.unseen(_read_watermarks(tx))
     if items:
         _write_items(tx, items)
-    for (actor, rel), rows in _aggregate(interactions).items():
-        tx.run(cy.MERGE_INTERACTIONS[(actor, rel)], rows=rows).consume()
+    for actor, rows in _aggregate(interactions).items():
+        tx.run(cy.MERGE_INTERACTIONS[actor], rows=rows).consume()
     marks = [
         {"topic": t, "partition": p, "offset": o}
         for (t, p), o in sorted(batch.new_watermarks().items())
@@ -198,13 +198,11 @@ def _write_batch(tx: ManagedTransaction, batch: Batch) -> ApplyResult:
     return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
 
 
-def _aggregate(
-    interactions: Sequence[Interaction],
-) -> dict[tuple[NodeKind, str], list[dict[str, Any]]]:
+def _aggregate(interactions: Sequence[Interaction]) -> dict[NodeKind, list[dict[str, Any]]]:
     """One row per (actor, relationship, item), sorted for a stable lock order."""
     agg: dict[tuple[NodeKind, str, str, str], list[float]] = {}
     for i in interactions:
-        key = (i.actor.kind, i.behaviour.relationship, i.actor.key, i.item_id)
+        key = (i.actor.kind, i.actor.key, i.item_id, i.behaviour.relationship)
         row = agg.get(key)
         if row is None:
             agg[key] = [1, i.ts, i.ts]
@@ -212,10 +210,11 @@ def _aggregate(
             row[0] += 1
             row[1] = min(row[1], i.ts)
             row[2] = max(row[2], i.ts)
-    out: dict[tuple[NodeKind, str], list[dict[str, Any]]] = defaultdict(list)
-    for (kind, rel, actor, item), (count, first, last) in sorted(agg.items()):
-        out[(kind, rel)].append(
-            {"actor": actor, "item": item, "count": int(count), "first_ts": first, "last_ts": last}
+    out: dict[NodeKind, list[dict[str, Any]]] = defaultdict(list)
+    for (kind, actor, item, rel), (count, first, last) in sorted(agg.items()):
+        out[kind].append(
+            {"actor": actor, "item": item, "rel": rel, "count": int(count)}
+            | {"first_ts": first, "last_ts": last}
         )
     return out
 

@@ -9,6 +9,7 @@ on, so ``send`` returning means the records are durable in the broker.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -79,7 +80,17 @@ class KafkaSource:
             heartbeat_interval_ms=1_000,
             group_instance_id=instance_id,
         )
+        self._await_metadata(topics)
         self._consumer.subscribe(list(topics), listener=_Listener(self))
+
+    def _await_metadata(self, topics: Sequence[str], timeout_s: float = 30.0) -> None:
+        # Subscribing before the client knows a new topic's partitions yields an empty
+        # assignment and an extra rebalance, which kafka-python can stall on.
+        deadline = time.monotonic() + timeout_s
+        while not all(self._consumer.partitions_for_topic(t) for t in topics):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no partition metadata for {list(topics)} after {timeout_s} s")
+            time.sleep(0.1)
 
     def on_assign(self, callback: OnAssign) -> None:
         """Call ``callback`` with the partitions each time the group assigns some to us."""

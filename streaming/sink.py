@@ -14,6 +14,7 @@ replayed batch a no-op. On start the sink seeks every partition to
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -114,41 +115,59 @@ class Sink:
             self.source.seek(tp, start)
 
     def stop(self) -> None:
-        """Ask ``run`` to return after the batch in hand is committed."""
+        """Ask ``run`` to return after the batches in hand are written and committed."""
         self._stop.set()
 
     def run(self, idle_exit_s: float | None = None) -> SinkStats:
-        """Process until ``stop()``, or until no record arrived for ``idle_exit_s`` seconds."""
-        started = time.monotonic()
-        last_record = started
-        while not self._stop.is_set():
-            n = self.step()
-            now = time.monotonic()
-            if n:
-                last_record = now
-                self.stats.elapsed_s = now - started  # busy time: trailing idle wait excluded
-            elif idle_exit_s is not None and now - last_record >= idle_exit_s:
-                break
+        """Process until ``stop()``, or until no record arrived for ``idle_exit_s`` seconds.
+
+        Two threads overlap the work: a reader polls and decodes the next batch while this
+        thread writes the current one to the graph. The reader owns the consumer (Kafka
+        consumers are not thread-safe), so it also commits the offsets of batches this thread
+        has finished writing.
+        """
+        batches: queue.Queue[Decoded | None] = queue.Queue(maxsize=2)
+        written: queue.SimpleQueue[dict[TopicPartition, int]] = queue.SimpleQueue()
+        writer_done = threading.Event()
+        reader = _Reader(self, batches, written, writer_done, idle_exit_s)
+        reader.start()
+        try:
+            while (batch := batches.get()) is not None:
+                self._write(batch)
+                written.put({tp: o + 1 for tp, o in batch.consumed.items()})
+                self.stats.elapsed_s = time.monotonic() - reader.first_record_at
+        except BaseException:
+            self._stop.set()
+            raise
+        finally:
+            writer_done.set()
+            reader.join()
+        if reader.error is not None:
+            raise reader.error
         return self.stats
 
     def step(self) -> int:
-        """Poll one batch and carry it through to the offset commit; returns records handled."""
+        """Poll, write and commit one batch on this thread; returns records handled."""
         records = self.source.poll(self.config.batch_size, self.config.poll_timeout_s)
-        if not records:
-            return 0
-        decoded = decode_batch(records, self.config.item_topics)
+        if records:
+            batch = decode_batch(records, self.config.item_topics)
+            self._write(batch)
+            self.commit({tp: o + 1 for tp, o in batch.consumed.items()})
+        return len(records)
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit next-to-read offsets (only ever after the graph commit that covers them)."""
+        self._with_retries(lambda: self.source.commit(offsets))
+
+    def _write(self, decoded: Decoded) -> None:
         self._dead_letter(decoded.bad)
         batch = Batch(decoded.interactions, decoded.items, decoded.consumed)
         result = self._with_retries(lambda: self.store.apply(batch))
-        self._with_retries(
-            lambda: self.source.commit({tp: o + 1 for tp, o in decoded.consumed.items()})
-        )
         self.stats.applied += result.applied
         self.stats.skipped_replayed += result.skipped_replayed
         self.stats.batches += 1
         if self._on_batch is not None:
             self._on_batch(self.stats)
-        return len(records)
 
     def _dead_letter(self, bad: list[tuple[LogRecord, BadRecord]]) -> None:
         if not bad:
@@ -180,3 +199,67 @@ class Sink:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, self.config.retry_max_s)
+
+
+class _Reader(threading.Thread):
+    """Polls and decodes ahead of the writer, and commits what the writer has finished."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        out: queue.Queue[Decoded | None],
+        written: queue.SimpleQueue[dict[TopicPartition, int]],
+        writer_done: threading.Event,
+        idle_exit_s: float | None,
+    ) -> None:
+        super().__init__(name="sink-reader", daemon=True)
+        self.sink, self.out, self.written = sink, out, written
+        self.writer_done, self.idle_exit_s = writer_done, idle_exit_s
+        self.first_record_at = time.monotonic()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        sink, config = self.sink, self.sink.config
+        seen_records, last_record = False, time.monotonic()
+        try:
+            while not sink._stop.is_set() and not self.writer_done.is_set():
+                self._commit_written()
+                records = sink.source.poll(config.batch_size, config.poll_timeout_s)
+                now = time.monotonic()
+                if records:
+                    if not seen_records:
+                        seen_records, self.first_record_at = True, now
+                    last_record = now
+                    self._put(decode_batch(records, config.item_topics))
+                elif self.idle_exit_s is not None and now - last_record >= self.idle_exit_s:
+                    break
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._put(None)
+            self.writer_done.wait()
+            self._commit_written()
+
+    def _put(self, item: Decoded | None) -> None:
+        # Block while the writer is behind (back-pressure), but never past its end.
+        while not self.writer_done.is_set():
+            try:
+                self.out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _commit_written(self) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        while True:
+            try:
+                done = self.written.get_nowait()
+            except queue.Empty:
+                break
+            for tp, offset in done.items():
+                offsets[tp] = max(offsets.get(tp, 0), offset)
+        if offsets:
+            try:
+                self.sink.commit(offsets)
+            except Exception as exc:  # the graph holds the batch; a replay would be a no-op
+                log.warning("offset commit failed (%s); the next commit covers it", exc)
