@@ -1,0 +1,160 @@
+"""Kafka → sink → Neo4j on the real servers: exactness, dead letters and faults.
+
+Each test uses its own topics and consumer group; the Neo4j database is emptied first.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from gnn.datasets import Dataset, SyntheticConfig, generate, ledger_of
+from graphrec.pipeline import ingest, open_sink, produce_dataset
+from graphstore import GraphStore
+from graphstore.neo4j import Neo4jGraphStore
+from streaming.records import header
+from streaming.urls import open_source
+from tests.contract.test_graphstore_contract import edge_table
+from tests.integration.servers import Servers, services
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def neo4j(servers: Servers) -> Iterator[GraphStore]:
+    store = Neo4jGraphStore.from_url(servers.neo4j)
+    store.reset()
+    yield store
+    store.close()
+
+
+def topics_url(servers: Servers) -> str:
+    run = uuid.uuid4().hex[:8]
+    return f"kafka://{servers.kafka}/events-{run}?items=items-{run}"
+
+
+def assert_matches_ledger(store: GraphStore, data: Dataset) -> None:
+    got = {k: v for k, v in edge_table(store.snapshot()).items() if k[0] in ("User", "Session")}
+    expected = {
+        (a.kind.value, a.key, rel, item): (agg.count, agg.first_ts, agg.last_ts)
+        for (a, rel, item), agg in ledger_of(data.interactions).items()
+    }
+    assert len(got) == len(expected)
+    assert got == expected
+
+
+def read_all(url: str, expected: int, timeout_s: float = 60.0) -> list:  # type: ignore[type-arg]
+    source = open_source(url, f"check-{uuid.uuid4().hex[:6]}")
+    records: list = []  # type: ignore[type-arg]
+    source.on_assign(lambda tps: [source.seek(tp, 0) for tp in tps])
+    deadline = time.monotonic() + timeout_s
+    while len(records) < expected and time.monotonic() < deadline:
+        records += source.poll(5_000, 0.5)
+    time.sleep(1.0)
+    records += source.poll(5_000, 0.5)  # anything beyond the expected count shows up too
+    source.close()  # type: ignore[attr-defined]
+    return records
+
+
+def test_100k_events_through_kafka_into_neo4j_match_the_ledger(
+    servers: Servers, neo4j: GraphStore
+) -> None:
+    data = generate(SyntheticConfig(seed=21, events=100_000, users=5_000, items=5_000))
+    url = topics_url(servers)
+    produce_dataset(url, data)
+    summary = ingest(url, neo4j, group="it-100k", batch_size=2_000, idle_exit_s=5.0)
+    assert summary.applied == 100_000 + len(data.items)
+    assert summary.skipped_replayed == 0
+    assert_matches_ledger(neo4j, data)
+
+
+def test_poison_records_go_to_the_dead_letter_topic(servers: Servers, neo4j: GraphStore) -> None:
+    data = generate(SyntheticConfig(seed=22, events=20_000))
+    url = topics_url(servers)
+    produce_dataset(url, data, malformed=1_000, seed=22)
+    summary = ingest(url, neo4j, group="it-dlq", idle_exit_s=5.0)
+    assert summary.dead_lettered == 1_000
+    assert_matches_ledger(neo4j, data)
+    events_topic = url.split("/")[-1].split("?")[0]
+    letters = read_all(
+        f"kafka://{servers.kafka}/{events_topic}.dlq?items=unused-{events_topic}", 1_000
+    )
+    letters = [r for r in letters if r.topic.endswith(".dlq")]
+    assert len(letters) == 1_000
+    assert all(header(r.headers, "error") for r in letters)
+    assert {header(r.headers, "source.topic") for r in letters} == {events_topic.encode()}
+
+
+def test_sink_killed_with_sigkill_then_restarted_gives_the_same_graph(
+    servers: Servers, neo4j: GraphStore
+) -> None:
+    data = generate(SyntheticConfig(seed=23, events=30_000))
+    url = topics_url(servers)
+    produce_dataset(url, data)
+    args = ["--from", url, "--store", servers.neo4j, "--group", "it-kill", "--batch-size", "300"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "graphrec", "ingest", *args, "--idle-exit", "30"]
+    )
+    deadline = time.monotonic() + 120
+    while neo4j.stats().interactions == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    partial = neo4j.stats().interactions
+    assert 0 < partial < 30_000, "the kill should land mid-stream"
+    ingest(url, neo4j, group="it-kill", idle_exit_s=20.0)  # the old member's session must expire
+    assert_matches_ledger(neo4j, data)
+
+
+class FollowingSink:
+    """A sink following a topic in a background thread, as `graphrec ingest --follow` runs."""
+
+    def __init__(self, url: str, store: GraphStore, group: str) -> None:
+        self.sink = open_sink(url, store, group)
+        self.thread = threading.Thread(target=self.sink.run, daemon=True)
+        self.thread.start()
+
+    def wait_idle(self, store: GraphStore, expected: int, timeout_s: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while store.stats().interactions < expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.sink.stop()
+        self.thread.join(timeout=60)
+
+
+@pytest.mark.parametrize("server", ["neo4j", "kafka"])
+def test_server_outage_during_ingest_loses_and_duplicates_nothing(
+    servers: Servers, neo4j: GraphStore, server: str
+) -> None:
+    data = generate(SyntheticConfig(seed=24, events=20_000))
+    url = topics_url(servers)
+    follower = FollowingSink(url, neo4j, group=f"it-outage-{server}")
+    half = len(data.interactions) // 2
+    produce_dataset(url, Dataset(data.name, data.items, data.interactions[:half]))
+    follower.wait_idle(neo4j, half)
+    services("down", server)
+    time.sleep(30 if server == "neo4j" else 5)
+    assert follower.thread.is_alive(), "the sink must ride out the outage"
+    services("up", server)
+    produce_dataset(url, Dataset(data.name, [], data.interactions[half:]))
+    follower.wait_idle(neo4j, len(data.interactions))
+    time.sleep(2.0)  # anything extra (a duplicate) would land now
+    follower.stop()
+    assert_matches_ledger(neo4j, data)
+
+
+def test_neo4j_browser_is_served(servers: Servers) -> None:
+    with urllib.request.urlopen(f"{servers.neo4j_http}/browser/", timeout=10) as response:
+        assert response.status == 200
+        assert b"Neo4j Browser" in response.read()
