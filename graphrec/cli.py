@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,6 +141,63 @@ def stats_cmd(store: StoreOpt = None) -> None:
     """Print node and edge counts and ingest watermarks of the graph store as JSON."""
     with _open(store or _config().store_url) as graph:
         print(json.dumps(asdict(graph.stats()), indent=2))
+
+
+@app.command(
+    "services",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def services_cmd(ctx: typer.Context) -> None:
+    """Run deploy/services.sh: `up|down|restart|status|reset|password [kafka|neo4j]`.
+
+    Fetches Kafka and Neo4j (+ Browser) from Maven Central once and runs them on 127.0.0.1.
+    """
+    script = Path(__file__).resolve().parents[1] / "deploy" / "services.sh"
+    if not script.is_file():
+        err.print(f"[red]error:[/red] {script} not found (run from a graphrec checkout)")
+        raise typer.Exit(2)
+    raise typer.Exit(subprocess.call([str(script), *ctx.args]))
+
+
+@app.command("trending")
+def trending_cmd(
+    source: Annotated[
+        str, typer.Option("--from", help="Kafka URL; its path and ?items= name the topics.")
+    ] = "kafka://127.0.0.1:9092",
+    app_id: Annotated[
+        str, typer.Option(help="faust app id (consumer group).")
+    ] = "graphrec-trending",
+    web_port: Annotated[int, typer.Option(help="HTTP port for /trending/ (127.0.0.1).")] = 6066,
+    window: Annotated[float, typer.Option(help="Window length in seconds.")] = 3600.0,
+    step: Annotated[float, typer.Option(help="Window hop in seconds.")] = 300.0,
+) -> None:
+    """Run the faust app keeping windowed trending counts per item and category.
+
+    Serves GET /trending/items/?k=20[&category=...] and /trending/categories/ on 127.0.0.1.
+    """
+    from streaming.trending import TrendingConfig, build_app
+    from streaming.urls import parse_log_url
+
+    config = _config()
+    with _user_errors():
+        address = parse_log_url(source)
+        if address.scheme != "kafka":
+            raise ValueError(f"trending needs a kafka:// URL, got {source!r}")
+    app_ = build_app(
+        TrendingConfig(
+            broker=f"kafka://{address.location}",
+            app_id=app_id,
+            events_topic=address.events,
+            items_topic=address.items,
+            web_port=web_port,
+            window_s=window,
+            step_s=step,
+            data_dir=str(config.data_dir / "trending"),
+        )
+    )
+    # faust reads its worker command line from sys.argv
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--web-port", str(web_port)]
+    app_.main()
 
 
 @app.command("demo")

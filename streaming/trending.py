@@ -1,7 +1,8 @@
 """Windowed trending counts per item and per category: a small faust-streaming app.
 
 It reads the same ``events`` and ``items`` topics as the sink, keeps hopping-window counts
-(item id → count, category → count) in faust tables backed by changelog topics, and serves
+per item and each item's leaf category in faust tables backed by changelog topics (category
+counts are summed from item counts when read), and serves
 the current top items over HTTP on 127.0.0.1 — the popularity fallback the recommender uses
 for unknown users and empty sessions:
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -30,7 +32,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrendingConfig:
     broker: str = "kafka://127.0.0.1:9092"
-    app_id: str = "graphrec-trending"
+    app_id: str = "graphrec-trending"  # also the consumer group and the tables' topic prefix
+    events_topic: str = EVENTS_TOPIC
+    items_topic: str = ITEMS_TOPIC
     web_port: int = 6066  # HTTP port of the trending endpoints (127.0.0.1 only)
     window_s: float = 3600.0  # counts cover the last hour ...
     step_s: float = 300.0  # ... in 5-minute hops
@@ -40,6 +44,7 @@ class TrendingConfig:
 
 def build_app(config: TrendingConfig) -> faust.App:
     """The faust app with its topics, tables, agents and web views."""
+    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         config.app_id,
         broker=config.broker,
@@ -53,17 +58,14 @@ def build_app(config: TrendingConfig) -> faust.App:
         consumer_auto_offset_reset="earliest",
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "value_serializer": "raw"}
-    events = app.topic(EVENTS_TOPIC, **raw, key_serializer="raw")
-    items = app.topic(ITEMS_TOPIC, **raw, key_serializer="raw")
+    events = app.topic(config.events_topic, **raw, key_serializer="raw")
+    items = app.topic(config.items_topic, **raw, key_serializer="raw")
     size, step = timedelta(seconds=config.window_s), timedelta(seconds=config.step_s)
     expires = 2 * size
     leaf_of = app.Table("item-leaf", default=str, partitions=config.partitions)
     item_counts = app.Table("item-counts", default=int, partitions=config.partitions).hopping(
-        size, step, expires
+        size, step, expires, key_index=True
     )
-    category_counts = app.Table(
-        "category-counts", default=int, partitions=config.partitions
-    ).hopping(size, step, expires)
 
     @app.agent(items)
     async def catalogue(stream: faust.StreamT[bytes]) -> None:
@@ -82,9 +84,6 @@ def build_app(config: TrendingConfig) -> faust.App:
             except BadRecord:
                 continue
             item_counts[event.item_id] += 1
-            leaf = leaf_of[event.item_id]
-            if leaf:
-                category_counts[leaf] += 1
 
     @app.page("/trending/items/")
     class TrendingItems(View):
@@ -98,7 +97,15 @@ def build_app(config: TrendingConfig) -> faust.App:
     @app.page("/trending/categories/")
     class TrendingCategories(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"categories": _top(category_counts, lambda _: True)[: _k(request)]})
+            # Summed at read time, so an event that arrived before its item's catalogue
+            # entry still counts for the category.
+            per_category: dict[str, int] = {}
+            for item, count in _top(item_counts, lambda _: True):
+                leaf = leaf_of[item]
+                if leaf:
+                    per_category[leaf] = per_category.get(leaf, 0) + count
+            ranked = sorted(per_category.items(), key=lambda kv: (-kv[1], kv[0]))
+            return self.json({"categories": ranked[: _k(request)]})
 
     return app
 
@@ -126,6 +133,5 @@ def _k(request: Request) -> int:
 
 def _top(table: Any, keep: Any) -> list[tuple[str, int]]:
     """Current-window counts, highest first (ties by key, for stable output)."""
-    current = table.relative_to_now()
-    counts = [(key, int(current[key].now())) for key in list(table.keys()) if key and keep(key)]
+    counts = [(key, int(value)) for key, value in table.items().now() if key and keep(key)]
     return sorted(counts, key=lambda kv: (-kv[1], kv[0]))
