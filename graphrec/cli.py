@@ -249,6 +249,18 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def _mount_gnn() -> None:
+    from gnn import cli as gnn_cli
+
+    app.command("eval")(gnn_cli.eval_command)
+    app.command("train")(gnn_cli.train_command)
+    bench_app.command("sample")(gnn_cli.bench_sample_command)
+    bench_app.command("train")(gnn_cli.bench_train_command)
+
+
+_mount_gnn()
+
+
 def _open(url: str) -> GraphStore:
     with _user_errors():
         return open_store(url)

@@ -1,0 +1,60 @@
+"""Model versions on disk: ``<dir>/model.safetensors`` + ``<dir>/meta.json``."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from gnn.data import GraphData
+from gnn.models import LightGCN, LightGCNConfig, SageConfig, SageRec
+from gnn.train import GnnRecommender, TrainConfig
+
+
+def save(model: GnnRecommender, data: GraphData, directory: Path, extra: dict[str, Any]) -> Path:
+    """Write weights and metadata (config, key tables, ``extra`` such as metrics, watermark)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
+    save_file(tensors, str(directory / "model.safetensors"))
+    meta = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": asdict(model.config),
+        "item_keys": list(data.item_keys),
+        "actor_keys": list(data.actor_keys),
+        "category_keys": list(data.category_keys),
+        "feature_names": list(data.feature_names),
+        **extra,
+    }
+    (directory / "meta.json").write_text(json.dumps(meta, indent=1))
+    return directory
+
+
+def load(directory: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model (weights loaded, eval mode) and its metadata."""
+    meta = json.loads((directory / "meta.json").read_text())
+    raw = dict(meta["config"])
+    config = TrainConfig(
+        **{k: v for k, v in raw.items() if k not in ("sage", "lightgcn", "hard_rank")},
+        hard_rank=tuple(raw["hard_rank"]),
+        sage=SageConfig(**raw["sage"]),
+        lightgcn=LightGCNConfig(**raw["lightgcn"]),
+    )
+    model: torch.nn.Module
+    if config.model == "sage":
+        model = SageRec(
+            config.sage,
+            len(meta["category_keys"]),
+            len(meta["feature_names"]),
+            len(meta["item_keys"]),
+        )
+    else:
+        model = LightGCN(config.lightgcn, len(meta["actor_keys"]), len(meta["item_keys"]))
+    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    model.eval()
+    meta["train_config"] = config
+    return model, meta

@@ -1,0 +1,199 @@
+"""Commands of the learning half, mounted into the ``graphrec`` CLI: eval, train, bench."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gnn.checkpoint import save
+from gnn.data import from_snapshot
+from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
+from gnn.experiment import (
+    MODELS,
+    fixed_split_from,
+    format_table,
+    graph_of,
+    plot,
+    read_csv_interactions,
+    run_experiment,
+)
+from gnn.splits import SPLITS, make_split
+from gnn.train import GnnRecommender, TrainConfig
+from graphstore import open_store
+
+log = logging.getLogger(__name__)
+
+
+def eval_command(
+    dataset: Annotated[str, typer.Option(help="ml-100k or synthetic.")] = "ml-100k",
+    split: Annotated[str, typer.Option(help=f"One of: {', '.join(SPLITS)}.")] = "random",
+    models: Annotated[
+        str, typer.Option(help=f"Comma-separated, from: {', '.join(MODELS)}.")
+    ] = "pop,itemknn,ease,lightgcn,sage",
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Seeds (splits and inits) to average over.")
+    ] = 3,
+    k: Annotated[int, typer.Option(min=1, help="Cut-off K of the metrics.")] = 20,
+    epochs: Annotated[int, typer.Option(min=1, help="Max epochs for GNN models.")] = 60,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    train_file: Annotated[
+        Path | None, typer.Option("--train", help="CSV user_id,item_id,timestamp[,type].")
+    ] = None,
+    test_file: Annotated[
+        Path | None, typer.Option("--test", help="CSV of held-out interactions.")
+    ] = None,
+    plot_path: Annotated[
+        Path | None, typer.Option("--plot", help="Write metric bars and training curves to a PNG.")
+    ] = None,
+    events: Annotated[int, typer.Option(help="Synthetic interactions.")] = 50_000,
+) -> None:
+    """Evaluate models on one split, same split for all, mean ± std over seeds (full ranking,
+    training items masked; Recall, NDCG, MRR, HitRate at K)."""
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown or split not in SPLITS:
+        raise typer.BadParameter(f"unknown models {unknown} or split {split!r}")
+    fixed = None
+    if train_file or test_file:
+        if not (train_file and test_file):
+            raise typer.BadParameter("--train and --test go together")
+        train, test = read_csv_interactions(train_file), read_csv_interactions(test_file)
+        data = graph_of(Dataset("files", [], train + test))
+        fixed = fixed_split_from(data, test)
+    elif dataset == "ml-100k":
+        data = graph_of(load_ml100k())
+    elif dataset == "synthetic":
+        data = graph_of(generate(SyntheticConfig(seed=0, events=events)))
+    else:
+        raise typer.BadParameter(f"unknown dataset {dataset!r}: ml-100k or synthetic")
+    histories: dict[str, list[dict[str, float]]] = {}
+    results = run_experiment(
+        data,
+        split,
+        names,
+        seeds,
+        TrainConfig(epochs=epochs),
+        k,
+        fixed,
+        progress=lambda line: typer.echo(line, err=True),
+        histories=histories,
+    )
+    if plot_path is not None:
+        plot(results, histories, plot_path, k)
+    if as_json:
+        typer.echo(
+            json.dumps({"dataset": dataset, "split": split, "seeds": seeds, "results": results})
+        )
+    else:
+        typer.echo(format_table(results))
+
+
+def train_command(
+    store: Annotated[
+        str, typer.Option("--store", help="Graph store URL to train from.")
+    ] = "memory://data/graph",
+    models_dir: Annotated[Path, typer.Option(help="Where versions are written.")] = Path(
+        "data/models"
+    ),
+    model: Annotated[str, typer.Option(help="sage or lightgcn.")] = "sage",
+    epochs: Annotated[int, typer.Option(min=1)] = 60,
+    every_minutes: Annotated[
+        float, typer.Option(help="Periodic mode: retrain this often (0: once).")
+    ] = 0.0,
+    every_events: Annotated[
+        int, typer.Option(help="Periodic mode: or after this many new events.")
+    ] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train on the graph's current snapshot and publish models/<version>/ when its validation
+    recall@20 is not worse than the current version's."""
+    config = TrainConfig(model=model, epochs=epochs, seed=seed)
+    last_events = -1
+    while True:
+        with open_store(store) as graph:
+            events = graph.stats().interactions
+            if events != last_events:
+                typer.echo(json.dumps(train_once(graph.snapshot(), config, models_dir)))
+                last_events = events
+        if every_minutes <= 0 and every_events <= 0:
+            return
+        deadline = time.monotonic() + (every_minutes * 60 if every_minutes > 0 else float("inf"))
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            if every_events > 0:
+                with open_store(store) as graph:
+                    if graph.stats().interactions - last_events >= every_events:
+                        break
+
+
+def train_once(snapshot, config: TrainConfig, models_dir: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Train one version; publish it (``current`` pointer) only if validation did not get worse."""
+    data = from_snapshot(snapshot)
+    split = make_split(data, "random", config.seed, 0.1)
+    model = GnnRecommender(config)
+    model.fit(data, split.train, config.seed)
+    version = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    metric = model.best_validation
+    current = _current(models_dir)
+    published = current is None or metric >= current[1]
+    directory = save(
+        model,
+        data,
+        models_dir / version,
+        {
+            "validation_recall@20": metric,
+            "watermarks": snapshot.watermarks,
+            "history": model.history,
+            "published": published,
+        },
+    )
+    if published:
+        tmp = models_dir / ".current.tmp"
+        tmp.write_text(version)
+        tmp.replace(models_dir / "current")  # atomic switch for readers
+    return {
+        "version": version,
+        "path": str(directory),
+        "validation_recall@20": round(metric, 4),
+        "published": published,
+        "previous": current[0] if current else None,
+        "config": asdict(config),
+    }
+
+
+def _current(models_dir: Path) -> tuple[str, float] | None:
+    pointer = models_dir / "current"
+    if not pointer.is_file():
+        return None
+    version = pointer.read_text().strip()
+    meta = json.loads((models_dir / version / "meta.json").read_text())
+    return version, float(meta["validation_recall@20"])
+
+
+def bench_sample_command(
+    dataset: Annotated[str, typer.Option(help="ml-100k or synthetic.")] = "ml-100k",
+    seeds: Annotated[int, typer.Option(min=1)] = 512,
+    fanout: Annotated[int, typer.Option(min=1)] = 10,
+) -> None:
+    """Sampled neighbours/s beside a raw numpy CSR gather of the same seeds (JSON last line)."""
+    from gnn.bench import bench_sample
+
+    data = graph_of(load_ml100k() if dataset == "ml-100k" else generate(SyntheticConfig()))
+    typer.echo(json.dumps(bench_sample(data, seeds, fanout)))
+
+
+def bench_train_command(
+    dataset: Annotated[str, typer.Option(help="ml-100k or synthetic.")] = "ml-100k",
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+) -> None:
+    """LightGCN epoch time beside a bare sparse-matmul LightGCN loop (JSON last line)."""
+    from gnn.bench import bench_train
+
+    data = graph_of(load_ml100k() if dataset == "ml-100k" else generate(SyntheticConfig()))
+    typer.echo(json.dumps(bench_train(data, epochs)))

@@ -1,0 +1,171 @@
+"""``graphrec eval``: every model on the same split, several seeds, one table (mean ± std)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from gnn.baselines import EASE, GenrePop, ItemKNN, Pop, Recommender
+from gnn.data import GraphData, from_snapshot
+from gnn.datasets import Dataset, load_into
+from gnn.evaluate import evaluate
+from gnn.splits import Split, make_split
+from gnn.train import GnnRecommender, TrainConfig
+from graphstore import Behaviour, Interaction, NodeKind, NodeRef, open_store
+
+MODELS = ("pop", "genre-pop", "itemknn", "ease", "lightgcn", "sage", "sage-merged")
+
+
+def make_model(name: str, config: TrainConfig) -> Recommender:
+    """A fresh, unfitted model by name."""
+    factories: dict[str, Callable[[], Recommender]] = {
+        "pop": Pop,
+        "genre-pop": GenrePop,
+        "itemknn": ItemKNN,
+        "ease": EASE,
+        "lightgcn": lambda: GnnRecommender(replace(config, model="lightgcn")),
+        "sage": lambda: GnnRecommender(replace(config, model="sage")),
+        "sage-merged": lambda: GnnRecommender(
+            replace(config, model="sage", sage=replace(config.sage, behaviour_typed=False))
+        ),
+    }
+    if name not in factories:
+        raise ValueError(f"unknown model {name!r}: choose from {', '.join(MODELS)}")
+    return factories[name]()
+
+
+def graph_of(dataset: Dataset) -> GraphData:
+    """Load a dataset into a fresh in-memory store and read it back as training data."""
+    with open_store("memory://") as store:
+        load_into(store, dataset)
+        return from_snapshot(store.snapshot())
+
+
+def read_csv_interactions(path: Path) -> list[Interaction]:
+    """Rows ``user_id,item_id,timestamp[,type]`` (type: VIEW/CLICK/CART/PURCHASE, default VIEW)."""
+    out = []
+    with path.open(newline="") as f:
+        for n, row in enumerate(csv.DictReader(f)):
+            try:
+                kind = Behaviour[(row.get("type") or "VIEW").strip().upper()]
+                user = NodeRef(NodeKind.USER, row["user_id"].strip())
+                out.append(
+                    Interaction(
+                        f"{path.name}-{n}",
+                        user,
+                        row["item_id"].strip(),
+                        kind,
+                        float(row["timestamp"]),
+                    )
+                )
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"{path}:{n + 2}: bad row {row!r} ({exc})") from None
+    return out
+
+
+def run_experiment(
+    data: GraphData,
+    split_kind: str,
+    models: list[str],
+    seeds: int,
+    config: TrainConfig,
+    k: int = 20,
+    fixed_split: Split | None = None,
+    progress: Callable[[str], None] | None = None,
+    histories: dict[str, list[dict[str, float]]] | None = None,
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{model: {metric: (mean, std)}}`` over ``seeds`` seeds, all models on the same splits.
+
+    GNN training curves of the last seed go into ``histories`` when given."""
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in models}
+    for seed in range(seeds):
+        split = fixed_split or make_split(data, split_kind, seed)
+        for name in models:
+            started = time.perf_counter()
+            model = make_model(name, config)
+            model.fit(data, split.train, seed)
+            scores = evaluate(model, data, split, k)
+            scores["seconds"] = time.perf_counter() - started
+            results[name].append(scores)
+            if histories is not None and isinstance(model, GnnRecommender):
+                histories[name] = model.history
+            if progress is not None:
+                progress(f"seed {seed} {name}: recall@{k}={scores[f'recall@{k}']:.4f}")
+    return {
+        name: {
+            metric: (
+                float(np.mean([r[metric] for r in runs])),
+                float(np.std([r[metric] for r in runs])),
+            )
+            for metric in runs[0]
+        }
+        for name, runs in results.items()
+    }
+
+
+def fixed_split_from(data: GraphData, test: list[Interaction]) -> Split:
+    """A split whose test pairs come from a file (``--train/--test`` CSVs)."""
+    actors = {k: i for i, k in enumerate(data.actor_keys)}
+    items = {k: i for i, k in enumerate(data.item_keys)}
+    pairs = {
+        (actors[t.actor.key], items[t.item_id])
+        for t in test
+        if t.actor.key in actors and t.item_id in items
+    }
+    a = np.array([p[0] for p in sorted(pairs)], np.int64)
+    i = np.array([p[1] for p in sorted(pairs)], np.int64)
+    e = data.edges
+    keep = np.fromiter(
+        ((x, y) not in pairs for x, y in zip(e.actor.tolist(), e.item.tolist(), strict=True)),
+        bool,
+        len(e),
+    )
+    return Split(e.take(keep), a, i, np.ones(data.num_items, bool), "files")
+
+
+def format_table(results: dict[str, dict[str, tuple[float, float]]]) -> str:
+    metrics = [m for m in next(iter(results.values())) if m != "seconds"] + ["seconds"]
+    lines = ["model        " + "".join(f"{m:>18}" for m in metrics)]
+    for name, row in results.items():
+        lines.append(
+            f"{name:<13}" + "".join(f"{row[m][0]:>11.4f} ±{row[m][1]:.3f}" for m in metrics)
+        )
+    return "\n".join(lines)
+
+
+def plot(
+    results: dict[str, dict[str, tuple[float, float]]],
+    histories: dict[str, list[dict[str, float]]],
+    path: Path,
+    k: int = 20,
+) -> None:
+    """Metric table as bars (mean ± std) and GNN validation curves, to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(results)
+    for j, metric in enumerate((f"recall@{k}", f"ndcg@{k}")):
+        means = [results[n][metric][0] for n in names]
+        stds = [results[n][metric][1] for n in names]
+        left.bar(np.arange(len(names)) + 0.4 * j, means, 0.4, yerr=stds, label=metric)
+    left.set_xticks(np.arange(len(names)) + 0.2, names, rotation=30)
+    left.legend()
+    left.set_title("test metrics (mean ± std over seeds)")
+    for name, history in histories.items():
+        right.plot([h["epoch"] for h in history], [h["val_recall@20"] for h in history], label=name)
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation recall@20")
+    right.set_title("training curves")
+    if histories:
+        right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,100 @@
+"""The sampler keeps its caps, never leaks excluded or future edges, and types its hops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gnn.data import GraphData
+from gnn.sampler import (
+    NeighbourInput,
+    RandomWalkInput,
+    SamplerGraph,
+    random_walk_neighbours,
+    sample_neighbours,
+)
+
+
+def _edges_of(out, rel_filter=None):  # type: ignore[no-untyped-def]
+    return np.concatenate(
+        [e for rel, e in out.edge.items() if rel_filter is None or rel_filter(rel)]
+    )
+
+
+def test_fanout_caps_hold_per_seed_and_hop(small: GraphData) -> None:
+    graph = SamplerGraph.from_data(small)
+    seeds = np.arange(40)
+    out = sample_neighbours(
+        graph, NeighbourInput(actor_seeds=seeds, fanouts=(3, 2)), np.random.default_rng(0)
+    )
+    hop1 = np.zeros(small.num_actors, np.int64)
+    for rel, rows in out.row.items():
+        first = out.hop[rel] == 1
+        np.add.at(hop1, out.node["actor"][rows[first]], 1)
+    assert hop1[seeds].max() <= 3
+    assert hop1[seeds].sum() > 0
+    degree = np.bincount(small.edges.actor, minlength=small.num_actors)
+    assert np.all(hop1[seeds] == np.minimum(degree[seeds], 3)) or hop1[seeds].sum() <= 3 * len(
+        seeds
+    )
+    assert list(out.node["actor"][:40]) == list(seeds)  # seeds first
+
+
+def test_excluded_and_future_edges_never_appear(small: GraphData) -> None:
+    graph = SamplerGraph.from_data(small)
+    rng = np.random.default_rng(1)
+    exclude = rng.choice(len(small.edges), len(small.edges) // 3, replace=False)
+    cutoff = float(np.median(small.edges.last_ts))
+    spec = NeighbourInput(
+        actor_seeds=np.arange(100), fanouts=(5, 5, 5), cutoff=cutoff, exclude=exclude
+    )
+    out = sample_neighbours(graph, spec, rng)
+    used = _edges_of(out)
+    assert len(used) > 0
+    assert not np.isin(used, exclude).any()
+    assert (small.edges.last_ts[used] < cutoff).all()
+
+
+def test_hops_and_types_are_labelled(small: GraphData) -> None:
+    graph = SamplerGraph.from_data(small)
+    out = sample_neighbours(
+        graph,
+        NeighbourInput(actor_seeds=np.array([0, 1]), fanouts=(50, 50)),
+        np.random.default_rng(2),
+    )
+    for rel, edges in out.edge.items():
+        assert rel[0] == "actor" and rel[2] == "item"
+        behaviour = small.edges.behaviour[edges]
+        assert len(set(behaviour.tolist())) == 1  # one relation = one behaviour
+        hop1 = out.hop[rel] == 1
+        assert set(out.node["actor"][out.row[rel][hop1]].tolist()) <= {0, 1}
+    data = out.to_hetero_data()
+    assert data["actor"].num_nodes == len(out.node["actor"])
+
+
+def test_behaviour_filter_keeps_only_those_types(small: GraphData) -> None:
+    graph = SamplerGraph.from_data(small)
+    spec = NeighbourInput(actor_seeds=np.arange(50), fanouts=(10,), behaviours=(3,))
+    out = sample_neighbours(graph, spec, np.random.default_rng(3))
+    assert set(out.edge) <= {("actor", "PURCHASED", "item")}
+
+
+def test_random_walk_weights_rank_most_visited_first(small: GraphData) -> None:
+    graph = SamplerGraph.from_data(small)
+    seeds = np.arange(10)
+    walk = random_walk_neighbours(
+        graph, RandomWalkInput(item_seeds=seeds, walks=200, top=5), np.random.default_rng(4)
+    )
+    for s, row, weights in zip(seeds, walk.neighbours, walk.weights, strict=True):
+        kept = row >= 0
+        assert s not in row[kept]
+        if kept.any():
+            assert np.isclose(weights[kept].sum(), 1.0)
+            assert np.all(np.diff(weights[kept]) <= 0)
+
+
+def test_same_seed_same_sample(small: GraphData) -> None:
+    graph = SamplerGraph.from_data(small)
+    spec = NeighbourInput(actor_seeds=np.arange(30), fanouts=(4, 4))
+    a = sample_neighbours(graph, spec, np.random.default_rng(9))
+    b = sample_neighbours(graph, spec, np.random.default_rng(9))
+    assert np.array_equal(_edges_of(a), _edges_of(b))
