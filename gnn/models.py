@@ -6,6 +6,7 @@ product, so training and evaluation treat them alike.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,10 @@ from torch import Tensor, nn
 from torch_geometric.nn import GraphConv, HeteroConv
 
 from gnn.data import BEHAVIOURS
+
+# Actors get no input of their own in some convolutions, by design; PyG warns about that.
+warnings.filterwarnings("ignore", message="There exist node types")
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
 @dataclass(frozen=True)
