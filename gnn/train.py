@@ -60,9 +60,17 @@ def seed_everything(seed: int) -> None:
 
 
 def to_graph(
-    data: GraphData, edges: Interactions, typed: bool, half_life_days: float, device: torch.device
+    data: GraphData,
+    edges: Interactions,
+    typed: bool,
+    half_life_days: float,
+    device: torch.device,
+    known_items: np.ndarray | None = None,
 ) -> Graph:
-    """Tensors for message passing over ``edges`` (grouped by behaviour unless merged)."""
+    """Tensors for message passing over ``edges`` (grouped by behaviour unless merged).
+
+    Only ``known_items`` (default: all) use their ID embedding; others are represented by
+    content and neighbours alone, as a brand-new item would be."""
     now = float(data.edges.last_ts.max()) if len(data.edges) else 0.0
     age = (now - edges.last_ts) / 86_400.0
     groups = [edges.behaviour == b for b in range(4)] if typed else [np.ones(len(edges), bool)]
@@ -80,7 +88,11 @@ def to_graph(
         weights=weights,
         ancestors=torch.as_tensor(data.category_ancestors()).to(device),
         features=torch.as_tensor(data.item_features, dtype=torch.float32).to(device),
-        item_ids=torch.arange(data.num_items).to(device),
+        item_ids=torch.as_tensor(
+            np.where(
+                known_items if known_items is not None else True, np.arange(data.num_items), -1
+            )
+        ).to(device),
     )
 
 
@@ -107,6 +119,8 @@ class GnnRecommender:
 
     def fit(self, data: GraphData, train: Interactions, seed: int) -> None:
         seed_everything(seed)
+        self.known_items = np.zeros(data.num_items, bool)
+        self.known_items[train.item] = True  # items without training edges get no ID embedding
         inner = make_split(data.with_edges(train), "random", seed, self.config.validation_share)
         self.model = self._build(data)
         best, best_state, waited = -1.0, None, 0
@@ -175,6 +189,7 @@ class GnnRecommender:
                 self.config.sage.behaviour_typed,
                 self.config.sage.half_life_days,
                 self.device,
+                self.known_items,
             )
             pairs = pairs[sup]
         else:
@@ -235,6 +250,7 @@ class GnnRecommender:
                 self.config.sage.behaviour_typed,
                 self.config.sage.half_life_days,
                 self.device,
+                self.known_items,
             )
             h, z = self.model(graph)
         else:

@@ -67,6 +67,7 @@ def test_checkpoint_round_trip_gives_bit_identical_scores(
                 True,
                 meta["train_config"].sage.half_life_days,
                 torch.device("cpu"),
+                rec.known_items,
             )
             h, z = loaded(graph)
         else:
