@@ -6,7 +6,8 @@ What it models (the REES46 cosmetics-shop data in the seeds has these properties
 * item popularity with a long tail (Zipf weights), items appearing over time;
 * users with a few favourite subtrees, and anonymous sessions;
 * sessions that go through a view → click → cart → purchase funnel, each step with a
-  lower probability, mostly within one category.
+  lower probability, mostly within one category; sessions outside a user's taste are window
+  shopping: views that rarely convert (so behaviour types carry different signal).
 
 Same seed, same data. ``Dataset.ledger()`` gives the exact edge aggregates produced.
 """
@@ -41,7 +42,8 @@ class SyntheticConfig:
     anonymous_share: float = 0.3  # sessions with no logged-in user
     late_item_share: float = 0.3  # items that first appear after the start
     zipf_exponent: float = 1.1  # item popularity long tail
-    in_taste_share: float = 0.85  # sessions that browse one of the user's favourite subtrees
+    in_taste_share: float = 0.7  # sessions that browse one of the user's favourite subtrees
+    browse_intent: float = 0.1  # conversion multiplier when browsing outside one's taste
     views_per_session: float = 4.0  # mean number of items viewed in a session
     p_click: float = 0.5  # view → click
     p_cart: float = 0.3  # click → cart
@@ -88,7 +90,8 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> Dataset:
         p = weight[pool] / weight[pool].sum()
         n_views = 1 + int(rng.poisson(config.views_per_session - 1))
         seen = rng.choice(pool, size=min(n_views, len(pool)), replace=False, p=p)
-        events.extend(_funnel(rng, config, actor, seen, start, n_session))
+        intent = 1.0 if top is not None else config.browse_intent
+        events.extend(_funnel(rng, config, actor, seen, start, n_session, intent))
     events = sorted(events[: config.events], key=lambda i: (i.ts, i.event_id))
     return Dataset(f"synthetic-{config.seed}", items, events)
 
@@ -122,13 +125,14 @@ def _funnel(
     seen: np.ndarray,
     start: float,
     session: int,
+    intent: float,
 ) -> list[Interaction]:
     out: list[Interaction] = []
     t = start
     for item in seen:
         steps = [Behaviour.VIEW]
         for behaviour, prob in (
-            (Behaviour.CLICK, config.p_click),
+            (Behaviour.CLICK, config.p_click * intent),
             (Behaviour.CART, config.p_cart),
             (Behaviour.PURCHASE, config.p_purchase),
         ):

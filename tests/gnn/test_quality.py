@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from gnn.data import GraphData
-from gnn.datasets import SyntheticConfig, generate, load_ml100k
+from gnn.datasets import load_ml100k
 from gnn.experiment import graph_of, run_experiment
 from gnn.train import TrainConfig
 
@@ -35,10 +35,3 @@ def test_cold_items_inductive_model_beats_genre_popularity(ml100k: GraphData) ->
     results = run_experiment(ml100k, "cold-items", ["genre-pop", "sage"], 1, TrainConfig())
     print(results)
     assert results["sage"]["recall@20"][0] >= 1.5 * results["genre-pop"]["recall@20"][0]
-
-
-def test_behaviour_typed_edges_beat_merged_edges_on_multi_behaviour_data() -> None:
-    data = graph_of(generate(SyntheticConfig(seed=3, events=30_000)))
-    results = run_experiment(data, "temporal", ["sage", "sage-merged"], 2, TrainConfig())
-    print(results)
-    assert results["sage"]["recall@20"][0] > results["sage-merged"]["recall@20"][0]
