@@ -20,7 +20,7 @@ from gnn.baselines import Scores
 from gnn.data import GraphData, IntArray, Interactions
 from gnn.evaluate import evaluate
 from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec, edge_weight
-from gnn.splits import Split, make_split
+from gnn.splits import make_split
 
 log = logging.getLogger(__name__)
 
@@ -260,9 +260,3 @@ class GnnRecommender:
 
     def score(self, actors: IntArray) -> Scores:
         return np.asarray(self._actors[actors] @ self._items.T, np.float32)
-
-
-def split_and_fit(data: GraphData, split: Split, config: TrainConfig, seed: int) -> GnnRecommender:
-    model = GnnRecommender(config)
-    model.fit(data, split.train, seed)
-    return model

@@ -119,6 +119,3 @@ class CsrSnapshot:
             np.zeros(0),
             np.zeros(0),
         )
-
-    def ref(self, kind: NodeKind, index: int) -> NodeRef:
-        return NodeRef(kind, self.keys[kind][index])
