@@ -36,26 +36,11 @@ _MERGE_INTERACTIONS_TEMPLATE = """
 UNWIND $rows AS r
 MERGE (a:ACTOR {id: r.actor})
 MERGE (i:Item {id: r.item})
-FOREACH (_ IN CASE WHEN r.rel = 'VIEWED' THEN [1] ELSE [] END |
-  MERGE (a)-[e:VIEWED]->(i)
-  ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
-  ON MATCH SET e.count = e.count + r.count,
-    e.first_ts = CASE WHEN r.first_ts < e.first_ts THEN r.first_ts ELSE e.first_ts END,
-    e.last_ts = CASE WHEN r.last_ts > e.last_ts THEN r.last_ts ELSE e.last_ts END)
-FOREACH (_ IN CASE WHEN r.rel = 'CLICKED' THEN [1] ELSE [] END |
-  MERGE (a)-[e:CLICKED]->(i)
-  ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
-  ON MATCH SET e.count = e.count + r.count,
-    e.first_ts = CASE WHEN r.first_ts < e.first_ts THEN r.first_ts ELSE e.first_ts END,
-    e.last_ts = CASE WHEN r.last_ts > e.last_ts THEN r.last_ts ELSE e.last_ts END)
-FOREACH (_ IN CASE WHEN r.rel = 'CARTED' THEN [1] ELSE [] END |
-  MERGE (a)-[e:CARTED]->(i)
-  ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
-  ON MATCH SET e.count = e.count + r.count,
-    e.first_ts = CASE WHEN r.first_ts < e.first_ts THEN r.first_ts ELSE e.first_ts END,
-    e.last_ts = CASE WHEN r.last_ts > e.last_ts THEN r.last_ts ELSE e.last_ts END)
-FOREACH (_ IN CASE WHEN r.rel = 'PURCHASED' THEN [1] ELSE [] END |
-  MERGE (a)-[e:PURCHASED]->(i)
+"""
+
+# Applied to the rows whose r.rel is REL; one such clause per interaction type.
+_MERGE_ONE_TYPE = """FOREACH (_ IN CASE WHEN r.rel = 'REL' THEN [1] ELSE [] END |
+  MERGE (a)-[e:REL]->(i)
   ON CREATE SET e.count = r.count, e.first_ts = r.first_ts, e.last_ts = r.last_ts
   ON MATCH SET e.count = e.count + r.count,
     e.first_ts = CASE WHEN r.first_ts < e.first_ts THEN r.first_ts ELSE e.first_ts END,
@@ -63,7 +48,11 @@ FOREACH (_ IN CASE WHEN r.rel = 'PURCHASED' THEN [1] ELSE [] END |
 """
 
 MERGE_INTERACTIONS: dict[NodeKind, LiteralString] = {
-    actor: cast(LiteralString, _MERGE_INTERACTIONS_TEMPLATE.replace("ACTOR", actor.value))
+    actor: cast(
+        LiteralString,
+        _MERGE_INTERACTIONS_TEMPLATE.replace("ACTOR", actor.value)
+        + "".join(_MERGE_ONE_TYPE.replace("REL", rel) for rel in INTERACTION_RELATIONSHIPS),
+    )
     for actor in (NodeKind.USER, NodeKind.SESSION)
 }
 
