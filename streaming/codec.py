@@ -126,7 +126,9 @@ def _parse(data: bytes, msg: M) -> M:
 
 
 def _check_id(what: str, value: str) -> None:
-    if not value:
+    # Blank counts as empty, as in GraphStore.apply: a record that passed here but failed there
+    # would stop the sink (InvalidInput is not retried) instead of being dead-lettered.
+    if not value or not value.strip():
         raise BadRecord("missing-field", f"{what} is empty")
     if len(value) > MAX_ID_LENGTH:
         raise BadRecord("too-large", f"{what} longer than {MAX_ID_LENGTH} characters")
