@@ -38,29 +38,33 @@ class BadRecord(ValueError):
 
 def decode_event(data: bytes, now: float | None = None) -> Interaction:
     """Bytes (protobuf or JSON) → a validated Interaction."""
-    msg = _parse(data, pb.Event())
-    if not msg.event_id:
+    msg = _parse(data, pb.Event)
+    event_id = msg.event_id
+    if not event_id:
         raise BadRecord("missing-field", "event_id is empty")
     actor = msg.WhichOneof("actor")
     if actor is None:
         raise BadRecord("missing-field", "set user_id or session_id")
-    key = getattr(msg, actor)
-    kind = NodeKind.USER if actor == "user_id" else NodeKind.SESSION
+    if actor == "user_id":
+        kind, key = NodeKind.USER, msg.user_id
+    else:
+        kind, key = NodeKind.SESSION, msg.session_id
+    item_id = msg.item_id
     _check_id(actor, key)
-    _check_id("item_id", msg.item_id)
-    _check_id("event_id", msg.event_id)
+    _check_id("item_id", item_id)
+    _check_id("event_id", event_id)
     behaviour = _BEHAVIOURS.get(msg.type)
     if behaviour is None:
         raise BadRecord(
             "unknown-type", f"event type {msg.type}; expected VIEW, CLICK, CART or PURCHASE"
         )
     ts = _timestamp(msg, now)
-    return Interaction(msg.event_id, NodeRef(kind, key), msg.item_id, behaviour, ts)
+    return Interaction(event_id, NodeRef(kind, key), item_id, behaviour, ts)
 
 
 def decode_item(data: bytes, now: float | None = None) -> ItemRecord:
     """Bytes (protobuf or JSON) → a validated ItemRecord."""
-    msg = _parse(data, pb.ItemUpsert())
+    msg = _parse(data, pb.ItemUpsert)
     _check_id("item_id", msg.item_id)
     path = tuple(msg.category_path)
     if len(path) > MAX_CATEGORY_DEPTH:
@@ -110,19 +114,17 @@ def event_to_json(i: Interaction) -> bytes:
     return json.dumps(json_format.MessageToDict(msg)).encode()
 
 
-def _parse(data: bytes, msg: M) -> M:
+def _parse(data: bytes, kind: type[M]) -> M:
     if len(data) > MAX_RECORD_BYTES:
         raise BadRecord("oversize", f"{len(data)} bytes > {MAX_RECORD_BYTES}")
     if not data:
         raise BadRecord("undecodable", "empty record")
     try:
         if data.lstrip()[:1] == b"{":
-            json_format.Parse(data.decode("utf-8"), msg)
-        else:
-            msg.ParseFromString(data)
+            return json_format.Parse(data.decode("utf-8"), kind())
+        return kind.FromString(data)
     except (json_format.ParseError, DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRecord("undecodable", f"not a {type(msg).__name__}: {exc}") from None
-    return msg
+        raise BadRecord("undecodable", f"not a {kind.__name__}: {exc}") from None
 
 
 def _check_id(what: str, value: str) -> None:
@@ -137,7 +139,8 @@ def _check_id(what: str, value: str) -> None:
 def _timestamp(msg: pb.Event | pb.ItemUpsert, now: float | None) -> float:
     if not msg.HasField("ts"):
         raise BadRecord("missing-field", "ts is not set")
-    ts = msg.ts.seconds + msg.ts.nanos / 1e9
+    stamp = msg.ts
+    ts = stamp.seconds + stamp.nanos / 1e9
     latest = (time.time() if now is None else now) + MAX_CLOCK_SKEW_S
     if not EARLIEST_TS <= ts <= latest:
         raise BadRecord("absurd-ts", f"{ts:.0f} is outside 1990-01-01 .. now + 1 day")

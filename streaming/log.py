@@ -112,9 +112,13 @@ class EventLog:
 
     def read(self, tp: TopicPartition, offset: int, max_records: int) -> list[LogRecord]:
         """Records of one partition from ``offset`` on, at most ``max_records``."""
+        topic, partition = tp
         with self._lock:
-            rows = self._db.execute(_READ, (tp[0], tp[1], offset, max_records)).fetchall()
-        return [LogRecord(tp[0], tp[1], o, k, v, _load(h), ts) for o, k, v, h, ts in rows]
+            rows = self._db.execute(_READ, (topic, partition, offset, max_records)).fetchall()
+        return [
+            LogRecord(topic, partition, o, k, v, _load(h) if h else (), ts)
+            for o, k, v, h, ts in rows
+        ]
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to be written, per partition of ``topic``."""

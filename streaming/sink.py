@@ -17,8 +17,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import TypeVar
 
 from graphstore.base import Batch, GraphStore, InvalidInput, Positioned
@@ -36,6 +38,8 @@ from streaming.records import (
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+T = TypeVar("T", Interaction, ItemRecord)
+_TOPIC_PARTITION = attrgetter("topic", "partition")
 
 
 @dataclass(frozen=True)
@@ -74,17 +78,40 @@ def decode_batch(records: list[LogRecord], item_topics: Collection[str]) -> Deco
     """Split polled records into good interactions, good items and (record, reason) pairs."""
     out = Decoded([], [], [], {})
     now = time.time()
-    for r in records:
-        position = Position(r.topic, r.partition, r.offset)
-        out.consumed[r.tp] = max(out.consumed.get(r.tp, -1), r.offset)
-        try:
-            if r.topic in item_topics:
-                out.items.append(Positioned(decode_item(r.value, now), position))
-            else:
-                out.interactions.append(Positioned(decode_event(r.value, now), position))
-        except BadRecord as exc:
-            out.bad.append((r, exc))
+    # Sources hand out runs of consecutive records from one partition: the topic's decoder,
+    # the output list and the partition's highest offset are settled once per run.
+    for (topic, partition), run in groupby(records, _TOPIC_PARTITION):
+        tp = (topic, partition)
+        if topic in item_topics:
+            highest = _decode_run(run, topic, partition, decode_item, now, out.items, out.bad)
+        else:
+            highest = _decode_run(
+                run, topic, partition, decode_event, now, out.interactions, out.bad
+            )
+        out.consumed[tp] = max(out.consumed.get(tp, -1), highest)
     return out
+
+
+def _decode_run(
+    run: Iterable[LogRecord],
+    topic: str,
+    partition: int,
+    decode: Callable[[bytes, float], T],
+    now: float,
+    good: list[Positioned[T]],
+    bad: list[tuple[LogRecord, BadRecord]],
+) -> int:
+    """Decode records of one partition into ``good`` or ``bad``; returns the highest offset."""
+    highest = -1
+    for r in run:
+        offset = r.offset
+        if offset > highest:
+            highest = offset
+        try:
+            good.append(Positioned(decode(r.value, now), Position(topic, partition, offset)))
+        except BadRecord as exc:
+            bad.append((r, exc))
+    return highest
 
 
 class Sink:
