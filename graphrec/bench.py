@@ -1,7 +1,9 @@
 """``graphrec bench ingest``: the sink's throughput beside a raw baseline measured in the same run.
 
-* embedded store: the baseline is the same store's bare ``apply`` of pre-decoded batches;
-* Neo4j: the baseline is a raw neo4j-driver ``UNWIND … MERGE`` loop over the same events.
+* embedded store: the baseline is the same store's bare ``apply`` of the very batches the sink
+  writes (same records, positions and grouping), read and decoded before the clock starts;
+* Neo4j: the baseline is a raw neo4j-driver ``UNWIND … MERGE`` loop over the same events, after
+  the store's ``upsert_items`` of the catalogue (timed, as the sink writes it too).
 
 Also reports freshness (produce → visible in the graph) p50/p99 with the sink following the log.
 """
@@ -20,8 +22,10 @@ from urllib.parse import urlsplit
 
 from gnn.datasets import Dataset, SyntheticConfig, generate
 from graphrec.freshness import measure_freshness
-from graphrec.pipeline import ingest, produce_dataset
-from graphstore import Batch, GraphStore, Position, Positioned, open_store
+from graphrec.pipeline import closing_all, ingest, produce_dataset
+from graphstore import Batch, GraphStore, open_store
+from streaming.sink import decode_batch
+from streaming.urls import open_source, parse_log_url
 
 
 def bench_ingest(
@@ -32,27 +36,35 @@ def bench_ingest(
     freshness_trials: int = 100,
     seed: int = 0,
 ) -> dict[str, object]:
-    """Events/s through log → decode → validate → apply → commit, beside the raw baseline."""
+    """Events/s through log → decode → validate → apply → commit, beside the raw baseline.
+
+    Both sides do the same graph work, catalogue included: the sink reads the catalogue items
+    from the log along with the events, so each baseline writes them inside its timed window
+    too. Both figures are interactions per second of that window.
+    """
     dataset = generate(SyntheticConfig(seed=seed, events=events))
     work = Path(tempfile.mkdtemp(prefix="graphrec-bench-"))
     try:
         run_log = _fresh_log(log_url, work)
         produce_dataset(run_log, dataset)
+        raw_driver = store_url is not None and urlsplit(store_url).scheme != "memory"
+        # Read while the log holds only the dataset (freshness trials append to it later).
+        total = len(dataset.items) + events
+        batches = [] if raw_driver else _decoded_batches(run_log, batch_size, total)
         with _fresh_store(store_url, work / "sink") as store:
             summary = ingest(run_log, store, group="bench", batch_size=batch_size, idle_exit_s=1.0)
             sink_eps = (summary.applied - len(dataset.items)) / summary.seconds
             freshness = measure_freshness(run_log, store, trials=freshness_trials)
         with _fresh_store(store_url, work / "raw") as store:
-            store.upsert_items(dataset.items)
-            if store_url and urlsplit(store_url).scheme != "memory":
+            if raw_driver:
                 raw_eps, baseline = (
                     _raw_neo4j_loop(store, dataset, batch_size),
-                    "neo4j-driver UNWIND MERGE loop",
+                    "neo4j-driver UNWIND MERGE loop (+ store.upsert_items)",
                 )
             else:
                 raw_eps, baseline = (
-                    _bare_apply(store, dataset, batch_size),
-                    "store.apply of decoded batches",
+                    _bare_apply(store, batches),
+                    "store.apply of the sink's batches, decoded beforehand",
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -73,13 +85,30 @@ def bench_ingest(
     }
 
 
-def _bare_apply(store: GraphStore, dataset: Dataset, batch_size: int) -> float:
+def _decoded_batches(log_url: str, batch_size: int, expected: int) -> list[Batch]:
+    """The batches the sink writes (same polls, same positions), decoded before any timing."""
+    address = parse_log_url(log_url)
+    source = open_source(log_url, group=f"bench-baseline-{uuid.uuid4().hex[:8]}")
+    batches, seen = [], 0
+    deadline = time.monotonic() + 300.0
+    with closing_all(source):
+        while seen < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"baseline read {seen} of {expected} records from {log_url}")
+            records = source.poll(batch_size, 0.5)
+            if records:
+                seen += len(records)
+                d = decode_batch(records, (address.items,))
+                batches.append(Batch(d.interactions, d.items, d.consumed))
+    return batches
+
+
+def _bare_apply(store: GraphStore, batches: list[Batch]) -> float:
+    events = sum(len(b.interactions) for b in batches)
     started = time.perf_counter()
-    for start in range(0, len(dataset.interactions), batch_size):
-        chunk = dataset.interactions[start : start + batch_size]
-        records = [Positioned(i, Position("raw", 0, start + n)) for n, i in enumerate(chunk)]
-        store.apply(Batch(interactions=records))
-    return len(dataset.interactions) / (time.perf_counter() - started)
+    for batch in batches:
+        store.apply(batch)
+    return events / (time.perf_counter() - started)
 
 
 # The baseline a Neo4j user would write by hand: one MERGE per event row, no pre-aggregation,
@@ -111,6 +140,7 @@ def _raw_neo4j_loop(store: GraphStore, dataset: Dataset, batch_size: int) -> flo
         for i in dataset.interactions
     ]
     started = time.perf_counter()
+    store.upsert_items(dataset.items)  # the sink writes the catalogue inside its window too
     with driver.session(database=store._database) as session:  # type: ignore[attr-defined]
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
