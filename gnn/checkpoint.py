@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -28,6 +29,8 @@ def save(model: GnnRecommender, data: GraphData, directory: Path, extra: dict[st
         "actor_keys": list(data.actor_keys),
         "category_keys": list(data.category_keys),
         "feature_names": list(data.feature_names),
+        # items trained with an ID embedding; the others are embedded from content alone
+        "known_items": np.flatnonzero(model.known_items).tolist(),
         **extra,
     }
     (directory / "meta.json").write_text(json.dumps(meta, indent=1))

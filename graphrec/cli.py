@@ -258,7 +258,16 @@ def _mount_gnn() -> None:
     bench_app.command("train")(gnn_cli.bench_train_command)
 
 
+def _mount_serving() -> None:
+    from graphrec import serving_cli
+
+    app.command("serve")(serving_cli.serve_command)
+    app.command("recommend")(serving_cli.recommend_command)
+    app.command("explain")(serving_cli.explain_command)
+
+
 _mount_gnn()
+_mount_serving()
 
 
 def _open(url: str) -> GraphStore:

@@ -1,0 +1,221 @@
+"""Inference with a trained ``SageRec`` on graphs it never saw.
+
+Training indexes items, categories and features by the training snapshot; serving meets a
+live graph where items, categories and actors come and go. ``SageInference`` maps external
+keys into the model's index spaces (unknown ones fall back to content alone, which is what
+makes the model inductive) and runs the forward pass on any small edge list:
+
+* the whole graph once, for the item embedding table;
+* one subject's live k-hop neighbourhood per request;
+* a few items' live 2-hop neighbourhoods when they change (incremental refresh).
+
+It also decomposes a score into per-edge contributions (for explanations): the actor's output
+layer is linear in the embeddings of the items it touched, so the split is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch_geometric.nn import GraphConv
+
+from gnn.checkpoint import load
+from gnn.data import BEHAVIOURS, IntArray
+from gnn.models import Graph, SageRec, edge_weight
+
+FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Actor → item interaction edges of a (sub)graph, aligned arrays of length ``E``.
+
+    ``behaviour`` indexes ``BEHAVIOURS``; ``actor`` and ``item`` index the caller's local
+    actor and item lists.
+    """
+
+    actor: IntArray
+    item: IntArray
+    behaviour: IntArray
+    count: IntArray
+    last_ts: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.actor)
+
+    @classmethod
+    def empty(cls) -> Edges:
+        i = np.zeros(0, np.int64)
+        return cls(i, i, i, i, np.zeros(0))
+
+
+@dataclass(frozen=True)
+class Content:
+    """What the model reads about items besides their neighbours, rows aligned with items.
+
+    ``ancestors`` ``[I, depth]`` model category rows (-1: none or unknown to the model),
+    ``features`` ``[I, F]`` standardised in the model's feature order, ``id_rows`` ``[I]``
+    rows of the model's ID table (-1: the model has no ID for the item).
+    """
+
+    ancestors: IntArray
+    features: npt.NDArray[np.float32]
+    id_rows: IntArray
+
+    def take(self, rows: IntArray) -> Content:
+        return Content(self.ancestors[rows], self.features[rows], self.id_rows[rows])
+
+    @staticmethod
+    def concat(parts: Sequence[Content]) -> Content:
+        return Content(
+            np.concatenate([p.ancestors for p in parts]),
+            np.concatenate([p.features for p in parts]),
+            np.concatenate([p.id_rows for p in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class FeatureScaler:
+    """Standardisation of raw numeric item features (as ``gnn.data.from_snapshot`` does)."""
+
+    names: tuple[str, ...]
+    mean: FloatArray
+    std: FloatArray
+
+    @classmethod
+    def fit(cls, names: Sequence[str], raw: FloatArray) -> FeatureScaler:
+        if raw.size == 0:
+            zeros = np.zeros(len(names))
+            return cls(tuple(names), zeros, np.ones(len(names)))
+        std = raw.std(axis=0)
+        return cls(tuple(names), raw.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, raw: FloatArray) -> FloatArray:
+        return np.asarray((raw - self.mean) / self.std, np.float64)
+
+
+class SageInference:
+    """A trained SageRec with its key tables; every method is thread-safe (no state changes)."""
+
+    def __init__(self, model: SageRec, meta: dict[str, Any], reference_ts: float) -> None:
+        self.model = model
+        self.version = str(meta.get("version", ""))
+        self.dim = model.config.dim
+        self.depth = model.config.category_depth
+        self.reference_ts = reference_ts  # edge ages are measured from here (never negative)
+        self.half_life_days = model.config.half_life_days
+        self.feature_names: tuple[str, ...] = tuple(meta["feature_names"])
+        self._categories = {k: i for i, k in enumerate(meta["category_keys"])}
+        item_keys = meta["item_keys"]
+        known = meta.get("known_items")
+        rows = range(len(item_keys)) if known is None else known  # items trained with an ID
+        self._id_rows: dict[str, int] = {item_keys[i]: i for i in rows}
+        self._num_types = len(model.types)
+
+    @classmethod
+    def from_dir(cls, directory: Path, reference_ts: float) -> SageInference:
+        """Load ``models/<version>/``; raises ``ValueError`` for a model that is not SageRec."""
+        model, meta = load(directory)
+        if not isinstance(model, SageRec):
+            raise ValueError(
+                f"{directory}: serving needs the inductive sage model, not {type(model).__name__}"
+            )
+        meta.setdefault("version", directory.name)
+        return cls(model, meta, reference_ts)
+
+    # ------------------------------------------------------------------ content
+    def content(
+        self,
+        item_keys: Sequence[str],
+        leaf_categories: Sequence[str | None],
+        features: FloatArray,
+    ) -> Content:
+        """Model inputs for items: leaf category keys ("a/b/c") and standardised features
+        ``[I, F]`` already in the model's feature order."""
+        anc = np.full((len(item_keys), self.depth), -1, np.int64)
+        for row, leaf in enumerate(leaf_categories):
+            if not leaf:
+                continue
+            parts = leaf.split("/")
+            for level in range(min(self.depth, len(parts))):
+                anc[row, level] = self._categories.get("/".join(parts[: len(parts) - level]), -1)
+        ids = np.array([self._id_rows.get(k, -1) for k in item_keys], np.int64)
+        return Content(anc, np.asarray(features, np.float32).reshape(len(item_keys), -1), ids)
+
+    def align_features(self, names: Sequence[str], values: FloatArray) -> FloatArray:
+        """Columns of ``values`` (named ``names``) in the model's feature order (0 if absent)."""
+        out = np.zeros((values.shape[0], len(self.feature_names)))
+        where = {n: i for i, n in enumerate(names)}
+        for col, name in enumerate(self.feature_names):
+            if name in where:
+                out[:, col] = values[:, where[name]]
+        return out
+
+    # ------------------------------------------------------------------ forward
+    @torch.no_grad()
+    def forward(
+        self, num_actors: int, edges: Edges, content: Content
+    ) -> tuple[Float32Array, Float32Array]:
+        """``(actors [A, d], items [I, d])`` over the given graph."""
+        h, z = self.model(self._graph(num_actors, edges, content))
+        return h.numpy(), z.numpy()
+
+    @torch.no_grad()
+    def actor_contributions(
+        self, actor: int, edges: Edges, item_emb: Float32Array, target: Float32Array
+    ) -> tuple[FloatArray, float]:
+        """Split ``score(actor, target)`` over the actor's edges: ``(per_edge [E], bias)``.
+
+        The output layer is ``h_a = Σ_b (W_b · mean_{j∈N_b(a)} w_aj z_j + c_b)``, so edge
+        ``(a, j, b)`` contributes ``⟨W_b w_aj z_j / |N_b(a)|, target⟩`` and the rest is the
+        bias ``Σ_b ⟨c_b, target⟩``; they add up to the score. Edges of other actors get 0.
+        """
+        weights = self._weights(edges).numpy()
+        out = np.zeros(len(edges))
+        t = torch.tensor(target, dtype=torch.float32)
+        bias = 0.0
+        for b, name in enumerate(self.model.types):
+            conv = self.model.to_actor_out.convs[("item", name, "actor")]
+            assert isinstance(conv, GraphConv)
+            bias += float(conv.lin_rel.bias @ t) if conv.lin_rel.bias is not None else 0.0
+            mine = (edges.actor == actor) & (
+                (edges.behaviour == b) if self._num_types > 1 else True
+            )
+            rows = np.flatnonzero(mine)
+            if not len(rows):
+                continue
+            z = torch.as_tensor(item_emb[edges.item[rows]], dtype=torch.float32)
+            w = torch.as_tensor(weights[rows], dtype=torch.float32)[:, None]
+            projected = conv.lin_rel.weight @ t  # ⟨W z, t⟩ = ⟨z, Wᵀ t⟩
+            out[rows] = ((w * z) @ projected / len(rows)).numpy()
+        return out, bias
+
+    def _weights(self, edges: Edges) -> torch.Tensor:
+        age = np.maximum(self.reference_ts - edges.last_ts, 0.0) / 86_400.0
+        return edge_weight(torch.as_tensor(edges.count), torch.as_tensor(age), self.half_life_days)
+
+    def _graph(self, num_actors: int, edges: Edges, content: Content) -> Graph:
+        weights = self._weights(edges)
+        groups = (
+            [edges.behaviour == b for b in range(len(BEHAVIOURS))]
+            if self._num_types > 1
+            else [np.ones(len(edges), bool)]
+        )
+        return Graph(
+            num_actors=num_actors,
+            edges=[
+                torch.as_tensor(np.stack([edges.actor[m], edges.item[m]]), dtype=torch.long)
+                for m in groups
+            ],
+            weights=[weights[torch.as_tensor(m)] for m in groups],
+            ancestors=torch.as_tensor(content.ancestors),
+            features=torch.as_tensor(content.features, dtype=torch.float32),
+            item_ids=torch.as_tensor(content.id_rows),
+        )

@@ -1,0 +1,94 @@
+"""Follow the event log for the service: which items changed, once the graph holds the change.
+
+The serving process reads the same topics as the sink with a consumer group of its own,
+starting right after what the graph held when the item table was built (the store's
+watermark), and waits for the store's watermark to pass each batch before asking the service
+to re-embed the items it touched. Bad records are skipped here (the sink dead-letters them).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from graphstore import GraphStore, ItemRecord
+from streaming.codec import BadRecord, decode_event, decode_item
+from streaming.records import TopicPartition
+from streaming.urls import open_source, parse_log_url
+
+log = logging.getLogger(__name__)
+Notify = Callable[[list[str], list[ItemRecord]], object]
+
+
+class ChangeFeed(threading.Thread):
+    """A daemon thread calling ``notify(item_ids, item_records)`` for each applied batch."""
+
+    def __init__(
+        self,
+        log_url: str,
+        store: GraphStore,
+        notify: Notify,
+        wait_for_graph_s: float = 10.0,
+    ) -> None:
+        super().__init__(name="change-feed", daemon=True)
+        self.log_url, self.store, self.notify = log_url, store, notify
+        self.wait_for_graph_s = wait_for_graph_s
+        self.items_topic = parse_log_url(log_url).items
+        self._stop = threading.Event()
+        self.batches = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        source = open_source(self.log_url, f"graphrec-serving-{uuid.uuid4().hex[:8]}")
+        source.on_assign(lambda tps: self._start_after_graph(source, tps))
+        try:
+            while not self._stop.is_set():
+                records = source.poll(5_000, 0.1)
+                if not records:
+                    continue
+                ids: dict[str, None] = {}
+                items: list[ItemRecord] = []
+                newest: dict[TopicPartition, int] = {}
+                for r in records:
+                    newest[r.tp] = max(newest.get(r.tp, -1), r.offset)
+                    try:
+                        if r.topic == self.items_topic:
+                            items.append(decode_item(r.value))
+                        else:
+                            ids[decode_event(r.value).item_id] = None
+                    except BadRecord:
+                        continue
+                self._wait_until_applied(newest)
+                try:
+                    self.notify(list(ids), items)
+                    self.batches += 1
+                except Exception:
+                    log.exception("refreshing %d changed items failed", len(ids) + len(items))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def _start_after_graph(self, source: object, tps: Sequence[TopicPartition]) -> None:
+        marks = self.store.watermarks()
+        for tp in tps:
+            source.seek(tp, marks.get(tp, -1) + 1)  # type: ignore[attr-defined]
+
+    def _wait_until_applied(self, newest: dict[TopicPartition, int]) -> None:
+        deadline = time.monotonic() + self.wait_for_graph_s
+        while not self._stop.is_set():
+            marks = self.store.watermarks()
+            if all(marks.get(tp, -1) >= offset for tp, offset in newest.items()):
+                return
+            if time.monotonic() > deadline:
+                log.warning(
+                    "graph has not caught up with the log after %.0f s; refreshing anyway",
+                    self.wait_for_graph_s,
+                )
+                return
+            time.sleep(0.02)

@@ -1,0 +1,230 @@
+"""``graphrec serve`` and its clients ``graphrec recommend`` / ``graphrec explain``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from graphrec.changefeed import ChangeFeed
+from graphrec.config import load_config
+from graphstore import open_store
+from protos import graphrec_pb2 as pb
+from protos import graphrec_pb2_grpc as pb_grpc
+from serving.app import Serving
+from serving.recommender import Popular, Settings
+from serving.server import ServerConfig
+
+log = logging.getLogger(__name__)
+out = Console()
+
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="host:port of the service (default from config).")
+]
+TokenOpt = Annotated[
+    str, typer.Option(envvar="GRAPHREC_TOKEN", help="Bearer token, if the server requires one.")
+]
+
+
+def serve_command(
+    store: Annotated[str | None, typer.Option("--store", help="Graph store URL.")] = None,
+    models_dir: Annotated[Path | None, typer.Option(help="Model versions (hot-reloaded).")] = None,
+    address: AddressOpt = None,
+    follow: Annotated[
+        str | None,
+        typer.Option(help="Event log URL to follow for item refreshes (default: the config's)."),
+    ] = None,
+    no_follow: Annotated[bool, typer.Option(help="Do not follow the event log.")] = False,
+    trending: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of `graphrec trending` (e.g. http://127.0.0.1:6066) for "
+            "the popularity fallback; default: the store's counts."
+        ),
+    ] = None,
+    fanouts: Annotated[
+        str, typer.Option(help="Per-hop fan-out caps of the live fetch.")
+    ] = "50,10,5",
+    workers: Annotated[int, typer.Option(min=1, help="Threads doing model work.")] = 4,
+    max_inflight: Annotated[
+        int, typer.Option(min=1, help="Requests in progress before RESOURCE_EXHAUSTED.")
+    ] = 64,
+    token: TokenOpt = "",
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate chain (TLS).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key (TLS).")] = None,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: off).")] = 9464,
+    browser_url: Annotated[
+        str, typer.Option(help="Neo4j Browser base for Explain links.")
+    ] = "http://127.0.0.1:7474/browser/",
+) -> None:
+    """Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.
+
+    Loads `<models>/current`, hot-reloads new versions, follows the event log to re-embed items
+    whose neighbourhood changed, and exposes health, reflection and Prometheus metrics.
+    """
+    config = load_config()
+    if bool(tls_cert) != bool(tls_key):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    try:
+        caps = tuple(int(f) for f in fanouts.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--fanouts takes integers like 30,10,5, got {fanouts!r}"
+        ) from None
+    graph = open_store(store or config.store_url)
+    serving = Serving(
+        graph,
+        models_dir or config.models_path,
+        Settings(fanouts=caps, browser_url=browser_url),
+        ServerConfig(
+            address=address or config.grpc_address,
+            workers=workers,
+            max_inflight=max_inflight,
+            token=token,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            metrics_port=metrics_port,
+        ),
+        popular=trending_client(trending) if trending else None,
+    )
+    port = serving.start()
+    feed = None
+    if not no_follow:
+        feed = ChangeFeed(follow or config.log_url, graph, serving.items_changed)
+        feed.start()
+    metrics = f"; metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""
+    out.print(
+        f"serving graphrec.v1.Recommender on port {port} "
+        f"(model {serving.registry.version}){metrics}"
+    )
+    stopped = threading.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: stopped.set())
+    stopped.wait()
+    if feed is not None:
+        feed.stop()
+    serving.stop()
+    graph.close()
+
+
+def trending_client(base: str, timeout_s: float = 0.5) -> Popular:
+    """Top items from the faust trending app's HTTP endpoint."""
+
+    def popular(k: int, category: str) -> list[tuple[str, float]]:
+        query = {"k": str(k), **({"category": category} if category else {})}
+        url = f"{base.rstrip('/')}/trending/items/?{urllib.parse.urlencode(query)}"
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return [(str(i), float(c)) for i, c in json.load(response)["items"]]
+
+    return popular
+
+
+def recommend_command(
+    user: Annotated[str | None, typer.Option(help="Recommend for this user id.")] = None,
+    session: Annotated[str | None, typer.Option(help="... or this session id.")] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(help="Session events so far, ITEM:TYPE (TYPE view/click/cart/purchase)."),
+    ] = None,
+    item: Annotated[str | None, typer.Option(help="... or items similar to this one.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many items.")] = 10,
+    category: Annotated[str, typer.Option(help="Only this category (e.g. face/serums).")] = "",
+    exclude: Annotated[list[str] | None, typer.Option(help="Item ids to leave out.")] = None,
+    address: AddressOpt = None,
+    token: TokenOpt = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the response as JSON.")] = False,
+) -> None:
+    """Ask a running `graphrec serve` for recommendations."""
+    request = pb.RecommendRequest(
+        subject=_subject(user, session, event, item),
+        k=k,
+        category=category,
+        exclude_item_ids=exclude or [],
+    )
+    response = _call(address, token, lambda stub, md: stub.Recommend(request, metadata=md))
+    if as_json:
+        from google.protobuf.json_format import MessageToJson
+
+        print(MessageToJson(response))
+        return
+    table = Table("item", "score", "category", "title", title=f"model {response.model_version}")
+    for i in response.items:
+        table.add_row(i.item_id, f"{i.score:.3f}", "/".join(i.category_path), i.title)
+    out.print(table)
+    if response.fallback:
+        out.print(f"[yellow]fallback:[/yellow] {response.fallback_reason}")
+
+
+def explain_command(
+    item: Annotated[str, typer.Option(help="The recommended item to explain.")],
+    user: Annotated[str | None, typer.Option(help="For this user id.")] = None,
+    session: Annotated[str | None, typer.Option(help="... or this session id.")] = None,
+    event: Annotated[list[str] | None, typer.Option(help="Session events, ITEM:TYPE.")] = None,
+    max_paths: Annotated[int, typer.Option(min=1, max=50)] = 5,
+    address: AddressOpt = None,
+    token: TokenOpt = "",
+) -> None:
+    """Why was ITEM recommended? Prints the graph paths, their Cypher and a Browser link."""
+    request = pb.ExplainRequest(
+        subject=_subject(user, session, event, None), item_id=item, max_paths=max_paths
+    )
+    response = _call(address, token, lambda stub, md: stub.Explain(request, metadata=md))
+    out.print(f"model {response.model_version}: {len(response.paths)} paths")
+    for p in response.paths:
+        out.print(f"  {p.contribution:+.3f}  {format_path(p)}", highlight=False)
+    out.print("\nCypher:", highlight=False)
+    print(response.cypher)
+    out.print(f"params: {response.cypher_params_json}", highlight=False)
+    out.print(f"Neo4j Browser: {response.browser_url}", highlight=False, soft_wrap=True)
+
+
+def format_path(path: pb.ExplanationPath) -> str:
+    """(User u1) -CLICKED- (Item i9) ... as one line."""
+    text = ""
+    for i, node in enumerate(path.nodes):
+        text += f"({node.label} {node.id})"
+        if i < len(path.relationships):
+            text += f" -{path.relationships[i]}- "
+    return text
+
+
+def _subject(
+    user: str | None, session: str | None, events: list[str] | None, item: str | None
+) -> pb.Subject:
+    chosen = [x for x in (user, session, item) if x]
+    if len(chosen) != 1:
+        raise typer.BadParameter("name exactly one of --user, --session or --item")
+    if user:
+        return pb.Subject(user_id=user)
+    if item:
+        return pb.Subject(item_id=item)
+    parsed = []
+    for e in events or []:
+        item_id, _, kind = e.rpartition(":")
+        if not item_id or kind.upper() not in ("VIEW", "CLICK", "CART", "PURCHASE"):
+            raise typer.BadParameter(f"--event takes ITEM:TYPE like p12:click, got {e!r}")
+        parsed.append(pb.Event(item_id=item_id, type=pb.EventType.Value(kind.upper())))
+    return pb.Subject(session=pb.SessionContext(session_id=session or "", events=parsed))
+
+
+def _call(address: str | None, token: str, call):  # type: ignore[no-untyped-def]
+    target = address or load_config().grpc_address
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    with grpc.insecure_channel(target) as channel:
+        try:
+            return call(pb_grpc.RecommenderStub(channel), metadata)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            detail = exc.details()
+            Console(stderr=True).print(f"[red]{code.name}[/red]: {detail}")
+            raise typer.Exit(1 if code is not grpc.StatusCode.INVALID_ARGUMENT else 2) from None

@@ -1,0 +1,90 @@
+"""Everything ``graphrec serve`` runs, wired: model registry, recommender, gRPC server, metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from graphstore import GraphStore, ItemRecord
+from serving.metrics import Metrics
+from serving.recommender import Engine, Popular, Recommender, Settings
+from serving.registry import ModelRegistry
+from serving.server import RecommenderServer, ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+class Serving:
+    """The service over one graph store and one models directory.
+
+    ``items_changed`` is the seam for whatever follows the event stream (see
+    ``graphrec.changefeed``): it re-embeds the changed items from their live neighbourhoods,
+    and replays changes that arrived while a new model version was loading onto that version.
+    """
+
+    def __init__(
+        self,
+        store: GraphStore,
+        models_dir: Path,
+        settings: Settings | None = None,
+        config: ServerConfig | None = None,
+        popular: Popular | None = None,
+        reload_every_s: float = 1.0,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.metrics = Metrics()
+        self.registry: ModelRegistry[Engine] = ModelRegistry(
+            models_dir,
+            lambda d: Engine.load(d, store, self.settings),
+            reload_every_s,
+            self._swapped,
+        )
+        self.recommender = Recommender(
+            store, self.registry.current, self.settings, popular, self.metrics.freshness.observe
+        )
+        self.server = RecommenderServer(self.recommender, config or ServerConfig(), self.metrics)
+        self._pending: tuple[set[str], dict[str, ItemRecord]] = (set(), {})
+        self._lock = threading.Lock()
+        self._started = False
+
+    def start(self) -> int:
+        """Load the current version (if any), start serving and watching; returns the port."""
+        port = self.server.start()
+        self._started = True
+        if not self.registry.check() and self.registry.current() is None:
+            log.warning(
+                "no model in %s yet; answering UNAVAILABLE until one is published",
+                self.registry.models_dir,
+            )
+        self.registry.start()
+        return port
+
+    def stop(self) -> None:
+        self.registry.stop()
+        self.server.stop()
+
+    def items_changed(self, item_ids: Sequence[str], records: Sequence[ItemRecord] = ()) -> int:
+        """Re-embed items whose neighbourhood or catalogue entry changed; returns how many."""
+        if self.registry.loading.is_set():
+            with self._lock:
+                self._pending[0].update(item_ids)
+                self._pending[1].update({r.item_id: r for r in records})
+        done = self.recommender.refresh(item_ids, records)
+        self.metrics.refreshed.inc(done)
+        engine = self.registry.current()
+        if engine is not None:
+            self.metrics.items.set(engine.table.size)
+        return done
+
+    def _swapped(self, version: str, engine: Engine) -> None:
+        with self._lock:
+            ids, records = self._pending
+            self._pending = (set(), {})
+        if ids or records:
+            self.recommender.refresh(sorted(ids), list(records.values()))
+        self.metrics.model.info({"version": version})
+        self.metrics.items.set(engine.table.size)
+        if self._started:
+            self.server.set_serving(True)

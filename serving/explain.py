@@ -1,0 +1,119 @@
+"""Explanations as graph paths, and the Cypher that draws exactly those paths.
+
+A path starts at the subject with one of its edges, ranked by that edge's exact contribution
+to the score (see ``SageInference.actor_contributions``), and continues to the recommended
+item through what links them in the graph: the same item, another actor who touched both, or
+the categories they share.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import numpy as np
+
+from graphstore import IN_CATEGORY, INTERACTION_RELATIONSHIPS, SUBCATEGORY_OF, NodeKind, NodeRef
+from serving.subgraph import LocalGraph
+from serving.types import Path
+
+
+def path_for_edge(
+    graph: LocalGraph,
+    edge: int,
+    target: str,
+    leaves: tuple[str | None, str | None],
+    target_actors: dict[NodeRef, tuple[str, int]],
+    contribution: float,
+) -> Path:
+    """The subject's edge ``edge`` continued to ``target``. ``leaves`` are the leaf category
+    keys of the edge's item and of the target; ``target_actors`` maps actors who touched the
+    target to (relationship, count)."""
+    e = graph.edges
+    via = graph.items[int(e.item[edge])]
+    nodes: list[NodeRef] = [graph.actors[0], NodeRef(NodeKind.ITEM, via)]
+    rels = [INTERACTION_RELATIONSHIPS[int(e.behaviour[edge])]]
+    forward = [True]
+    if via != target:
+        tail = _through_actor(graph, int(e.item[edge]), target, target_actors)
+        for node, rel, fwd in tail or _through_categories(via, target, *leaves):
+            nodes.append(node)
+            rels.append(rel)
+            forward.append(fwd)
+    return Path(tuple(nodes), tuple(rels), tuple(forward), contribution)
+
+
+Hop = tuple[NodeRef, str, bool]
+
+
+def _through_actor(
+    graph: LocalGraph, via: int, target: str, target_actors: dict[NodeRef, tuple[str, int]]
+) -> list[Hop] | None:
+    """via <-rel- actor -rel-> target, through the other actor with the most interactions."""
+    e = graph.edges
+    best: tuple[int, int, NodeRef] | None = None  # (strength, edge to via, actor)
+    for i in np.flatnonzero((e.item == via) & (e.actor != 0) & graph.in_graph).tolist():
+        actor = graph.actors[int(e.actor[i])]
+        if actor in target_actors:
+            strength = int(e.count[i]) + target_actors[actor][1]
+            if best is None or strength > best[0]:
+                best = (strength, i, actor)
+    if best is None:
+        return None
+    _, i, actor = best
+    return [
+        (actor, INTERACTION_RELATIONSHIPS[int(e.behaviour[i])], False),
+        (NodeRef(NodeKind.ITEM, target), target_actors[actor][0], True),
+    ]
+
+
+def _through_categories(
+    via: str, target: str, via_leaf: str | None, target_leaf: str | None
+) -> list[Hop]:
+    """via -IN_CATEGORY-> leaf (-SUBCATEGORY_OF-> …) common ancestor (<- …) <- target."""
+    if not via_leaf or not target_leaf:
+        return []
+    a, b = via_leaf.split("/"), target_leaf.split("/")
+    common = 0
+    while common < min(len(a), len(b)) and a[common] == b[common]:
+        common += 1
+    if common == 0:
+        return []
+    up = ["/".join(a[:n]) for n in range(len(a), common - 1, -1)]  # via's leaf … ancestor
+    down = ["/".join(b[:n]) for n in range(common + 1, len(b) + 1)]  # below ancestor … leaf
+    hops: list[Hop] = [(NodeRef(NodeKind.CATEGORY, up[0]), IN_CATEGORY, True)]
+    hops += [(NodeRef(NodeKind.CATEGORY, c), SUBCATEGORY_OF, True) for c in up[1:]]
+    hops += [(NodeRef(NodeKind.CATEGORY, c), SUBCATEGORY_OF, False) for c in down]
+    hops.append((NodeRef(NodeKind.ITEM, target), IN_CATEGORY, False))
+    return hops
+
+
+def cypher_for(paths: list[Path]) -> tuple[str, dict[str, str]]:
+    """One ``MATCH p = … RETURN p`` per path joined by ``UNION ALL``; ids are parameters.
+
+    Labels and relationship types cannot be parameters in Cypher; they come from the fixed
+    vocabularies ``NodeKind`` and the graph's relationship types, never from a request.
+    """
+    parts, params = [], {}
+    for i, path in enumerate(paths):
+        pattern = []
+        for h, node in enumerate(path.nodes):
+            name = f"p{i}n{h}"
+            params[name] = node.key
+            pattern.append(f"(:{NodeKind(node.kind).value} {{id: ${name}}})")
+            if h < len(path.relationships):
+                rel = path.relationships[h]
+                pattern.append(f"-[:{rel}]->" if path.forward[h] else f"<-[:{rel}]-")
+        parts.append(f"MATCH p = {''.join(pattern)} RETURN p")
+    return "\nUNION ALL\n".join(parts), params
+
+
+def browser_url(base: str, cypher: str, params: dict[str, str]) -> str:
+    """A Neo4j Browser link that opens the query in the editor with its parameters inlined."""
+    inline = cypher
+    for name in sorted(params, key=len, reverse=True):  # p10n1 before p1n1
+        inline = inline.replace(f"${name}", _literal(params[name]))
+    return f"{base.rstrip('/')}/?cmd=edit&arg={quote(inline, safe='')}"
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

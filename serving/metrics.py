@@ -1,0 +1,51 @@
+"""Prometheus metrics of the service, on a registry of its own (several servers per process
+in tests must not collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 3600.0)
+
+
+class Metrics:
+    """Latency per method and status, shed requests, freshness, the model version in use."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "graphrec_request_seconds",
+            "Time to answer a request, by method and status code.",
+            ["method", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "graphrec_requests_shed",
+            "Requests refused with RESOURCE_EXHAUSTED because the queue was full.",
+            registry=self.registry,
+        )
+        self.freshness = Histogram(
+            "graphrec_freshness_seconds",
+            "Event time to the first response that reflects the event, per subject.",
+            buckets=FRESHNESS_BUCKETS,
+            registry=self.registry,
+        )
+        self.model = Info(
+            "graphrec_model", "The model version being served.", registry=self.registry
+        )
+        self.items = Gauge(
+            "graphrec_item_table_size",
+            "Items in the served embedding table.",
+            registry=self.registry,
+        )
+        self.refreshed = Counter(
+            "graphrec_items_refreshed",
+            "Items re-embedded from their live neighbourhood after a change.",
+            registry=self.registry,
+        )
+
+    def serve_http(self, port: int, host: str = "127.0.0.1") -> None:
+        """Expose /metrics over HTTP on ``host:port``."""
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,340 @@
+"""The serving core: recommend, score and explain over live neighbourhoods (no gRPC here).
+
+Per request: one graph round trip for the subject's k-hop neighbourhood (fan-out capped), a
+CPU forward pass of the GNN over it, then top-K over the item table. Subjects with nothing to
+go on get popular items, and the result says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+
+import numpy as np
+import numpy.typing as npt
+
+from gnn.inference import SageInference
+from graphstore import (
+    IN_CATEGORY,
+    INTERACTION_RELATIONSHIPS,
+    GraphStore,
+    InvalidInput,
+    ItemRecord,
+    NodeKind,
+    NodeRef,
+)
+from graphstore.base import MAX_SEEDS
+from serving.explain import browser_url, cypher_for, path_for_edge
+from serving.subgraph import LocalGraph, local_graph
+from serving.table import ItemTable
+from serving.types import (
+    BadRequest,
+    Explanation,
+    NotFound,
+    NotReady,
+    Query,
+    Recommendation,
+    ScoredItem,
+    Scores,
+    Subject,
+    SubjectKind,
+)
+
+log = logging.getLogger(__name__)
+Vector = npt.NDArray[np.float32]
+# k and a category key ("" for all) → (item id, score) best first
+Popular = Callable[[int, str], list[tuple[str, float]]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    fanouts: tuple[int, ...] = (50, 10, 5)  # subject → items → actors → items (the first hop
+    # is also the history that counts as seen)
+    refresh_fanouts: tuple[int, int] = (50, 10)  # item → actors → items, when it changes
+    default_k: int = 20
+    max_k: int = 1_000
+    exact_threshold: int = 20_000  # items; above it top-K uses the usearch index
+    browser_url: str = "http://127.0.0.1:7474/browser/"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One model version ready to serve: the model and its item table."""
+
+    version: str
+    inference: SageInference
+    table: ItemTable
+
+    @classmethod
+    def load(cls, model_dir: FsPath, store: GraphStore, settings: Settings) -> Engine:
+        """Load a version and embed every item of the store's current graph."""
+        snapshot = store.snapshot()
+        newest = [float(r.last_ts.max()) for r in snapshot.relations.values() if r.num_edges]
+        inference = SageInference.from_dir(model_dir, max(newest, default=time.time()))
+        table = ItemTable.build(inference, snapshot, settings.exact_threshold)
+        log.info("model %s: %d items embedded", model_dir.name, table.size)
+        return cls(model_dir.name, inference, table)
+
+
+class Recommender:
+    """Recommend / ScoreItems / Explain for users, sessions and items; thread-safe."""
+
+    def __init__(
+        self,
+        store: GraphStore,
+        engine: Callable[[], Engine | None],
+        settings: Settings | None = None,
+        popular: Popular | None = None,
+        on_fresh: Callable[[float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or Settings()
+        self._engine = engine
+        self._popular = popular
+        self._on_fresh = on_fresh
+        self._newest_seen: OrderedDict[NodeRef, float] = OrderedDict()
+        self._fresh_lock = threading.Lock()
+
+    def engine(self) -> Engine:
+        engine = self._engine()
+        if engine is None:
+            raise NotReady("no model version is loaded yet; train one with `graphrec train`")
+        return engine
+
+    # ------------------------------------------------------------------ requests
+    def recommend(self, query: Query) -> Recommendation:
+        engine = self.engine()
+        table = engine.table
+        k = query.k or self.settings.default_k
+        if not 0 < k <= self.settings.max_k:
+            raise BadRequest(f"k must be between 1 and {self.settings.max_k}, got {k}")
+        exclude = set(table.rows_of(sorted(query.exclude)).tolist()) - {-1}
+        exclude.update(table.removed_rows().tolist())
+        subject = query.subject
+        if subject.kind is SubjectKind.ITEM:
+            row = self._item_row(engine, subject.key)
+            vector, seen = table.embeddings.vectors()[row], [row]
+        else:
+            graph = self._local(subject)
+            if not len(graph.subject_edges):
+                return self._fallback(engine, query, k, exclude, self._why_fallback(subject))
+            vector = self._actor_vector(engine, graph)
+            seen = [r for r in table.rows_of(graph.subject_items()).tolist() if r >= 0]
+        if not query.include_seen:
+            exclude.update(seen)
+        allowed = None
+        if query.category:
+            allowed = table.in_category(query.category)
+            allowed = allowed[allowed < table.size]
+        rows, scores = table.embeddings.search(
+            vector, k, exclude=np.array(sorted(exclude), np.int64), allowed=allowed
+        )
+        return Recommendation(self._scored(table, rows, scores), engine.version)
+
+    def score_items(self, subject: Subject, item_ids: Sequence[str]) -> Scores:
+        engine = self.engine()
+        table = engine.table
+        if subject.kind is SubjectKind.ITEM:
+            vector = table.embeddings.vectors()[self._item_row(engine, subject.key)]
+        else:
+            vector = self._actor_vector(engine, self._local(subject))
+        rows = [self._known_row(engine, i) for i in item_ids]
+        unknown = [i for i, r in zip(item_ids, rows, strict=True) if r < 0]
+        found = np.array([r for r in rows if r >= 0], np.int64)
+        scores = table.embeddings.vectors()[found] @ vector if len(found) else np.zeros(0)
+        return Scores(self._scored(table, found, scores), engine.version, unknown)
+
+    def explain(self, subject: Subject, item_id: str, max_paths: int = 5) -> Explanation:
+        """The paths through which the subject's neighbourhood contributes most to the item's
+        score, strongest first (paths that reach the item before those that do not)."""
+        if subject.kind is SubjectKind.ITEM:
+            raise BadRequest("Explain takes a user or a session subject, not an item")
+        engine = self.engine()
+        table = engine.table
+        row = self._item_row(engine, item_id)
+        graph = self._local(subject)
+        mine = graph.subject_edges[graph.in_graph[graph.subject_edges]]
+        if not len(mine):
+            raise NotFound(f"{subject.kind} {subject.key!r} has no interactions in the graph")
+        content = table.content_of(table.rows_of(graph.items))
+        h, z = engine.inference.forward(len(graph.actors), graph.edges, content)
+        target = table.embeddings.vectors()[row].copy()
+        contributions, _ = engine.inference.actor_contributions(0, graph.edges, z, target)
+        # one path per item the subject touched, through its strongest edge
+        per_item: dict[int, list[int]] = {}
+        for edge in mine.tolist():
+            per_item.setdefault(int(graph.edges.item[edge]), []).append(edge)
+        ranked = sorted(
+            (
+                (sum(contributions[es]), max(es, key=lambda x: contributions[x]))
+                for es in per_item.values()
+            ),
+            reverse=True,
+        )
+        target_actors = self._actors_of(item_id)
+        paths = []
+        for total, edge in ranked:
+            via = table.index.get(graph.items[int(graph.edges.item[edge])], -1)
+            leaves = (table.leaves[via] if via >= 0 else None, table.leaves[row])
+            paths.append(path_for_edge(graph, edge, item_id, leaves, target_actors, float(total)))
+        paths.sort(key=lambda p: (p.nodes[-1].key == item_id, p.contribution), reverse=True)
+        paths = paths[:max_paths]
+        cypher, params = cypher_for(paths)
+        return Explanation(
+            paths,
+            cypher,
+            params,
+            browser_url(self.settings.browser_url, cypher, params),
+            engine.version,
+            float(h[0] @ target),
+        )
+
+    def _actors_of(self, item_id: str) -> dict[NodeRef, tuple[str, int]]:
+        """Actors who touched the item (most recent first, capped): relationship, count."""
+        hood = self.store.neighbourhood(
+            [NodeRef(NodeKind.ITEM, item_id)],
+            [self.settings.refresh_fanouts[0]],
+            INTERACTION_RELATIONSHIPS,
+        )
+        out: dict[NodeRef, tuple[str, int]] = {}
+        for s, rel, count in zip(hood.src.tolist(), hood.rel, hood.count.tolist(), strict=True):
+            actor = hood.nodes[s]
+            if actor not in out or count > out[actor][1]:
+                out[actor] = (rel, int(count))
+        return out
+
+    # ------------------------------------------------------------------ freshness of items
+    def refresh(self, item_ids: Sequence[str], records: Sequence[ItemRecord] = ()) -> int:
+        """Re-embed items whose neighbourhood changed and add or update catalogue records,
+        from their live 2-hop neighbourhoods (no full recompute). Returns items refreshed."""
+        engine = self._engine()
+        if engine is None:
+            return 0
+        table = engine.table
+        if records:
+            table.upsert_items(records)
+        keys = sorted({*item_ids, *(r.item_id for r in records)} & set(table.index))
+        for start in range(0, len(keys), MAX_SEEDS):
+            chunk = keys[start : start + MAX_SEEDS]
+            seeds = [NodeRef(NodeKind.ITEM, k) for k in chunk]
+            hood = self.store.neighbourhood(
+                seeds, self.settings.refresh_fanouts, INTERACTION_RELATIONSHIPS
+            )
+            graph = local_graph(None, hood)
+            order = {k: i for i, k in enumerate(graph.items)}
+            local = np.array([order.setdefault(k, len(order)) for k in chunk], np.int64)
+            names = list(order)
+            content = table.content_of(table.rows_of(names))
+            _, z = engine.inference.forward(len(graph.actors), graph.edges, content)
+            table.set_embeddings(table.rows_of(chunk), z[local])
+        return len(keys)
+
+    # ------------------------------------------------------------------ helpers
+    def _local(self, subject: Subject) -> LocalGraph:
+        """The subject's live neighbourhood (one graph round trip) plus its request events."""
+        seeds = [subject.node]
+        seeds += [
+            NodeRef(NodeKind.ITEM, i) for i in dict.fromkeys(e.item_id for e in subject.events)
+        ]
+        try:
+            hood = self.store.neighbourhood(
+                seeds[:MAX_SEEDS], self.settings.fanouts, INTERACTION_RELATIONSHIPS
+            )
+        except InvalidInput as exc:
+            raise BadRequest(str(exc)) from None
+        graph = local_graph(subject.node, hood, subject.events)
+        self._observe_freshness(subject.node, graph)
+        return graph
+
+    def _actor_vector(self, engine: Engine, graph: LocalGraph) -> Vector:
+        content = engine.table.content_of(engine.table.rows_of(graph.items))
+        h, _ = engine.inference.forward(len(graph.actors), graph.edges, content)
+        return h[0]
+
+    def _item_row(self, engine: Engine, item_id: str) -> int:
+        row = self._known_row(engine, item_id)
+        if row < 0:
+            raise NotFound(f"item {item_id!r} is not in the catalogue")
+        return row
+
+    def _known_row(self, engine: Engine, item_id: str) -> int:
+        """The item's row, adding an item the graph holds but the table has not seen yet."""
+        row = engine.table.index.get(item_id, -1)
+        if row < 0 or row >= engine.table.size:
+            record = self._item_from_graph(item_id)
+            if record is None:
+                return -1
+            self.refresh([], [record])
+            row = engine.table.index.get(item_id, -1)
+        return row
+
+    def _item_from_graph(self, item_id: str) -> ItemRecord | None:
+        """What the graph holds about an item the table lacks (its category), or None."""
+        seed = NodeRef(NodeKind.ITEM, item_id)
+        hood = self.store.neighbourhood([seed], [1], (IN_CATEGORY,))
+        if not hood.found[0]:
+            return None
+        leaf = next((n.key for n in hood.nodes if n.kind is NodeKind.CATEGORY), "")
+        return ItemRecord(item_id, tuple(leaf.split("/")) if leaf else ())
+
+    def _fallback(
+        self, engine: Engine, query: Query, k: int, exclude: set[int], reason: str
+    ) -> Recommendation:
+        table = engine.table
+        ranked: list[tuple[str, float]] = []
+        if self._popular is not None:
+            try:
+                ranked = self._popular(k + len(exclude), query.category)
+            except Exception as exc:  # the trending service is an optimisation, not a need
+                log.warning("trending counts unavailable (%s); using store counts", exc)
+        source = "trending items"
+        if not ranked:
+            source = "popular items (store counts)"
+            rows = table.in_category(query.category) if query.category else np.arange(table.size)
+            rows = rows[rows < len(table.popularity)]
+            top = rows[np.argsort(-table.popularity[rows], kind="stable")][: k + len(exclude)]
+            ranked = [(table.keys[r], float(table.popularity[r])) for r in top.tolist()]
+        items = []
+        for item_id, score in ranked:
+            row = table.index.get(item_id, -1)
+            if row in exclude or item_id in query.exclude or row < 0:
+                continue
+            items.append(ScoredItem(item_id, score, table.category_path(row), table.titles[row]))
+            if len(items) == k:
+                break
+        return Recommendation(items, engine.version, True, f"{reason}; returning {source}")
+
+    @staticmethod
+    def _why_fallback(subject: Subject) -> str:
+        if subject.kind is SubjectKind.USER:
+            return f"user {subject.key!r} has no interactions in the graph"
+        return f"session {subject.key!r} has no events yet"
+
+    @staticmethod
+    def _scored(
+        table: ItemTable, rows: npt.NDArray[np.int64], scores: npt.ArrayLike
+    ) -> list[ScoredItem]:
+        values = np.asarray(scores, np.float64).tolist()
+        return [
+            ScoredItem(table.keys[r], s, table.category_path(r), table.titles[r])
+            for r, s in zip(rows.tolist(), values, strict=True)
+        ]
+
+    def _observe_freshness(self, subject: NodeRef, graph: LocalGraph) -> None:
+        """Event time → first recommendation that reflects it, per subject."""
+        newest = graph.newest_subject_ts()
+        if newest is None or self._on_fresh is None:
+            return
+        with self._fresh_lock:
+            before = self._newest_seen.get(subject)
+            self._newest_seen[subject] = newest
+            self._newest_seen.move_to_end(subject)
+            if len(self._newest_seen) > 100_000:
+                self._newest_seen.popitem(last=False)
+        if before is None or newest > before:
+            self._on_fresh(max(0.0, time.time() - newest))

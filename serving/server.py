@@ -1,0 +1,255 @@
+"""The gRPC server: a thin asyncio servicer over ``Recommender``, plus health and reflection.
+
+Requests are admitted on the event loop: past ``max_inflight`` requests in progress the server
+answers RESOURCE_EXHAUSTED at once (load shedding) instead of queueing without bound. Admitted
+work runs on a thread pool within the caller's deadline. Caller mistakes map to
+INVALID_ARGUMENT / NOT_FOUND, never INTERNAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from graphstore import GraphStoreError, InvalidInput
+from protos import graphrec_pb2 as pb
+from serving import convert
+from serving.metrics import Metrics
+from serving.recommender import Recommender
+from serving.types import BadRequest, NotFound, NotReady
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
+    workers: int = 4  # threads running the model work
+    max_inflight: int = 64  # requests in progress; beyond → RESOURCE_EXHAUSTED
+    max_message_bytes: int = 1 << 20  # largest request accepted
+    token: str = ""  # when set, callers send "authorization: Bearer <token>"
+    tls_cert: Path | None = None  # PEM certificate chain; with tls_key, serve TLS only
+    tls_key: Path | None = None
+    metrics_port: int = 0  # Prometheus /metrics on 127.0.0.1:<port>; 0 = off
+
+
+class _Failure(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class RecommenderServicer:
+    """Bytes → proto → domain, run on the pool within the deadline, domain → proto.
+
+    Requests arrive as bytes and are parsed here, so a request that is not a valid message
+    gets INVALID_ARGUMENT rather than the framework's INTERNAL.
+    """
+
+    def __init__(self, recommender: Recommender, config: ServerConfig, metrics: Metrics) -> None:
+        self.recommender = recommender
+        self.config = config
+        self.metrics = metrics
+        self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="recommend")
+        self._inflight = 0
+        self._token = f"Bearer {config.token}".encode() if config.token else None
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The Recommender service's methods for ``server.add_generic_rpc_handlers``."""
+        rec = self.recommender
+
+        def recommend(msg: pb.RecommendRequest) -> pb.RecommendResponse:
+            return convert.recommendation_msg(rec.recommend(convert.query_of(msg)))
+
+        def score(msg: pb.ScoreItemsRequest) -> pb.ScoreItemsResponse:
+            subject, ids = convert.score_request_of(msg)
+            return convert.scores_msg(rec.score_items(subject, ids))
+
+        def explain(msg: pb.ExplainRequest) -> pb.ExplainResponse:
+            subject, item, max_paths = convert.explain_request_of(msg)
+            return convert.explanation_msg(rec.explain(subject, item, max_paths))
+
+        methods: dict[str, tuple[type[Message], Callable[[Any], Message]]] = {
+            "Recommend": (pb.RecommendRequest, recommend),
+            "ScoreItems": (pb.ScoreItemsRequest, score),
+            "Explain": (pb.ExplainRequest, explain),
+        }
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                name: grpc.unary_unary_rpc_method_handler(
+                    self._endpoint(name, request_type, work),
+                    response_serializer=lambda m: m.SerializeToString(),
+                )
+                for name, (request_type, work) in methods.items()
+            },
+        )
+
+    def _endpoint(
+        self, method: str, request_type: type[Message], work: Callable[[Any], Message]
+    ) -> Callable[[bytes, grpc.aio.ServicerContext], Any]:
+        async def endpoint(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
+            def parse_and_work() -> Message:
+                try:
+                    msg = request_type.FromString(raw)
+                except DecodeError as exc:
+                    raise BadRequest(f"not a valid {request_type.__name__}: {exc}") from None
+                return work(msg)
+
+            return await self._handle(method, context, parse_and_work)
+
+        return endpoint
+
+    async def _handle(
+        self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], R]
+    ) -> R:
+        started = time.perf_counter()
+        try:
+            self._admit(context)
+            self._inflight += 1
+            try:
+                result = await self._run(work, context)
+            finally:
+                self._inflight -= 1
+        except _Failure as failure:
+            self.metrics.latency.labels(method, failure.code.name).observe(
+                time.perf_counter() - started
+            )
+            await context.abort(failure.code, failure.message)
+            raise  # not reached: abort raises
+        self.metrics.latency.labels(method, "OK").observe(time.perf_counter() - started)
+        return result
+
+    def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        if self._token is not None:
+            sent = dict(context.invocation_metadata() or ()).get("authorization", "")
+            value = sent.encode() if isinstance(sent, str) else sent
+            if not hmac.compare_digest(value, self._token):
+                raise _Failure(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        if self._inflight >= self.config.max_inflight:
+            self.metrics.shed.inc()
+            raise _Failure(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server busy ({self._inflight} requests in progress); retry with back-off",
+            )
+
+    async def _run(self, work: Callable[[], R], context: grpc.aio.ServicerContext) -> R:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise _Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before start")
+        future = asyncio.get_running_loop().run_in_executor(self._pool, work)
+        try:
+            return await asyncio.wait_for(future, remaining)
+        except TimeoutError:
+            raise _Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
+        except (BadRequest, InvalidInput) as exc:
+            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        except NotFound as exc:
+            raise _Failure(grpc.StatusCode.NOT_FOUND, str(exc.args[0])) from None
+        except NotReady as exc:
+            raise _Failure(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+        except (GraphStoreError, OSError) as exc:
+            log.warning("graph store unavailable: %s", exc)
+            raise _Failure(grpc.StatusCode.UNAVAILABLE, f"graph store unavailable: {exc}") from None
+        except Exception as exc:
+            if type(exc).__name__ in ("ServiceUnavailable", "SessionExpired"):  # neo4j driver
+                raise _Failure(grpc.StatusCode.UNAVAILABLE, f"graph store: {exc}") from None
+            log.exception("request failed")
+            raise _Failure(grpc.StatusCode.INTERNAL, "internal error; see the server log") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RecommenderServer:
+    """Runs the asyncio gRPC server on a thread of its own, so callers stay synchronous."""
+
+    def __init__(self, recommender: Recommender, config: ServerConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.servicer = RecommenderServicer(recommender, config, metrics)
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc", daemon=True)
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+
+    def start(self) -> int:
+        """Bind, start serving and return the port."""
+        self._thread.start()
+        self.port = self._call(self._start())
+        if self.config.metrics_port:
+            self.metrics.serve_http(self.config.metrics_port)
+        return self.port
+
+    def set_serving(self, ok: bool) -> None:
+        """Health status of the Recommender service (SERVING once a model is loaded)."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ok
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            self._call(self._health.set(name, status))
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        if self._server is not None:
+            self._call(self._server.stop(grace_s))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=grace_s + 5)
+        self.servicer.close()
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C in the CLI)."""
+        self._thread.join()
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    async def _start(self) -> int:
+        limit = self.config.max_message_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", 16 * limit),
+            ]
+        )
+        server.add_generic_rpc_handlers((self.servicer.handler(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        if self.config.tls_cert and self.config.tls_key:
+            creds = grpc.ssl_server_credentials(
+                [(self.config.tls_key.read_bytes(), self.config.tls_cert.read_bytes())]
+            )
+            port = server.add_secure_port(self.config.address, creds)
+        else:
+            port = server.add_insecure_port(self.config.address)
+        if port == 0:
+            raise OSError(f"cannot listen on {self.config.address}")
+        await server.start()
+        self._server = server
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        return port

@@ -1,0 +1,86 @@
+"""A request's local graph: the live k-hop neighbourhood as model-ready edge arrays.
+
+Actors (users and sessions) and items of the neighbourhood get local indices; the subject is
+always actor 0. A session's request events that the graph does not hold yet are added as
+edges of the subject (``in_graph`` False: the model uses them, explanations cannot draw them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gnn.inference import Edges
+from graphstore import INTERACTION_RELATIONSHIPS, Neighbourhood, NodeKind, NodeRef
+from serving.types import SessionEvent
+
+ACTOR_KINDS = (NodeKind.USER, NodeKind.SESSION)
+BEHAVIOUR_OF = {rel: b for b, rel in enumerate(INTERACTION_RELATIONSHIPS)}
+
+
+@dataclass(frozen=True)
+class LocalGraph:
+    actors: list[NodeRef]  # actors[0] is the subject
+    items: list[str]
+    edges: Edges
+    in_graph: npt.NDArray[np.bool_]  # [E] False for request events the graph lacks
+
+    @property
+    def subject_edges(self) -> npt.NDArray[np.int64]:
+        return np.flatnonzero(self.edges.actor == 0)
+
+    def subject_items(self) -> list[str]:
+        return [self.items[i] for i in self.edges.item[self.subject_edges].tolist()]
+
+    def newest_subject_ts(self) -> float | None:
+        """Event time of the subject's newest edge in the graph (freshness metric)."""
+        mine = self.subject_edges[self.in_graph[self.subject_edges]]
+        return float(self.edges.last_ts[mine].max()) if len(mine) else None
+
+
+def local_graph(
+    subject: NodeRef | None, hood: Neighbourhood, events: Sequence[SessionEvent] = ()
+) -> LocalGraph:
+    """The interaction edges of ``hood`` plus the subject's request ``events``; without a
+    subject (re-embedding items) actors are numbered in order of appearance."""
+    actors: dict[NodeRef, int] = {} if subject is None else {subject: 0}
+    items: dict[str, int] = {}
+    rows: dict[tuple[int, int, int], list[float]] = {}  # (actor, item, b) → [count, last_ts]
+    in_graph: dict[tuple[int, int, int], bool] = {}
+    for s, rel, d, count, last in zip(
+        hood.src.tolist(),
+        hood.rel,
+        hood.dst.tolist(),
+        hood.count.tolist(),
+        hood.last_ts.tolist(),
+        strict=True,
+    ):
+        b = BEHAVIOUR_OF.get(rel)
+        actor, item = hood.nodes[s], hood.nodes[d]
+        if b is None or actor.kind not in ACTOR_KINDS or item.kind is not NodeKind.ITEM:
+            continue
+        key = (actors.setdefault(actor, len(actors)), items.setdefault(item.key, len(items)), b)
+        rows[key] = [count, last]
+        in_graph[key] = True
+    for event in events:
+        key = (0, items.setdefault(event.item_id, len(items)), int(event.behaviour) - 1)
+        if key not in rows:
+            rows[key], in_graph[key] = [0, event.ts], False
+        # the graph may already count this event: never count one event twice
+        if not in_graph[key]:
+            rows[key][0] += 1
+        rows[key][1] = max(rows[key][1], event.ts)
+    keys = list(rows)
+    arr = np.array(keys, np.int64).reshape(-1, 3)
+    values = np.array([rows[k] for k in keys], np.float64).reshape(-1, 2)
+    edges = Edges(
+        arr[:, 0].copy(),
+        arr[:, 1].copy(),
+        arr[:, 2].copy(),
+        values[:, 0].astype(np.int64),
+        values[:, 1].copy(),
+    )
+    return LocalGraph(list(actors), list(items), edges, np.array([in_graph[k] for k in keys], bool))
