@@ -37,17 +37,17 @@ class ChangeFeed(threading.Thread):
         self.log_url, self.store, self.notify = log_url, store, notify
         self.wait_for_graph_s = wait_for_graph_s
         self.items_topic = parse_log_url(log_url).items
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self.batches = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
         source = open_source(self.log_url, f"graphrec-serving-{uuid.uuid4().hex[:8]}")
         source.on_assign(lambda tps: self._start_after_graph(source, tps))
         try:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 records = source.poll(5_000, 0.1)
                 if not records:
                     continue
@@ -81,7 +81,7 @@ class ChangeFeed(threading.Thread):
 
     def _wait_until_applied(self, newest: dict[TopicPartition, int]) -> None:
         deadline = time.monotonic() + self.wait_for_graph_s
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             marks = self.store.watermarks()
             if all(marks.get(tp, -1) >= offset for tp, offset in newest.items()):
                 return

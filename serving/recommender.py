@@ -22,6 +22,7 @@ from gnn.inference import SageInference
 from graphstore import (
     IN_CATEGORY,
     INTERACTION_RELATIONSHIPS,
+    Behaviour,
     GraphStore,
     InvalidInput,
     ItemRecord,
@@ -41,6 +42,7 @@ from serving.types import (
     Recommendation,
     ScoredItem,
     Scores,
+    SessionEvent,
     Subject,
     SubjectKind,
 )
@@ -99,6 +101,7 @@ class Recommender:
         self._on_fresh = on_fresh
         self._newest_seen: OrderedDict[NodeRef, float] = OrderedDict()
         self._fresh_lock = threading.Lock()
+        self._refresh_lock = threading.RLock()
 
     def engine(self) -> Engine:
         engine = self._engine()
@@ -116,15 +119,11 @@ class Recommender:
         exclude = set(table.rows_of(sorted(query.exclude)).tolist()) - {-1}
         exclude.update(table.removed_rows().tolist())
         subject = query.subject
-        if subject.kind is SubjectKind.ITEM:
-            row = self._item_row(engine, subject.key)
-            vector, seen = table.embeddings.vectors()[row], [row]
-        else:
-            graph = self._local(subject)
-            if not len(graph.subject_edges):
-                return self._fallback(engine, query, k, exclude, self._why_fallback(subject))
-            vector = self._actor_vector(engine, graph)
-            seen = [r for r in table.rows_of(graph.subject_items()).tolist() if r >= 0]
+        graph = self._local(self._as_actor(engine, subject))
+        if not len(graph.subject_edges):
+            return self._fallback(engine, query, k, exclude, self._why_fallback(subject))
+        vector = self._actor_vector(engine, graph)
+        seen = [r for r in table.rows_of(graph.subject_items()).tolist() if r >= 0]
         if not query.include_seen:
             exclude.update(seen)
         allowed = None
@@ -139,10 +138,7 @@ class Recommender:
     def score_items(self, subject: Subject, item_ids: Sequence[str]) -> Scores:
         engine = self.engine()
         table = engine.table
-        if subject.kind is SubjectKind.ITEM:
-            vector = table.embeddings.vectors()[self._item_row(engine, subject.key)]
-        else:
-            vector = self._actor_vector(engine, self._local(subject))
+        vector = self._actor_vector(engine, self._local(self._as_actor(engine, subject)))
         rows = [self._known_row(engine, i) for i in item_ids]
         unknown = [i for i, r in zip(item_ids, rows, strict=True) if r < 0]
         found = np.array([r for r in rows if r >= 0], np.int64)
@@ -215,6 +211,12 @@ class Recommender:
         engine = self._engine()
         if engine is None:
             return 0
+        with self._refresh_lock:  # rows are appended and embedded in order
+            return self._refresh(engine, item_ids, records)
+
+    def _refresh(
+        self, engine: Engine, item_ids: Sequence[str], records: Sequence[ItemRecord]
+    ) -> int:
         table = engine.table
         if records:
             table.upsert_items(records)
@@ -235,20 +237,37 @@ class Recommender:
         return len(keys)
 
     # ------------------------------------------------------------------ helpers
+    def _as_actor(self, engine: Engine, subject: Subject) -> Subject:
+        """Items are asked about as a session that just clicked them: "people who engage with
+        this item" in the model's own terms, so similar items and cold items need nothing else.
+        """
+        if subject.kind is not SubjectKind.ITEM:
+            return subject
+        self._item_row(engine, subject.key)  # NOT_FOUND for items outside the catalogue
+        event = SessionEvent(subject.key, Behaviour.CLICK, engine.inference.reference_ts)
+        return Subject(SubjectKind.SESSION, "", (event,))  # no key: not a node of the graph
+
     def _local(self, subject: Subject) -> LocalGraph:
-        """The subject's live neighbourhood (one graph round trip) plus its request events."""
-        seeds = [subject.node]
-        seeds += [
+        """The subject's live neighbourhood (one graph round trip) plus its request events.
+
+        The items of request events are seeds too, so events the graph has not seen yet still
+        bring their items' neighbourhoods; a subject without a key (an item asked about as a
+        session) is not in the graph, and its items need one hop less.
+        """
+        items = [
             NodeRef(NodeKind.ITEM, i) for i in dict.fromkeys(e.item_id for e in subject.events)
         ]
+        fanouts = self.settings.fanouts
+        seeds = [subject.node, *items] if subject.key else items
+        if not subject.key:
+            fanouts = fanouts[1:] or fanouts
         try:
-            hood = self.store.neighbourhood(
-                seeds[:MAX_SEEDS], self.settings.fanouts, INTERACTION_RELATIONSHIPS
-            )
+            hood = self.store.neighbourhood(seeds[:MAX_SEEDS], fanouts, INTERACTION_RELATIONSHIPS)
         except InvalidInput as exc:
             raise BadRequest(str(exc)) from None
         graph = local_graph(subject.node, hood, subject.events)
-        self._observe_freshness(subject.node, graph)
+        if subject.key:
+            self._observe_freshness(subject.node, graph)
         return graph
 
     def _actor_vector(self, engine: Engine, graph: LocalGraph) -> Vector:

@@ -1,0 +1,276 @@
+"""The service in operation: live updates, cold-start items, hot reload, shedding, auth, TLS."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from gnn.cli import train_once
+from gnn.train import TrainConfig
+from graphrec.changefeed import ChangeFeed
+from graphrec.pipeline import ingest
+from graphstore import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef, open_store
+from protos import graphrec_pb2 as pb
+from protos import graphrec_pb2_grpc as pb_grpc
+from serving.server import ServerConfig
+from streaming.codec import encode_event, encode_item
+from streaming.records import OutRecord
+from streaming.urls import open_writer
+from tests.serving.conftest import Served, World, close, serve
+
+
+@pytest.fixture
+def own_world(world: World, tmp_path: Path) -> World:
+    """A copy of the trained world that a test may change."""
+    shutil.copytree(world.root, tmp_path / "world")
+    root = tmp_path / "world"
+    return replace(
+        world,
+        root=root,
+        log_url=f"log://{root / 'log'}",
+        store_url=f"memory://{root / 'graph'}",
+        models=root / "models",
+    )
+
+
+@pytest.fixture
+def live(own_world: World) -> Iterator[Served]:
+    """A server on the copied world with its change feed following the log."""
+    served = serve(own_world)
+    feed = ChangeFeed(own_world.log_url, served.store, served.serving.items_changed)
+    feed.start()
+    yield served
+    feed.stop()
+    feed.join(timeout=10)
+    close(served)
+
+
+def publish(world: World, events: list[Interaction] = (), items: list[ItemRecord] = ()) -> None:
+    """Write to the log and run the sink until it is idle (what `graphrec ingest` does)."""
+    writer = open_writer(world.log_url)
+    if items:
+        writer.send("items", [OutRecord(encode_item(i), i.item_id.encode()) for i in items])
+    if events:
+        writer.send("events", [OutRecord(encode_event(e), e.actor.key.encode()) for e in events])
+    with open_store(world.store_url) as store:
+        ingest(world.log_url, store, group="sink", idle_exit_s=0.2)
+
+
+def wait_for(condition, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def click(session: str, item: str, n: int = 0) -> Interaction:
+    return Interaction(
+        f"{session}-{n}", NodeRef(NodeKind.SESSION, session), item, Behaviour.CLICK, time.time()
+    )
+
+
+def test_a_click_in_the_log_changes_the_next_recommendation(live: Served, own_world: World) -> None:
+    def ask() -> pb.RecommendResponse:
+        return live.stub.Recommend(
+            pb.RecommendRequest(subject=pb.Subject(session=pb.SessionContext(session_id="s-live")))
+        )
+
+    before = ask()
+    assert before.fallback
+    item = own_world.dataset.items[11].item_id
+    publish(own_world, events=[click("s-live", item)])
+    after = ask()
+    assert not after.fallback
+    assert [i.item_id for i in after.items] != [i.item_id for i in before.items]
+    assert item not in [i.item_id for i in after.items]  # seen
+
+
+def test_an_item_upserted_after_training_is_recommendable(live: Served, own_world: World) -> None:
+    template = own_world.dataset.items[5]
+    leaf = "/".join(template.category_path)
+    new = ItemRecord("brand-new", template.category_path, "new serum", template.numeric_features)
+    publish(own_world, items=[new])
+    table = lambda: live.serving.registry.current().table  # noqa: E731
+    wait_for(lambda: "brand-new" in table().index and table().index["brand-new"] < table().size)
+
+    # a session browsing its category scores it well above items of other categories
+    same = [i.item_id for i in own_world.dataset.items if i.category_path == template.category_path]
+    others = [
+        i.item_id
+        for i in own_world.dataset.items
+        if i.category_path[0] != template.category_path[0]
+    ]
+    subject = pb.Subject(
+        session=pb.SessionContext(
+            session_id="s-cold", events=[pb.Event(item_id=i, type=pb.CLICK) for i in same[:3]]
+        )
+    )
+    scored = live.stub.ScoreItems(
+        pb.ScoreItemsRequest(subject=subject, item_ids=["brand-new", *others[:50]])
+    )
+    scores = {s.item_id: s.score for s in scored.items}
+    assert np.isfinite(scores["brand-new"])
+    assert scores["brand-new"] > np.median([scores[i] for i in others[:50]])
+    # recommendable: it shows up among its category's recommendations
+    response = live.stub.Recommend(
+        pb.RecommendRequest(subject=subject, k=len(same) + 1, category=leaf)
+    )
+    assert "brand-new" in [i.item_id for i in response.items]
+    # and its similar items come from its own part of the tree
+    similar = live.stub.Recommend(
+        pb.RecommendRequest(subject=pb.Subject(item_id="brand-new"), k=10)
+    )
+    roots = Counter(i.category_path[0] for i in similar.items)
+    assert roots.most_common(1)[0][0] == template.category_path[0]
+
+
+def test_hot_reload_under_load_fails_no_request(own_world: World) -> None:
+    served = serve(own_world)
+    try:
+        first = served.serving.registry.version
+        users = [
+            i.actor.key
+            for i in own_world.dataset.interactions[:200]
+            if i.actor.kind is NodeKind.USER
+        ]
+        failures: list[BaseException] = []
+        versions: Counter[str] = Counter()
+        stop = threading.Event()
+
+        def hammer(n: int) -> None:
+            while not stop.is_set():
+                try:
+                    r = served.stub.Recommend(
+                        pb.RecommendRequest(
+                            subject=pb.Subject(user_id=users[n % len(users)]), k=10
+                        ),
+                        timeout=10,
+                    )
+                    versions[r.model_version] += 1
+                except grpc.RpcError as exc:
+                    failures.append(exc)
+                n += 1
+
+        threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        with open_store(own_world.store_url) as store:
+            # a second version, published with the same validation metric gate
+            result = train_once(store.snapshot(), TrainConfig(epochs=20, seed=0), own_world.models)
+        assert result["published"]
+        wait_for(lambda: served.serving.registry.version == result["version"], 30)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not failures, failures[:3]
+        assert versions[first] > 0 and versions[str(result["version"])] > 0
+    finally:
+        close(served)
+
+
+def test_full_queue_sheds_with_resource_exhausted_only(world: World) -> None:
+    served = serve(world, ServerConfig(address="127.0.0.1:0", workers=1, max_inflight=2))
+    try:
+        users = [
+            i.actor.key for i in world.dataset.interactions[:100] if i.actor.kind is NodeKind.USER
+        ]
+        calls = [
+            served.stub.Recommend.future(pb.RecommendRequest(subject=pb.Subject(user_id=u), k=20))
+            for u in users * 2
+        ]
+        codes = Counter()
+        for call in calls:
+            try:
+                call.result()
+                codes[grpc.StatusCode.OK] += 1
+            except grpc.RpcError as exc:
+                codes[exc.code()] += 1
+        assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert (
+            served.serving.metrics.registry.get_sample_value("graphrec_requests_shed_total")
+            == codes[grpc.StatusCode.RESOURCE_EXHAUSTED]
+        )
+    finally:
+        close(served)
+
+
+def test_token_auth(world: World) -> None:
+    served = serve(world, ServerConfig(address="127.0.0.1:0", token="s3cret"))
+    request = pb.RecommendRequest(subject=pb.Subject(user_id="nobody"), k=3)
+    try:
+        with pytest.raises(grpc.RpcError) as failure:
+            served.stub.Recommend(request)
+        assert failure.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError):
+            served.stub.Recommend(request, metadata=(("authorization", "Bearer nope"),))
+        ok = served.stub.Recommend(request, metadata=(("authorization", "Bearer s3cret"),))
+        assert len(ok.items) == 3
+    finally:
+        close(served)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls(world: World, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    served = serve(world, ServerConfig(address="127.0.0.1:0", tls_cert=cert, tls_key=key))
+    try:
+        credentials = grpc.ssl_channel_credentials(cert.read_bytes())
+        with grpc.secure_channel(
+            f"127.0.0.1:{served.serving.server.port}",
+            credentials,
+            options=(("grpc.ssl_target_name_override", "localhost"),),
+        ) as channel:
+            stub = pb_grpc.RecommenderStub(channel)
+            r = stub.Recommend(pb.RecommendRequest(subject=pb.Subject(user_id="nobody"), k=2))
+            assert len(r.items) == 2
+    finally:
+        close(served)
+
+
+def test_concurrent_requests_agree_with_sequential_ones(served: Served, world: World) -> None:
+    users = sorted(
+        {i.actor.key for i in world.dataset.interactions if i.actor.kind is NodeKind.USER}
+    )[:20]
+
+    def top(u: str) -> list[str]:
+        r = served.stub.Recommend(pb.RecommendRequest(subject=pb.Subject(user_id=u), k=5))
+        return [i.item_id for i in r.items]
+
+    sequential = [top(u) for u in users]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(top, users)) == sequential
