@@ -193,7 +193,7 @@ class SageInference:
                 continue
             z = torch.as_tensor(item_emb[edges.item[rows]], dtype=torch.float32)
             w = torch.as_tensor(weights[rows], dtype=torch.float32)[:, None]
-            projected = conv.lin_rel.weight @ t  # ⟨W z, t⟩ = ⟨z, Wᵀ t⟩
+            projected = conv.lin_rel.weight.T @ t  # ⟨W z, t⟩ = ⟨z, Wᵀ t⟩
             out[rows] = ((w * z) @ projected / len(rows)).numpy()
         return out, bias
 

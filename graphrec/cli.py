@@ -206,12 +206,32 @@ def demo_cmd(
         Path, typer.Option(help="Working directory of the demo (wiped first).")
     ] = Path("data/demo"),
     events: Annotated[int, typer.Option(min=100, help="Synthetic interactions.")] = 20_000,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (early stopping).")] = 20,
+    kafka: Annotated[
+        bool, typer.Option("--kafka", help="Go through Kafka on 127.0.0.1:9092 (new topics).")
+    ] = False,
+    neo4j: Annotated[
+        bool,
+        typer.Option("--neo4j", help="Use Neo4j on 127.0.0.1:7687 (its graph is emptied first!)."),
+    ] = False,
 ) -> None:
-    """Run the whole pipeline end to end on the embedded default, printing what it does."""
+    """Run the whole pipeline end to end, printing what it does: produce → ingest → train →
+    serve → Recommend / Explain / ScoreItems, a live click and a cold-start item.
+
+    On the embedded log and store by default; `graphrec services up` first for --kafka/--neo4j.
+    """
     from graphrec.demo import run_demo
 
     shutil.rmtree(data_dir, ignore_errors=True)
-    run_demo(data_dir, events, out=Console())
+    with _user_errors():
+        run_demo(
+            data_dir,
+            events,
+            out=Console(),
+            train_epochs=epochs,
+            kafka="127.0.0.1:9092" if kafka else None,
+            neo4j="neo4j://127.0.0.1:7687" if neo4j else None,
+        )
 
 
 @bench_app.command("ingest")

@@ -1,31 +1,56 @@
-"""``graphrec demo``: the pipeline end to end on the embedded default, narrated."""
+"""``graphrec demo``: ingest → train → serve → sample requests, narrated.
+
+Runs on the embedded log and store by default (no servers); ``kafka``/``neo4j`` point it at
+the real ones (fresh topics; the Neo4j graph is emptied first).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-import torch
+import grpc
 from rich.console import Console
 
-from gnn.checkpoint import load
 from gnn.cli import train_once
-from gnn.data import from_snapshot
-from gnn.train import TrainConfig, to_graph
+from gnn.datasets import Dataset
+from gnn.train import TrainConfig
+from graphrec.changefeed import ChangeFeed
+from graphrec.freshness import running_sink
 from graphrec.pipeline import ingest, load_dataset, produce_dataset
-from graphstore import CsrSnapshot, open_store
+from graphrec.serving_cli import format_path
+from graphstore import Behaviour, GraphStore, Interaction, ItemRecord, NodeKind, NodeRef, open_store
+from protos import graphrec_pb2 as pb
+from protos import graphrec_pb2_grpc as pb_grpc
+from serving.app import Serving
+from serving.server import ServerConfig
+from streaming.codec import encode_item
+from streaming.produce import event_record
+from streaming.records import OutRecord
+from streaming.urls import open_writer, parse_log_url
 
 
 def run_demo(
-    data_dir: Path, events: int, out: Console, train_epochs: int = 10
+    data_dir: Path,
+    events: int,
+    out: Console,
+    train_epochs: int = 20,
+    kafka: str | None = None,
+    neo4j: str | None = None,
 ) -> dict[str, object]:
-    """Produce synthetic events (some malformed) → ingest → train → recommend, narrated."""
+    """Produce synthetic events (some malformed) → ingest → train → serve → ask, narrated."""
     started = time.perf_counter()
-    log_url = f"log://{data_dir / 'log'}"
-    store_url = f"memory://{data_dir / 'graph'}"
+    run = uuid.uuid4().hex[:6]
+    log_url = (
+        f"kafka://{kafka}/demo-{run}-events?items=demo-{run}-items"
+        if kafka
+        else f"log://{data_dir / 'log'}"
+    )
+    store_url = neo4j or f"memory://{data_dir / 'graph'}"
     malformed = max(1, events // 100)
 
     out.rule("1. produce")
@@ -36,54 +61,121 @@ def run_demo(
         f"(+{report.malformed} malformed) to {log_url}"
     )
 
-    out.rule("2. ingest")
     with open_store(store_url) as store:
-        summary = ingest(log_url, store, group="demo", idle_exit_s=0.5)
+        if neo4j:
+            store.reset()  # type: ignore[attr-defined]
+        out.rule("2. ingest")
+        summary = ingest(log_url, store, group=f"demo-{run}", idle_exit_s=1.0 if kafka else 0.5)
         out.print(
-            f"applied {summary.applied} events at {summary.events_per_s:,.0f} events/s; "
+            f"applied {summary.applied} records at {summary.events_per_s:,.0f} records/s; "
             f"dead-lettered {summary.dead_lettered} to events.dlq {summary.dead_letter_reasons}"
         )
-        stats = store.stats()
-        out.print_json(json.dumps(asdict(stats)))
+        out.print_json(json.dumps(asdict(store.stats())))
 
         out.rule("3. train")
-        snapshot = store.snapshot()
-    trained = train_once(snapshot, TrainConfig(epochs=train_epochs), data_dir / "models")
-    out.print(
-        f"trained {trained['version']} (inductive GraphSAGE, validation recall@20 "
-        f"{trained['validation_recall@20']}) → {trained['path']}"
-    )
-    out.rule("4. recommend (offline, from the trained embeddings)")
-    _show_recommendations(snapshot, Path(str(trained["path"])), out)
-    result = {"seconds": round(time.perf_counter() - started, 1), **summary.as_dict()}
+        trained = train_once(
+            store.snapshot(), TrainConfig(epochs=train_epochs), data_dir / "models"
+        )
+        out.print(
+            f"trained {trained['version']} (inductive GraphSAGE, validation recall@20 "
+            f"{trained['validation_recall@20']}) → {trained['path']}"
+        )
+
+        out.rule("4. serve")
+        serving = Serving(store, data_dir / "models", config=ServerConfig("127.0.0.1:0"))
+        port = serving.start()
+        feed = ChangeFeed(log_url, store, serving.items_changed)
+        feed.start()
+        out.print(f"gRPC Recommender on 127.0.0.1:{port}, model {serving.registry.version}")
+        try:
+            with (
+                running_sink(log_url, store, group=f"demo-{run}"),
+                grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            ):
+                _ask(pb_grpc.RecommenderStub(channel), dataset, log_url, store, serving, out)
+        finally:
+            feed.stop()
+            serving.stop()
+    result: dict[str, object] = {f"ingest_{k}": v for k, v in summary.as_dict().items()}
     result["validation_recall@20"] = trained["validation_recall@20"]
+    result["seconds"] = round(time.perf_counter() - started, 1)
     out.rule(f"done in {result['seconds']} s")
     return result
 
 
-def _show_recommendations(snapshot: CsrSnapshot, model_dir: Path, out: Console, k: int = 5) -> None:
-    """Top-k items for the two most active users, with what they interacted with."""
-    model, meta = load(model_dir)
-    data = from_snapshot(snapshot)
-    config = meta["train_config"]
-    with torch.no_grad():
-        graph = to_graph(
-            data,
-            data.edges,
-            config.sage.behaviour_typed,
-            config.sage.half_life_days,
-            torch.device("cpu"),
+def _ask(
+    stub: pb_grpc.RecommenderStub,
+    dataset: Dataset,
+    log_url: str,
+    store: GraphStore,
+    serving: Serving,
+    out: Console,
+) -> None:
+    users = Counter(i.actor.key for i in dataset.interactions if i.actor.kind is NodeKind.USER)
+    user = users.most_common(1)[0][0]
+    response = stub.Recommend(pb.RecommendRequest(subject=pb.Subject(user_id=user), k=5))
+    _show(out, f"Recommend(user {user}, who has {users[user]} events)", response)
+
+    top = response.items[0].item_id
+    why = stub.Explain(pb.ExplainRequest(subject=pb.Subject(user_id=user), item_id=top))
+    out.print(f"[bold]Explain({user}, {top})[/bold]")
+    for path in why.paths:
+        out.print(f"   {path.contribution:+.3f}  {format_path(path)}", highlight=False)
+    out.print(f"   Cypher: {why.cypher.splitlines()[0]} …  ({len(why.paths)} paths)")
+
+    leaf = dataset.items[7].category_path
+    browsed = [i.item_id for i in dataset.items if i.category_path == leaf][:3]
+    session = pb.SessionContext(
+        session_id="demo-fresh", events=[pb.Event(item_id=i, type=pb.CLICK) for i in browsed]
+    )
+    response = stub.Recommend(pb.RecommendRequest(subject=pb.Subject(session=session), k=5))
+    _show(out, f"Recommend(fresh session that clicked 3 items in {'/'.join(leaf)})", response)
+
+    item = dataset.items[11].item_id
+    response = stub.Recommend(pb.RecommendRequest(subject=pb.Subject(item_id=item), k=5))
+    _show(out, f"Recommend(similar to item {item})", response)
+
+    # live: a new item and a click by a brand-new session go through the log and the sink
+    writer, address = open_writer(log_url), parse_log_url(log_url)
+    new = ItemRecord(
+        "demo-new-item", leaf, "a brand-new product", dataset.items[7].numeric_features
+    )
+    sent = time.time()
+    writer.send(address.items, [OutRecord(encode_item(new), new.item_id.encode())])
+    actor = NodeRef(NodeKind.SESSION, "demo-live")
+    click = Interaction("demo-click", actor, browsed[0], Behaviour.CLICK, sent)
+    writer.send(address.events, [event_record(click, "proto")])
+    subject = pb.Subject(session=pb.SessionContext(session_id="demo-live"))
+    while True:
+        response = stub.Recommend(
+            pb.RecommendRequest(subject=subject, k=5, category="/".join(leaf))
         )
-        h, z = model(graph)
-    activity = np.bincount(data.edges.actor, minlength=data.num_actors)
-    for actor in np.argsort(-activity)[:2]:
-        seen = set(data.edges.item[data.edges.actor == actor].tolist())
-        scores = (h[actor] @ z.T).numpy()
-        scores[list(seen)] = -np.inf
-        top = np.argsort(-scores)[:k]
-        leaves = [
-            data.category_keys[data.item_leaf[i]] if data.item_leaf[i] >= 0 else "?" for i in top
-        ]
-        out.print(f"{data.actor_keys[actor]} touched {len(seen)} items; recommended:")
-        for item, leaf, score in zip(top, leaves, scores[top], strict=True):
-            out.print(f"   {data.item_keys[item]:<8} {leaf:<28} score {score:.2f}")
+        engine = serving.registry.current()
+        if not response.fallback and engine is not None and new.item_id in engine.table.index:
+            break
+        if time.time() - sent > 30:
+            out.print("[red]the live click did not reach the recommendations within 30 s[/red]")
+            return
+        time.sleep(0.01)
+    _show(
+        out,
+        f"Recommend(session demo-live, in {'/'.join(leaf)}) "
+        f"{time.time() - sent:.2f} s after its first click was produced",
+        response,
+    )
+    ranked = stub.Recommend(
+        pb.RecommendRequest(subject=subject, k=1000, category="/".join(leaf), include_seen=True)
+    )
+    ids = [i.item_id for i in ranked.items]
+    out.print(
+        f"cold-start item {new.item_id} (upserted after training, no interactions): ranked "
+        f"{ids.index(new.item_id) + 1} of {len(ids)} in its category for that session"
+    )
+
+
+def _show(out: Console, title: str, response: pb.RecommendResponse) -> None:
+    out.print(f"[bold]{title}[/bold]  (model {response.model_version})")
+    if response.fallback:
+        out.print(f"   fallback: {response.fallback_reason}")
+    for i in response.items:
+        out.print(f"   {i.item_id:<14} {'/'.join(i.category_path):<28} {i.score:8.3f}")

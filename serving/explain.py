@@ -107,13 +107,19 @@ def cypher_for(paths: list[Path]) -> tuple[str, dict[str, str]]:
     return "\nUNION ALL\n".join(parts), params
 
 
-def browser_url(base: str, cypher: str, params: dict[str, str]) -> str:
-    """A Neo4j Browser link that opens the query in the editor with its parameters inlined."""
+def browser_url(base: str, bolt: str, cypher: str, params: dict[str, str]) -> str:
+    """A Neo4j Browser link that fills in the connect form (``bolt``, e.g.
+    ``neo4j://neo4j@127.0.0.1:7687``) and puts the query in the editor, parameters inlined.
+
+    The Browser decodes the whole address before splitting it, so ``&`` and ``#`` can never
+    appear in the query: inside string literals they are written as unicode escapes.
+    """
     inline = cypher
     for name in sorted(params, key=len, reverse=True):  # p10n1 before p1n1
         inline = inline.replace(f"${name}", _literal(params[name]))
-    return f"{base.rstrip('/')}/?cmd=edit&arg={quote(inline, safe='')}"
+    return f"{base.rstrip('/')}/?dbms={quote(bolt, safe='')}&cmd=edit&arg={quote(inline, safe='')}"
 
 
 def _literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return "'" + escaped.replace("&", "\\u0026").replace("#", "\\u0023") + "'"

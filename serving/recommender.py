@@ -61,7 +61,8 @@ class Settings:
     default_k: int = 20
     max_k: int = 1_000
     exact_threshold: int = 20_000  # items; above it top-K uses the usearch index
-    browser_url: str = "http://127.0.0.1:7474/browser/"
+    browser_url: str = "http://127.0.0.1:7474/browser/"  # Neo4j Browser, for Explain links
+    browser_dbms: str = "neo4j://neo4j@127.0.0.1:7687"  # what its connect form is filled with
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class Recommender:
             paths,
             cypher,
             params,
-            browser_url(self.settings.browser_url, cypher, params),
+            browser_url(self.settings.browser_url, self.settings.browser_dbms, cypher, params),
             engine.version,
             float(h[0] @ target),
         )

@@ -18,7 +18,7 @@ runner = CliRunner()
 def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("produce", "ingest", "stats", "demo", "bench"):
+    for command in ("produce", "ingest", "stats", "demo", "bench", "serve", "recommend", "explain"):
         assert command in result.output
 
 
@@ -70,5 +70,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         timeout=600,
         check=True,
     )
-    assert "dead-lettered" in out.stdout
-    assert "done in" in out.stdout
+    for step in (
+        "dead-lettered",
+        "trained",
+        "gRPC Recommender",
+        "Recommend(user",
+        "Explain(",
+        "fresh session",
+        "similar to item",
+        "after its first click",
+        "cold-start item",
+        "done in",
+    ):
+        assert step in out.stdout, step

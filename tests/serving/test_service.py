@@ -132,7 +132,8 @@ def test_explain_paths_start_at_the_subject_and_match_their_cypher(
         assert len(path.relationships) == len(path.nodes) - 1
     reaching = [p for p in response.paths if p.nodes[-1].id == item]
     assert reaching, "at least one path links the user's history to the item"
-    assert response.browser_url.startswith("http://127.0.0.1:7474/browser/?cmd=edit&arg=MATCH")
+    assert response.browser_url.startswith("http://127.0.0.1:7474/browser/?dbms=neo4j")
+    assert "&cmd=edit&arg=MATCH" in response.browser_url
 
 
 @pytest.mark.parametrize(
