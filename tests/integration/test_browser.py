@@ -6,7 +6,6 @@ browser tests skip, except under ``CI=true``, where they fail: CI must be able t
 
 from __future__ import annotations
 
-import os
 import struct
 import uuid
 from collections.abc import Iterator
@@ -15,9 +14,7 @@ from pathlib import Path
 import pytest
 from neo4j import Driver, GraphDatabase
 
-from graphstore.neo4j import PASSWORD_ENV, USER_ENV, default_password_file
 from tests.integration.browser import (
-    chromium_missing,
     cypher_literal,
     query_url,
     screenshot_query,
@@ -27,25 +24,6 @@ from tests.integration.servers import REPO, Servers
 
 ARTIFACTS = REPO / "artifacts"
 PATH_QUERY = "MATCH p=(u:User {id:$u})-[:CLICKED]->(i:Item)-[:IN_CATEGORY]->(c) RETURN p"
-
-
-@pytest.fixture
-def chromium() -> None:
-    reason = chromium_missing()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-        pytest.fail(f"CI=true but Neo4j Browser tests cannot run: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def credentials() -> tuple[str, str]:
-    user = os.environ.get(USER_ENV, "neo4j")
-    password = os.environ.get(PASSWORD_ENV)
-    if not password:
-        password = default_password_file().read_text().strip()
-    return user, password
 
 
 @pytest.fixture
