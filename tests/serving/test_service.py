@@ -13,6 +13,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from graphstore import NodeKind
 from protos import graphrec_pb2 as pb
+from serving.recommender import Recommender
+from serving.types import Query, Subject, SubjectKind
 from tests.serving.conftest import Served, World
 
 
@@ -246,3 +248,22 @@ def test_metrics_count_requests_and_freshness(served: Served, world: World) -> N
 def test_scores_are_finite(served: Served, world: World) -> None:
     response = recommend(served, k=50, user_id=user_with_most_items(world))
     assert np.isfinite([i.score for i in response.items]).all()
+
+
+def test_fallback_uses_the_trending_counts_when_given(served: Served, world: World) -> None:
+    ranking = [(i.item_id, float(100 - n)) for n, i in enumerate(world.dataset.items[20:40])]
+    rec = Recommender(
+        served.store, served.serving.registry.current, popular=lambda k, category: ranking[:k]
+    )
+    got = rec.recommend(
+        Query(Subject(SubjectKind.USER, "nobody"), k=5, exclude=frozenset({ranking[0][0]}))
+    )
+    assert got.fallback and "trending items" in got.fallback_reason
+    assert [i.item_id for i in got.items] == [item for item, _ in ranking[1:6]]
+
+    def down(k: int, category: str) -> list[tuple[str, float]]:
+        raise OSError("trending app unreachable")
+
+    rec = Recommender(served.store, served.serving.registry.current, popular=down)
+    got = rec.recommend(Query(Subject(SubjectKind.USER, "nobody"), k=5))
+    assert got.fallback and "store counts" in got.fallback_reason and len(got.items) == 5
