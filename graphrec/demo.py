@@ -95,6 +95,7 @@ def run_demo(
                 _ask(pb_grpc.RecommenderStub(channel), dataset, log_url, store, serving, out)
         finally:
             feed.stop()
+            feed.join(timeout=10)
             serving.stop()
     result: dict[str, object] = {f"ingest_{k}": v for k, v in summary.as_dict().items()}
     result["validation_recall@20"] = trained["validation_recall@20"]

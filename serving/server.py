@@ -208,10 +208,16 @@ class RecommenderServer:
             self._call(self._health.set(name, status))
 
     def stop(self, grace_s: float = 5.0) -> None:
+        """Finish requests in flight (up to ``grace_s``), then close the loop and the pool."""
         if self._server is not None:
             self._call(self._server.stop(grace_s))
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=grace_s + 5)
+            self._server = None
+        if self._thread.is_alive():
+            self._call(self._loop.shutdown_asyncgens())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=grace_s + 5)
+        if not self._loop.is_running() and not self._loop.is_closed():
+            self._loop.close()
         self.servicer.close()
 
     def wait(self) -> None:

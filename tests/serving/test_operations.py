@@ -96,6 +96,21 @@ def test_a_click_in_the_log_changes_the_next_recommendation(live: Served, own_wo
     assert item not in [i.item_id for i in after.items]  # seen
 
 
+def test_new_interactions_re_embed_the_items_they_touch(live: Served, own_world: World) -> None:
+    engine = live.serving.registry.current()
+    assert engine is not None
+    quiet = Counter(i.item_id for i in own_world.dataset.interactions)
+    item = min((i.item_id for i in own_world.dataset.items), key=lambda k: quiet[k])
+    row = engine.table.index[item]
+    before = engine.table.embeddings.vectors()[row].copy()
+    untouched = engine.table.embeddings.vectors()[engine.table.index["p0"]].copy()
+    publish(own_world, events=[click(f"s-re-{n}", item, n) for n in range(5)])
+    wait_for(lambda: not np.array_equal(engine.table.embeddings.vectors()[row], before))
+    assert np.array_equal(engine.table.embeddings.vectors()[engine.table.index["p0"]], untouched)
+    refreshed = live.serving.metrics.registry.get_sample_value("graphrec_items_refreshed_total")
+    assert refreshed and refreshed >= 1
+
+
 def test_an_item_upserted_after_training_is_recommendable(live: Served, own_world: World) -> None:
     template = own_world.dataset.items[5]
     leaf = "/".join(template.category_path)
