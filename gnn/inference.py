@@ -26,34 +26,11 @@ import torch
 from torch_geometric.nn import GraphConv
 
 from gnn.checkpoint import load
-from gnn.data import BEHAVIOURS, IntArray
+from gnn.data import BEHAVIOURS, IntArray, Interactions
 from gnn.models import Graph, SageRec, edge_weight
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class Edges:
-    """Actor → item interaction edges of a (sub)graph, aligned arrays of length ``E``.
-
-    ``behaviour`` indexes ``BEHAVIOURS``; ``actor`` and ``item`` index the caller's local
-    actor and item lists.
-    """
-
-    actor: IntArray
-    item: IntArray
-    behaviour: IntArray
-    count: IntArray
-    last_ts: FloatArray
-
-    def __len__(self) -> int:
-        return len(self.actor)
-
-    @classmethod
-    def empty(cls) -> Edges:
-        i = np.zeros(0, np.int64)
-        return cls(i, i, i, i, np.zeros(0))
 
 
 @dataclass(frozen=True)
@@ -161,7 +138,7 @@ class SageInference:
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
     def forward(
-        self, num_actors: int, edges: Edges, content: Content
+        self, num_actors: int, edges: Interactions, content: Content
     ) -> tuple[Float32Array, Float32Array]:
         """``(actors [A, d], items [I, d])`` over the given graph."""
         h, z = self.model(self._graph(num_actors, edges, content))
@@ -169,7 +146,7 @@ class SageInference:
 
     @torch.no_grad()
     def actor_contributions(
-        self, actor: int, edges: Edges, item_emb: Float32Array, target: Float32Array
+        self, actor: int, edges: Interactions, item_emb: Float32Array, target: Float32Array
     ) -> tuple[FloatArray, float]:
         """Split ``score(actor, target)`` over the actor's edges: ``(per_edge [E], bias)``.
 
@@ -197,11 +174,11 @@ class SageInference:
             out[rows] = ((w * z) @ projected / len(rows)).numpy()
         return out, bias
 
-    def _weights(self, edges: Edges) -> torch.Tensor:
+    def _weights(self, edges: Interactions) -> torch.Tensor:
         age = np.maximum(self.reference_ts - edges.last_ts, 0.0) / 86_400.0
         return edge_weight(torch.as_tensor(edges.count), torch.as_tensor(age), self.half_life_days)
 
-    def _graph(self, num_actors: int, edges: Edges, content: Content) -> Graph:
+    def _graph(self, num_actors: int, edges: Interactions, content: Content) -> Graph:
         weights = self._weights(edges)
         groups = (
             [edges.behaviour == b for b in range(len(BEHAVIOURS))]

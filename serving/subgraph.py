@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gnn.inference import Edges
+from gnn.data import Interactions
 from graphstore import INTERACTION_RELATIONSHIPS, Neighbourhood, NodeKind, NodeRef
 from serving.types import SessionEvent
 
@@ -25,7 +25,7 @@ BEHAVIOUR_OF = {rel: b for b, rel in enumerate(INTERACTION_RELATIONSHIPS)}
 class LocalGraph:
     actors: list[NodeRef]  # actors[0] is the subject
     items: list[str]
-    edges: Edges
+    edges: Interactions  # actor and item index the lists above
     in_graph: npt.NDArray[np.bool_]  # [E] False for request events the graph lacks
 
     @property
@@ -76,7 +76,7 @@ def local_graph(
     keys = list(rows)
     arr = np.array(keys, np.int64).reshape(-1, 3)
     values = np.array([rows[k] for k in keys], np.float64).reshape(-1, 2)
-    edges = Edges(
+    edges = Interactions(
         arr[:, 0].copy(),
         arr[:, 1].copy(),
         arr[:, 2].copy(),

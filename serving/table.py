@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gnn.data import from_snapshot
-from gnn.inference import Content, Edges, FeatureScaler, SageInference
+from gnn.inference import Content, FeatureScaler, SageInference
 from graphstore import IN_CATEGORY, CsrSnapshot, ItemRecord, NodeKind
 from graphstore.base import category_keys
 from serving.topk import ItemIndex
@@ -66,10 +66,9 @@ class ItemTable:
             leaves[item] = cats[cat]
         raw = inference.align_features(snapshot.feature_names, snapshot.item_features)
         scaler = FeatureScaler.fit(inference.feature_names, raw)
-        e = data.edges
-        edges = Edges(e.actor, e.item, e.behaviour, e.count, e.last_ts)
         content = inference.content(keys, leaves, scaler.transform(raw))
-        _, z = inference.forward(data.num_actors, edges, content)
+        _, z = inference.forward(data.num_actors, data.edges, content)
+        e = data.edges
         popularity = np.bincount(e.item, weights=e.count, minlength=len(keys)).astype(np.float64)
         titles = snapshot.item_titles or ("",) * len(keys)
         removed = snapshot.item_removed if len(snapshot.item_removed) else np.zeros(len(keys), bool)

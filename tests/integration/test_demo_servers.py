@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.servers import Servers
+from tests.test_cli import DEMO_STEPS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,15 +40,5 @@ def test_demo_on_kafka_and_neo4j(servers: Servers, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "to kafka://127.0.0.1:9092/demo-" in out
-    for step in (
-        "dead-lettered",
-        "trained",
-        "Recommend(user",
-        "Explain(",
-        "fresh session",
-        "similar to item",
-        "after its first click",
-        "cold-start item",
-        "done in",
-    ):
+    for step in DEMO_STEPS:
         assert step in out, step

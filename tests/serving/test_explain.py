@@ -7,7 +7,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from gnn.inference import Edges
+from gnn.data import Interactions
 from graphstore import NodeKind, NodeRef
 from serving.explain import _through_categories, browser_url, cypher_for
 from serving.types import Path
@@ -20,7 +20,7 @@ def test_edge_contributions_and_bias_add_up_to_the_score(served: Served, world: 
     rng = np.random.default_rng(0)
     n = 12
     items = rng.choice(engine.table.size, n, replace=False)
-    edges = Edges(
+    edges = Interactions(
         actor=np.r_[np.zeros(n // 2, np.int64), np.ones(n - n // 2, np.int64)],
         item=np.arange(n, dtype=np.int64),
         behaviour=rng.integers(0, 4, n),
