@@ -267,3 +267,31 @@ def test_fallback_uses_the_trending_counts_when_given(served: Served, world: Wor
     rec = Recommender(served.store, served.serving.registry.current, popular=down)
     got = rec.recommend(Query(Subject(SubjectKind.USER, "nobody"), k=5))
     assert got.fallback and "store counts" in got.fallback_reason and len(got.items) == 5
+
+
+def test_oversized_requests_are_refused(served: Served) -> None:
+    huge = pb.RecommendRequest(subject=pb.Subject(user_id="u1"), category="x" * (2 << 20))
+    with pytest.raises(grpc.RpcError) as failure:
+        served.stub.Recommend(huge)
+    assert failure.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_cli_clients_talk_to_the_server(served: Served, world: World) -> None:
+    from typer.testing import CliRunner
+
+    from graphrec.cli import app
+
+    address = f"127.0.0.1:{served.serving.server.port}"
+    user = user_with_most_items(world)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["recommend", "--user", user, "-k", "3", "--address", address])
+    assert shown.exit_code == 0, shown.output
+    top = recommend(served, k=3, user_id=user).items
+    assert all(i.item_id in shown.output for i in top)
+    why = runner.invoke(
+        app, ["explain", "--user", user, "--item", top[0].item_id, "--address", address]
+    )
+    assert why.exit_code == 0, why.output
+    assert "MATCH p = (:User {id: $p0n0})" in why.output and "Neo4j Browser:" in why.output
+    bad = runner.invoke(app, ["recommend", "--item", "no-such", "--address", address])
+    assert bad.exit_code == 1 and "NOT_FOUND" in bad.output
