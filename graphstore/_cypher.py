@@ -83,8 +83,9 @@ MATCH (c:Category {id: it.leaf})
 CREATE (i)-[:IN_CATEGORY {count: 1, first_ts: it.ts, last_ts: it.ts}]->(c)
 """
 
-# The whole k-hop fetch in one round trip. Each hop keeps, per frontier node, the
-# $fN most recent edges; nodes already visited do not expand again. Unused hops get 0.
+# The whole k-hop fetch in one round trip, as one row: the seeds found and every edge. Each
+# hop keeps, per frontier node, the $fN most recent edges; nodes already visited do not expand
+# again. Unused hops get 0.
 NEIGHBOURHOOD: LiteralString = """
 CALL () {
   UNWIND $users AS k MATCH (n:User {id: k}) RETURN n
@@ -110,8 +111,8 @@ CALL (f1) {
   }
   RETURN collect(e) AS e2, collect(DISTINCT m) AS m2
 }
-WITH f0 + f1 AS seen, e1, e2, m2
-WITH seen, e1, e2, [m IN m2 WHERE NOT m IN seen] AS f2
+WITH f0, f0 + f1 AS seen, e1, e2, m2
+WITH f0, seen, e1, e2, [m IN m2 WHERE NOT m IN seen] AS f2
 CALL (f2) {
   UNWIND f2 AS f
   CALL (f) {
@@ -120,8 +121,8 @@ CALL (f2) {
   }
   RETURN collect(e) AS e3, collect(DISTINCT m) AS m3
 }
-WITH seen + f2 AS seen, e1, e2, e3, m3
-WITH e1, e2, e3, [m IN m3 WHERE NOT m IN seen] AS f3
+WITH f0, seen + f2 AS seen, e1, e2, e3, m3
+WITH f0, e1, e2, e3, [m IN m3 WHERE NOT m IN seen] AS f3
 CALL (f3) {
   UNWIND f3 AS f
   CALL (f) {
@@ -130,11 +131,11 @@ CALL (f3) {
   }
   RETURN collect(e) AS e4
 }
-UNWIND [[e1, 1], [e2, 2], [e3, 3], [e4, 4]] AS level
-UNWIND level[0] AS e
-WITH e, level[1] AS hop, startNode(e) AS a, endNode(e) AS b
-RETURN labels(a)[0] AS src_label, a.id AS src, type(e) AS rel, labels(b)[0] AS dst_label,
-       b.id AS dst, e.count AS count, e.first_ts AS first_ts, e.last_ts AS last_ts, hop
+WITH f0, [e IN e1 | [e, 1]] + [e IN e2 | [e, 2]] + [e IN e3 | [e, 3]] + [e IN e4 | [e, 4]] AS hops
+RETURN [n IN f0 | [labels(n)[0], n.id]] AS found,
+       [h IN hops | [labels(startNode(h[0]))[0], startNode(h[0]).id, type(h[0]),
+                     labels(endNode(h[0]))[0], endNode(h[0]).id,
+                     h[0].count, h[0].first_ts, h[0].last_ts, h[1]]] AS edges
 """
 
 NODE_IDS: dict[NodeKind, LiteralString] = {
@@ -192,10 +193,3 @@ RETURN type(e) AS rel, count(e) AS n, sum(e.count) AS total
 DELETE_ALL: LiteralString = """
 MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS
 """
-
-EXISTING: dict[NodeKind, LiteralString] = {
-    NodeKind.USER: "UNWIND $keys AS k MATCH (n:User {id: k}) RETURN n.id AS id",
-    NodeKind.SESSION: "UNWIND $keys AS k MATCH (n:Session {id: k}) RETURN n.id AS id",
-    NodeKind.ITEM: "UNWIND $keys AS k MATCH (n:Item {id: k}) RETURN n.id AS id",
-    NodeKind.CATEGORY: "UNWIND $keys AS k MATCH (n:Category {id: k}) RETURN n.id AS id",
-}

@@ -135,19 +135,22 @@ class Neo4jGraphStore(GraphStore):
             **{f"f{h + 1}": cap for h, cap in enumerate(caps)},
         }
         with self._session() as s:
-            records = s.execute_read(lambda tx: list(tx.run(cy.NEIGHBOURHOOD, params)))
-            found_keys = s.execute_read(_existing, by_kind)
+            record = s.execute_read(lambda tx: tx.run(cy.NEIGHBOURHOOD, params).single())
+        assert record is not None  # the query aggregates to exactly one row
+        found_keys = {NodeRef(NodeKind(label), key) for label, key in record["found"]}
         rows: list[EdgeRow] = [
             (
-                NodeRef(NodeKind(r["src_label"]), r["src"]),
-                r["rel"],
-                NodeRef(NodeKind(r["dst_label"]), r["dst"]),
-                int(r["count"]),
-                float(r["first_ts"]),
-                float(r["last_ts"]),
-                int(r["hop"]),
+                NodeRef(NodeKind(src_label), src),
+                rel,
+                NodeRef(NodeKind(dst_label), dst),
+                int(count),
+                float(first_ts),
+                float(last_ts),
+                int(hop),
             )
-            for r in records
+            for src_label, src, rel, dst_label, dst, count, first_ts, last_ts, hop in record[
+                "edges"
+            ]
         ]
         return assemble(seeds, [s in found_keys for s in seeds], rows)
 
@@ -249,15 +252,6 @@ def _write_items(tx: ManagedTransaction, items: Sequence[ItemRecord]) -> None:
         for it in sorted(latest.values(), key=lambda i: i.item_id)
     ]
     tx.run(cy.UPSERT_ITEMS, items=rows).consume()
-
-
-def _existing(tx: ManagedTransaction, by_kind: dict[NodeKind, list[str]]) -> set[NodeRef]:
-    found: set[NodeRef] = set()
-    for kind, keys in by_kind.items():
-        if keys:
-            query = cy.EXISTING[kind]
-            found |= {NodeRef(kind, r["id"]) for r in tx.run(query, keys=keys)}
-    return found
 
 
 def _fill_snapshot(tx: ManagedTransaction, builder: SnapshotBuilder, before: float | None) -> None:
