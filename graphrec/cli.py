@@ -259,6 +259,36 @@ def bench_ingest_cmd(
         print(json.dumps(bench_ingest(events, batch_size, store, source, trials)))
 
 
+@bench_app.command("serve")
+def bench_serve_cmd(
+    items: Annotated[int, typer.Option(min=100, help="Catalogue items.")] = 100_000,
+    events: Annotated[int, typer.Option(min=1_000, help="Synthetic interactions.")] = 200_000,
+    users: Annotated[int, typer.Option(min=10, help="Synthetic users.")] = 20_000,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Seconds per concurrency level.")] = 8.0,
+    levels: Annotated[str, typer.Option(help="Concurrency levels, comma-separated.")] = "1,8,32",
+    overload_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Seconds of open-loop load at 2x saturation.")
+    ] = 10.0,
+    workers: Annotated[int, typer.Option(min=1, help="Service threads doing model work.")] = 4,
+    max_inflight: Annotated[
+        int, typer.Option(min=1, help="Service requests in progress before it sheds load.")
+    ] = 32,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 2,
+) -> None:
+    """Recommend p50/p99 at each concurrency beside a bare gRPC echo server, top-K beside numpy
+    exact search, and status codes and goodput at 2x the saturating load (JSON last line)."""
+    from graphrec.bench_serve import bench_serve
+
+    with _user_errors():
+        steps = tuple(int(c) for c in levels.split(",") if c.strip())
+        if not steps or min(steps) < 1:
+            raise ValueError(f"--levels takes positive integers like 1,8,32, got {levels!r}")
+        figures = bench_serve(
+            items, events, users, seconds, steps, overload_seconds, workers, max_inflight, epochs
+        )
+        print(json.dumps(figures))
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn mistakes a user can fix (bad URL, unknown name, missing file) into exit code 2."""

@@ -1,0 +1,591 @@
+"""``graphrec bench serve``: Recommend latency beside a bare gRPC echo server, top-K beside numpy
+exact search, and load shedding at twice the saturating load, all measured in one run.
+
+The world: a synthetic shop (``--items`` catalogue items, ``--events`` interactions) written
+straight into a fresh embedded store, and a GNN trained on it briefly (BPR loss, large batches:
+quality is not what this measures, the serving path is).
+
+The baseline: a ``grpc.aio`` server with one generic unary handler that returns the request
+bytes, on its own thread and event loop, in the same process as the service: the same stack
+the service runs on (``serving.server`` is a ``grpc.aio`` server on a thread of its own), minus
+the service's work. Both get the same serialized ``RecommendRequest`` payloads.
+
+The clients run in a separate Python process (``_client_main``), so their work does not take the
+service's GIL: closed-loop threads with blocking calls at each concurrency level, then an
+open-loop schedule of futures at twice the best closed-loop throughput for the overload run.
+Requests and responses travel as bytes on both servers (no client-side protobuf work).
+Everything listens on 127.0.0.1 only, and every phase is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import numpy as np
+
+if TYPE_CHECKING:
+    from gnn.datasets import Dataset
+    from graphstore import GraphStore
+
+ECHO_METHOD = "/graphrec.bench.Echo/Echo"
+GOALS = (
+    "p50 <= 5x echo p50 and p99 <= 20 ms at every level; top-K index <= 1.2x numpy exact; "
+    "at 2x saturation only OK / RESOURCE_EXHAUSTED and goodput >= 0.9x saturation"
+)
+Progress = Callable[[str], None]
+
+
+def bench_serve(
+    items: int = 100_000,
+    events: int = 200_000,
+    users: int = 20_000,
+    seconds: float = 8.0,
+    levels: Sequence[int] = (1, 8, 32),
+    overload_seconds: float = 10.0,
+    workers: int = 4,
+    max_inflight: int = 32,
+    epochs: int = 2,
+    topk_queries: int = 400,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, object]:
+    """Build a world, serve it, measure; returns the figures (``graphrec bench serve``)."""
+    say = progress or _stderr_progress()
+    work = Path(tempfile.mkdtemp(prefix="graphrec-bench-serve-"))
+    try:
+        world = _build_world(work, items, events, users, epochs, seed, say)
+        try:
+            return _measure(
+                world, seconds, levels, overload_seconds, workers, max_inflight, topk_queries, say
+            )
+        finally:
+            world.store.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------- the world
+@dataclass
+class _World:
+    store: GraphStore
+    models: Path
+    dataset: Dataset
+    figures: dict[str, object]
+
+
+def _build_world(
+    work: Path, items: int, events: int, users: int, epochs: int, seed: int, say: Progress
+) -> _World:
+    from gnn.cli import train_once
+    from gnn.datasets import SyntheticConfig, generate
+    from gnn.datasets.base import load_into
+    from gnn.train import TrainConfig
+    from graphstore import open_store
+
+    started = time.perf_counter()
+    say(f"generating {items:,} items, {events:,} events, {users:,} users")
+    dataset = generate(SyntheticConfig(seed=seed, events=events, users=users, items=items))
+    generated = time.perf_counter()
+    store = open_store(f"memory://{work / 'graph'}")
+    try:
+        load_into(store, dataset)
+        snapshot = store.snapshot()
+        built = time.perf_counter()
+        say(f"world built in {built - started:.1f} s; training {epochs} epochs")
+        # BPR, not the default full softmax (a [batch, items] logit matrix per step), and large
+        # batches: every step is a forward pass over the whole graph.
+        config = TrainConfig(
+            epochs=epochs,
+            loss="bpr",
+            batch_size=8_192,
+            eval_every=max(1, epochs),
+            validation_share=0.02,  # evaluation ranks all items for every validation actor
+            seed=seed,
+        )
+        trained = train_once(snapshot, config, work / "models")
+    except BaseException:
+        store.close()
+        raise
+    done = time.perf_counter()
+    say(f"trained in {done - built:.1f} s (validation recall@20 {trained['validation_recall@20']})")
+    figures: dict[str, object] = {
+        "generate_s": round(generated - started, 2),
+        "build_s": round(built - started, 2),
+        "train_s": round(done - built, 2),
+        "validation_recall@20": trained["validation_recall@20"],
+    }
+    return _World(store, work / "models", dataset, figures)
+
+
+# ------------------------------------------------------------------------------- measurement
+def _measure(
+    world: _World,
+    seconds: float,
+    levels: Sequence[int],
+    overload_seconds: float,
+    workers: int,
+    max_inflight: int,
+    topk_queries: int,
+    say: Progress,
+) -> dict[str, object]:
+    from serving.app import Serving
+    from serving.server import SERVICE_NAME, ServerConfig
+
+    say(f"loading the model into the service (workers={workers}, max_inflight={max_inflight})")
+    started = time.perf_counter()
+    serving = Serving(
+        world.store,
+        world.models,
+        config=ServerConfig(address="127.0.0.1:0", workers=workers, max_inflight=max_inflight),
+        reload_every_s=3600.0,  # one version for the whole run
+    )
+    port = serving.start()
+    load_s = time.perf_counter() - started
+    echo = _EchoServer()
+    clients = _Clients()
+    try:
+        engine = serving.registry.current()
+        if engine is None:
+            raise RuntimeError("the service did not load the trained model")
+        say(f"service on 127.0.0.1:{port} ({engine.table.size:,} items, {load_s:.1f} s to load)")
+        echo_port = echo.start()
+        payloads = _payloads(world.dataset, 2_000)
+        serve_target, echo_target = f"127.0.0.1:{port}", f"127.0.0.1:{echo_port}"
+        recommend = f"/{SERVICE_NAME}/Recommend"
+        sample = _sample(serve_target, recommend, payloads[:100])
+
+        say(f"top-K: {topk_queries} queries, usearch index vs numpy exact")
+        index = engine.table.embeddings
+        topk = _topk(index, topk_queries)
+
+        measured: dict[str, dict[str, Any]] = {}
+        for concurrency in levels:
+            say(f"concurrency {concurrency}: echo, then Recommend, {seconds:g} s each")
+            bare = clients.call(
+                "closed_loop",
+                target=echo_target,
+                method=ECHO_METHOD,
+                payloads=payloads,
+                concurrency=concurrency,
+                seconds=seconds,
+            )
+            real = clients.call(
+                "closed_loop",
+                target=serve_target,
+                method=recommend,
+                payloads=payloads,
+                concurrency=concurrency,
+                seconds=seconds,
+            )
+            measured[str(concurrency)] = _level(real, bare)
+            say(f"  {measured[str(concurrency)]}")
+
+        saturation = max(float(m["rps"]) for m in measured.values())
+        rate = 2.0 * saturation
+        say(
+            f"overload: open loop at {rate:.0f} req/s (2x {saturation:.0f}), {overload_seconds:g} s"
+        )
+        flood = clients.call(
+            "open_loop",
+            target=serve_target,
+            method=recommend,
+            payloads=payloads,
+            rate=rate,
+            seconds=overload_seconds,
+            timeout_s=5.0,
+        )
+        overload = _overload(flood, saturation, max_inflight)
+        say(f"  {overload}")
+    finally:
+        clients.close()
+        echo.stop()
+        serving.stop()
+
+    met = {
+        "p50_within_5x_echo": all(float(m["ratio_p50"]) <= 5.0 for m in measured.values()),
+        "p99_within_20ms": all(float(m["p99_ms"]) <= 20.0 for m in measured.values()),
+        "topk_within_1.2x_exact": float(topk["ratio"]) <= 1.2,
+        "overload_only_ok_or_shed": set(overload["codes"]) <= {"OK", "RESOURCE_EXHAUSTED"},
+        "goodput_at_least_0.9x": float(overload["ratio"]) >= 0.9,
+    }
+    return {
+        "bench": "serve",
+        "items": len(world.dataset.items),
+        "events": len(world.dataset.interactions),
+        **world.figures,
+        "load_s": round(load_s, 2),
+        "seconds_per_level": seconds,
+        "workers": workers,
+        "baseline": "grpc.aio echo server (generic unary handler returning the request bytes) "
+        "on its own thread and event loop, same process as the service; clients in another "
+        "process, bytes in and out on both",
+        "request_bytes": round(float(np.mean([len(p) for p in payloads])), 1),
+        "sample": sample,
+        "levels": measured,
+        "topk": topk,
+        "overload": overload,
+        "goals": GOALS,
+        "met": met,
+    }
+
+
+def _payloads(dataset: Dataset, count: int, seed: int = 0) -> list[bytes]:
+    """Serialized RecommendRequests: known users and fresh 3-event sessions, alternating."""
+    from graphstore import NodeKind
+    from protos import graphrec_pb2 as pb
+
+    rng = np.random.default_rng(seed)
+    known = sorted({i.actor.key for i in dataset.interactions if i.actor.kind is NodeKind.USER})
+    touched = [i.item_id for i in dataset.interactions]  # drawn by popularity
+    users = rng.choice(len(known), size=(count + 1) // 2)
+    out = []
+    for n in range(count):
+        if n % 2 == 0:
+            subject = pb.Subject(user_id=known[int(users[n // 2])])
+        else:
+            picks = rng.choice(len(touched), size=3, replace=False)
+            events = [
+                pb.Event(item_id=touched[int(p)], type=kind)
+                for p, kind in zip(picks.tolist(), (pb.VIEW, pb.CLICK, pb.VIEW), strict=True)
+            ]
+            subject = pb.Subject(
+                session=pb.SessionContext(session_id=f"bench-session-{n}", events=events)
+            )
+        out.append(pb.RecommendRequest(subject=subject, k=20).SerializeToString())
+    return out
+
+
+def _sample(target: str, method: str, payloads: Sequence[bytes]) -> dict[str, object]:
+    """Answer a few requests once, parsed, to show what the timed ones get back (untimed)."""
+    from protos import graphrec_pb2 as pb
+
+    sizes, items, fallbacks = [], [], 0
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(method, None, None)
+        for payload in payloads:
+            raw = call(payload, timeout=30.0)
+            response = pb.RecommendResponse.FromString(raw)
+            sizes.append(len(raw))
+            items.append(len(response.items))
+            fallbacks += response.fallback
+    return {
+        "requests": len(payloads),
+        "response_bytes": round(float(np.mean(sizes)), 1),
+        "items_per_response": round(float(np.mean(items)), 2),
+        "fallbacks": fallbacks,
+    }
+
+
+def _topk(index: Any, queries: int, k: int = 20, seed: int = 0) -> dict[str, Any]:
+    """``ItemIndex.search`` vs ``exact_topk`` on the same table and queries (median per query).
+
+    Queries are item vectors (item-to-item) and means of three item vectors (session-like)."""
+    from serving.topk import exact_topk
+
+    table = index.vectors()
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(table), (queries, 3))
+    qs = np.where(
+        (np.arange(queries) % 2 == 0)[:, None], table[rows[:, 0]], table[rows].mean(axis=1)
+    ).astype(np.float32)
+    for q in qs[:10]:  # warm both paths
+        index.search(q, k)
+        exact_topk(table, q, k)
+    idx_t, exact_t, recall = [], [], []
+    for q in qs:
+        t0 = time.perf_counter()
+        found, _ = index.search(q, k)
+        t1 = time.perf_counter()
+        truth = exact_topk(table, q, k)
+        t2 = time.perf_counter()
+        idx_t.append(t1 - t0)
+        exact_t.append(t2 - t1)
+        recall.append(len(set(found.tolist()) & set(truth.tolist())) / max(1, len(truth)))
+    index_ms, exact_ms = 1e3 * float(np.median(idx_t)), 1e3 * float(np.median(exact_t))
+    return {
+        "queries": queries,
+        "k": k,
+        "rows": len(table),
+        "dim": int(table.shape[1]),
+        "approximate": len(table) >= index._threshold,
+        "index_ms": round(index_ms, 4),
+        "exact_ms": round(exact_ms, 4),
+        "ratio": round(index_ms / exact_ms, 3),
+        "recall@k": round(float(np.mean(recall)), 4),
+    }
+
+
+def _level(real: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
+    p50, p99 = _ms(real["latencies"], 50), _ms(real["latencies"], 99)
+    e50, e99 = _ms(bare["latencies"], 50), _ms(bare["latencies"], 99)
+    return {
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "rps": round(len(real["latencies"]) / real["elapsed"], 1),
+        "echo_p50_ms": e50,
+        "echo_p99_ms": e99,
+        "echo_rps": round(len(bare["latencies"]) / bare["elapsed"], 1),
+        "ratio_p50": round(p50 / e50, 2) if e50 else None,
+        "ratio_p99": round(p99 / e99, 2) if e99 else None,
+        "requests": len(real["latencies"]),
+        "errors": {c: n for c, n in real["codes"].items() if c != "OK"},
+    }
+
+
+def _overload(flood: dict[str, Any], saturation: float, max_inflight: int) -> dict[str, Any]:
+    codes: Counter[str] = flood["codes"]
+    # OK answers per second from the first send to the last answer (the drain of the queue
+    # after the last send counts: the server is busy all along)
+    window = max(flood["seconds"], flood["last_done"])
+    goodput = codes.get("OK", 0) / window if window else 0.0
+    return {
+        "max_inflight": max_inflight,
+        "rate": round(flood["rate"], 1),
+        "offered_rps": round(flood["sent"] / flood["send_s"], 1) if flood["send_s"] else None,
+        "sent": flood["sent"],
+        "codes": dict(codes),
+        "goodput": round(goodput, 1),
+        "saturation": round(saturation, 1),
+        "ratio": round(goodput / saturation, 3) if saturation else 0.0,
+        "ok_p50_ms": _ms(flood["ok_latencies"], 50),
+        "ok_p99_ms": _ms(flood["ok_latencies"], 99),
+        "shed_p50_ms": _ms(flood["shed_latencies"], 50),
+    }
+
+
+def _ms(latencies: np.ndarray, q: float) -> float:
+    return round(1e3 * float(np.percentile(latencies, q)), 3) if len(latencies) else 0.0
+
+
+# ----------------------------------------------------------------------------- echo baseline
+class _EchoServer:
+    """A bare ``grpc.aio`` echo server on a thread and event loop of its own (like the service)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="echo", daemon=True)
+        self._server: grpc.aio.Server | None = None
+
+    def start(self) -> int:
+        import asyncio
+
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+
+    async def _start(self) -> int:
+        async def echo(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return raw
+
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "graphrec.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+                ),
+            )
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        self._server = server
+        return port
+
+    def stop(self) -> None:
+        import asyncio
+
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.stop(1.0), self._loop).result(timeout=10)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+
+# ------------------------------------------------------------------------------------ clients
+class _Clients:
+    """The load generator: one child Python process, driven by pickled calls over its pipes."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from graphrec.bench_serve import _client_main; _client_main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def call(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        pickle.dump((name, kwargs), self._proc.stdin)
+        self._proc.stdin.flush()
+        status, value = pickle.load(self._proc.stdout)
+        if status != "ok":
+            raise RuntimeError(f"load generator failed: {value}")
+        result: dict[str, Any] = value
+        return result
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+def _client_main() -> None:
+    """Child process: run the calls read from stdin, answer each on stdout, exit at EOF."""
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but answers on the pipe
+    runs: dict[str, Callable[..., dict[str, Any]]] = {
+        "closed_loop": closed_loop,
+        "open_loop": open_loop,
+    }
+    while True:
+        try:
+            name, kwargs = pickle.load(requests)
+        except EOFError:
+            return
+        try:
+            answer: tuple[str, object] = ("ok", runs[name](**kwargs))
+        except Exception as exc:  # reported to the parent, which raises
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        pickle.dump(answer, answers)
+        answers.flush()
+
+
+def closed_loop(
+    target: str,
+    method: str,
+    payloads: Sequence[bytes],
+    concurrency: int,
+    seconds: float,
+    warmup_s: float = 0.5,
+    timeout_s: float = 10.0,
+) -> dict[str, Any]:
+    """``concurrency`` threads, each sending the next request as soon as the last one returns,
+    for ``warmup_s`` (not recorded) and then ``seconds``. Latencies are of OK calls."""
+    codes: Counter[str] = Counter()
+    lock = threading.Lock()
+    per_thread: list[list[float]] = [[] for _ in range(concurrency)]
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(method, None, None)
+        call(payloads[0], timeout=timeout_s)  # connect before the clock
+        begin = time.perf_counter() + warmup_s
+        end = begin + seconds
+        barrier = threading.Barrier(concurrency)
+
+        def run(t: int) -> None:
+            mine, seen = per_thread[t], Counter[str]()
+            n = t * len(payloads) // concurrency
+            barrier.wait()
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= end:
+                    break
+                try:
+                    call(payloads[n % len(payloads)], timeout=timeout_s)
+                    code = "OK"
+                except grpc.RpcError as exc:
+                    code = exc.code().name
+                t1 = time.perf_counter()
+                n += 1
+                if t0 >= begin:
+                    seen[code] += 1
+                    if code == "OK":
+                        mine.append(t1 - t0)
+            with lock:
+                codes.update(seen)
+
+        threads = [threading.Thread(target=run, args=(t,)) for t in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=warmup_s + seconds + timeout_s + 30)
+    latencies = np.array([x for xs in per_thread for x in xs], np.float64)
+    return {"latencies": latencies, "codes": codes, "elapsed": seconds}
+
+
+def open_loop(
+    target: str,
+    method: str,
+    payloads: Sequence[bytes],
+    rate: float,
+    seconds: float,
+    timeout_s: float = 5.0,
+) -> dict[str, Any]:
+    """Fire ``rate * seconds`` requests on a fixed schedule (not waiting for answers), then wait
+    for the answers (at most ``timeout_s`` past the last send) and count their status codes."""
+    total = max(1, int(rate * seconds))
+    codes: Counter[str] = Counter()
+    ok: list[float] = []
+    shed: list[float] = []
+    last_done = [0.0]
+    lock = threading.Lock()
+    answered = threading.Event()
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(method, None, None)
+        call(payloads[0], timeout=timeout_s)  # connect before the clock
+        start = time.perf_counter()
+
+        def record(sent: float, future: Any) -> None:  # a grpc Call and Future in one
+            done = time.perf_counter()
+            code = future.code().name
+            with lock:
+                codes[code] += 1
+                if sum(codes.values()) == total:
+                    answered.set()
+                last_done[0] = max(last_done[0], done - start)
+                if code == "OK":
+                    ok.append(done - sent)
+                elif code == "RESOURCE_EXHAUSTED":
+                    shed.append(done - sent)
+
+        futures = []
+        for n in range(total):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent = time.perf_counter()
+            future = call.future(payloads[n % len(payloads)], timeout=timeout_s)
+            future.add_done_callback(functools.partial(record, sent))
+            futures.append(future)
+        send_s = time.perf_counter() - start
+        if not answered.wait(timeout_s + 5.0):
+            for future in futures:
+                future.cancel()  # bounded: anything still open is given up (CANCELLED)
+            answered.wait(1.0)  # the callbacks of cancelled calls
+    with lock:
+        return {
+            "codes": Counter(codes),
+            "sent": total,
+            "rate": rate,
+            "seconds": seconds,
+            "send_s": send_s,
+            "last_done": last_done[0],
+            "ok_latencies": np.array(ok, np.float64),
+            "shed_latencies": np.array(shed, np.float64),
+        }
+
+
+def _stderr_progress() -> Progress:
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"[bench serve {time.monotonic() - started:6.1f}s] {line}", file=sys.stderr)
+
+    return say
