@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS edges (
     last_ts  REAL    NOT NULL,
     PRIMARY KEY (src, rel, dst)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS edges_by_dst ON edges (dst, rel);
+DROP INDEX IF EXISTS edges_by_dst;
+CREATE INDEX IF NOT EXISTS edges_by_dst_recent ON edges (dst, last_ts);
 CREATE TABLE IF NOT EXISTS items (
     node     INTEGER PRIMARY KEY,
     title    TEXT    NOT NULL,
@@ -65,24 +66,41 @@ INSERT INTO watermarks (topic, partition, offset) VALUES (?, ?, ?)
 ON CONFLICT (topic, partition) DO UPDATE SET offset = max(offset, excluded.offset)
 """
 
-# One hop of the k-hop fetch: every edge touching a frontier node, in either direction,
-# ranked per frontier node by recency and capped at the fan-out inside the database.
+# One hop of the k-hop fetch: per frontier node, its `fanout` most recent edges (either
+# direction) among the wanted types. The cost follows the fan-out, not the node's degree: for
+# each direction a correlated subquery finds the `fanout`-th most recent timestamp through the
+# (dst, last_ts) index (or the short primary-key run of out-edges), only edges at or after it
+# are read, and a window function ranks that small superset exactly (ties included).
 HOP_EDGES = """
 WITH frontier (id) AS (SELECT value FROM json_each(:frontier)),
 rels (rel) AS (SELECT value FROM json_each(:rels)),
+cut AS (
+    SELECT f.id,
+        (SELECT e.last_ts FROM edges e
+         WHERE e.src = f.id AND e.rel IN (SELECT rel FROM rels)
+           AND (:before IS NULL OR e.first_ts < :before)
+         ORDER BY e.last_ts DESC LIMIT 1 OFFSET :fanout - 1) AS out_cut,
+        (SELECT e.last_ts FROM edges e
+         WHERE e.dst = f.id AND e.rel IN (SELECT rel FROM rels)
+           AND (:before IS NULL OR e.first_ts < :before)
+         ORDER BY e.last_ts DESC LIMIT 1 OFFSET :fanout - 1) AS in_cut
+    FROM frontier f
+),
 touching AS (
     SELECT e.src AS node, e.src, e.rel, e.dst, e.count, e.first_ts, e.last_ts
-    FROM edges e JOIN frontier f ON e.src = f.id
+    FROM cut c JOIN edges e ON e.src = c.id
+    WHERE (c.out_cut IS NULL OR e.last_ts >= c.out_cut)
     UNION ALL
     SELECT e.dst AS node, e.src, e.rel, e.dst, e.count, e.first_ts, e.last_ts
-    FROM edges e JOIN frontier f ON e.dst = f.id
+    FROM cut c JOIN edges e ON e.dst = c.id
+    WHERE (c.in_cut IS NULL OR e.last_ts >= c.in_cut)
 ),
 ranked AS (
     SELECT t.*, ROW_NUMBER() OVER (
         PARTITION BY t.node ORDER BY t.last_ts DESC, t.src, t.dst, t.rel
     ) AS rank
-    FROM touching t JOIN rels r ON t.rel = r.rel
-    WHERE :before IS NULL OR t.first_ts < :before
+    FROM touching t
+    WHERE t.rel IN (SELECT rel FROM rels) AND (:before IS NULL OR t.first_ts < :before)
 )
 SELECT src, rel, dst, count, first_ts, last_ts FROM ranked WHERE rank <= :fanout
 """

@@ -13,7 +13,8 @@ import json
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 
@@ -45,12 +46,15 @@ class EmbeddedGraphStore(GraphStore):
             path.mkdir(parents=True, exist_ok=True)
         target = ":memory:" if path is None else str(path / DB_FILENAME)
         self.url = "memory://" if path is None else f"memory://{path}"
+        self._target = target
         self._lock = threading.RLock()
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(sql.SCHEMA)
         self._ids: dict[tuple[NodeKind, str], int] = {}
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
 
     # ------------------------------------------------------------------ writes
     def _apply(self, batch: Batch) -> ApplyResult:
@@ -150,8 +154,8 @@ class EmbeddedGraphStore(GraphStore):
         relationships: tuple[str, ...],
         before: float | None,
     ) -> Neighbourhood:
-        with self._lock:
-            seed_ids = self._existing_ids(seeds)
+        with self._reading() as db:
+            seed_ids = self._existing_ids(db, seeds)
             visited = {i for i in seed_ids if i is not None}
             frontier = sorted(visited)
             rows: list[tuple[int, str, int, int, float, float, int]] = []
@@ -164,28 +168,51 @@ class EmbeddedGraphStore(GraphStore):
                     "before": before,
                     "fanout": fanout,
                 }
-                got = self._db.execute(sql.HOP_EDGES, params).fetchall()
+                got = db.execute(sql.HOP_EDGES, params).fetchall()
                 rows += [(*row, hop) for row in got]
                 reached = {r[0] for r in got} | {r[2] for r in got}
                 frontier = sorted(reached - visited)
                 visited |= reached
-            refs = self._refs_by_id(visited)
+            refs = self._refs_by_id(db, visited)
         edges = [(refs[s], r, refs[d], c, f, t, h) for s, r, d, c, f, t, h in rows]
         return assemble(seeds, [i is not None for i in seed_ids], edges)
 
-    def _existing_ids(self, refs: Sequence[NodeRef]) -> list[int | None]:
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read: on a file, this thread's own read-only connection in one read
+        transaction (WAL lets readers run beside each other and beside the writer); in memory
+        there is only the one connection, so take the lock."""
+        if self._target == ":memory:":
+            with self._lock:
+                yield self._db
+            return
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._target, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA query_only=ON")
+            self._local.db = db
+            with self._lock:
+                self._readers.append(db)
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
+    def _existing_ids(self, db: sqlite3.Connection, refs: Sequence[NodeRef]) -> list[int | None]:
         out: list[int | None] = []
         for ref in refs:
             node = self._ids.get((ref.kind, ref.key))
             if node is None:
                 params = {"kind": ref.kind.value, "keys": json.dumps([ref.key])}
-                row = self._db.execute(sql.SELECT_NODE_IDS, params).fetchone()
+                row = db.execute(sql.SELECT_NODE_IDS, params).fetchone()
                 node = None if row is None else int(row[1])
             out.append(node)
         return out
 
-    def _refs_by_id(self, ids: Iterable[int]) -> dict[int, NodeRef]:
-        rows = self._db.execute(sql.SELECT_NODES_BY_ID, (json.dumps(sorted(ids)),))
+    @staticmethod
+    def _refs_by_id(db: sqlite3.Connection, ids: Iterable[int]) -> dict[int, NodeRef]:
+        rows = db.execute(sql.SELECT_NODES_BY_ID, (json.dumps(sorted(ids)),))
         return {i: NodeRef(NodeKind(k), key) for i, k, key in rows}
 
     def _snapshot(self, before: float | None) -> CsrSnapshot:
@@ -231,6 +258,8 @@ class EmbeddedGraphStore(GraphStore):
 
     def _close(self) -> None:
         with self._lock:
+            for reader in self._readers:
+                reader.close()
             self._db.close()
 
 

@@ -1,7 +1,8 @@
 """The gRPC server: a thin asyncio servicer over ``Recommender``, plus health and reflection.
 
-Requests are admitted on the event loop: past ``max_inflight`` requests in progress the server
-answers RESOURCE_EXHAUSTED at once (load shedding) instead of queueing without bound. Admitted
+Requests are admitted on the event loop: past ``max_inflight`` requests in progress, or when
+the queue ahead would outlast the caller's deadline, the server answers RESOURCE_EXHAUSTED at
+once (load shedding) instead of queueing work that cannot finish in time. Admitted
 work runs on a thread pool within the caller's deadline. Caller mistakes map to
 INVALID_ARGUMENT / NOT_FOUND, never INTERNAL.
 """
@@ -67,6 +68,7 @@ class RecommenderServicer:
         self.metrics = metrics
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="recommend")
         self._inflight = 0
+        self._service_s = 0.005  # running estimate of one request's work, for admission
         self._token = f"Bearer {config.token}".encode() if config.token else None
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -141,7 +143,13 @@ class RecommenderServicer:
             value = sent.encode() if isinstance(sent, str) else sent
             if not hmac.compare_digest(value, self._token):
                 raise _Failure(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-        if self._inflight >= self.config.max_inflight:
+        busy = self._inflight >= self.config.max_inflight
+        remaining = context.time_remaining()
+        queued = self._inflight // self.config.workers  # requests ahead of a free worker
+        if not busy and queued and remaining is not None:
+            # a request that would only wait out its deadline in the queue is refused now
+            busy = (queued + 1) * self._service_s > remaining
+        if busy:
             self.metrics.shed.inc()
             raise _Failure(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -152,7 +160,18 @@ class RecommenderServicer:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise _Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before start")
-        future = asyncio.get_running_loop().run_in_executor(self._pool, work)
+        start_by = None if remaining is None else time.monotonic() + remaining
+
+        def timed() -> R:
+            if start_by is not None and time.monotonic() > start_by:
+                raise TimeoutError  # expired in the queue: do not spend a worker on it
+            started = time.perf_counter()
+            try:
+                return work()
+            finally:  # moving average of the time one request holds a worker
+                self._service_s += 0.05 * (time.perf_counter() - started - self._service_s)
+
+        future = asyncio.get_running_loop().run_in_executor(self._pool, timed)
         try:
             return await asyncio.wait_for(future, remaining)
         except TimeoutError:
