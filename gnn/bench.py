@@ -17,7 +17,9 @@ def bench_sample(
     data: GraphData, seeds: int = 512, fanout: int = 10, rounds: int = 20
 ) -> dict[str, object]:
     """One-hop sampled neighbours/s (fan-out ``fanout``) beside a raw numpy CSR gather of the
-    same number of neighbours (the first ``fanout`` of each seed) for the same actor seeds."""
+    same seeds: ``fanout`` uniformly random CSR positions per seed (all of a smaller node's),
+    gathered in one vectorised step, with none of the sampler's bookkeeping (no repeats
+    dropped, no filters, no subgraph output)."""
     graph = SamplerGraph.from_data(data)
     rng = np.random.default_rng(0)
     batches = [
@@ -27,9 +29,15 @@ def bench_sample(
     csr = graph.actor_to_item
     started, gathered = time.perf_counter(), 0
     for batch in batches:
-        gathered += len(
-            np.concatenate([csr.indices[csr.indptr[s] : csr.indptr[s + 1]] for s in batch])
+        start = csr.indptr[batch]
+        degree = csr.indptr[batch + 1] - start
+        draws = np.where(
+            degree[:, None] <= fanout,
+            np.arange(fanout)[None, :],
+            (rng.random((len(batch), fanout)) * degree[:, None]).astype(np.int64),
         )
+        keep = np.arange(fanout)[None, :] < np.minimum(degree, fanout)[:, None]
+        gathered += len(csr.indices[(start[:, None] + draws)[keep]])
     raw_rate = gathered / (time.perf_counter() - started)
     started, sampled = time.perf_counter(), 0
     for batch in batches:

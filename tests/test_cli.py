@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         text=True,
         timeout=600,
         check=True,
+        env={**os.environ, "COLUMNS": "250"},  # one line per message
     )
     for step in DEMO_STEPS:
         assert step in out.stdout, step
