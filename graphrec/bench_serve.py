@@ -10,7 +10,7 @@ bytes, on its own thread and event loop, in the same process as the service: the
 the service runs on (``serving.server`` is a ``grpc.aio`` server on a thread of its own), minus
 the service's work. Both get the same serialized ``RecommendRequest`` payloads.
 
-The clients run in a separate Python process (``_client_main``), so their work does not take the
+The clients run in a separate Python process (``graphrec.loadgen``), so their work does not take the
 service's GIL: closed-loop threads with blocking calls at each concurrency level, then an
 open-loop schedule of futures at twice the best closed-loop throughput for the overload run.
 Requests and responses travel as bytes on both servers (no client-side protobuf work).
@@ -19,13 +19,9 @@ Everything listens on 127.0.0.1 only, and every phase is bounded in count and ti
 
 from __future__ import annotations
 
-import functools
-import pickle
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,11 +32,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
+from graphrec.loadgen import ECHO_METHOD, Clients, EchoServer
+
 if TYPE_CHECKING:
     from gnn.datasets import Dataset
     from graphstore import GraphStore
 
-ECHO_METHOD = "/graphrec.bench.Echo/Echo"
 GOALS = (
     "p50 <= 5x echo p50 and p99 <= 20 ms at every level; top-K index <= 1.2x numpy exact; "
     "at 2x saturation only OK / RESOURCE_EXHAUSTED and goodput >= 0.9x saturation"
@@ -154,8 +151,8 @@ def _measure(
     )
     port = serving.start()
     load_s = time.perf_counter() - started
-    echo = _EchoServer()
-    clients = _Clients()
+    echo = EchoServer()
+    clients = Clients()
     try:
         engine = serving.registry.current()
         if engine is None:
@@ -368,218 +365,6 @@ def _overload(flood: dict[str, Any], saturation: float, max_inflight: int) -> di
 
 def _ms(latencies: np.ndarray, q: float) -> float:
     return round(1e3 * float(np.percentile(latencies, q)), 3) if len(latencies) else 0.0
-
-
-# ----------------------------------------------------------------------------- echo baseline
-class _EchoServer:
-    """A bare ``grpc.aio`` echo server on a thread and event loop of its own (like the service)."""
-
-    def __init__(self) -> None:
-        import asyncio
-
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="echo", daemon=True)
-        self._server: grpc.aio.Server | None = None
-
-    def start(self) -> int:
-        import asyncio
-
-        self._thread.start()
-        return asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
-
-    async def _start(self) -> int:
-        async def echo(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            return raw
-
-        server = grpc.aio.server()
-        server.add_generic_rpc_handlers(
-            (
-                grpc.method_handlers_generic_handler(
-                    "graphrec.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-                ),
-            )
-        )
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        self._server = server
-        return port
-
-    def stop(self) -> None:
-        import asyncio
-
-        if self._server is not None:
-            asyncio.run_coroutine_threadsafe(self._server.stop(1.0), self._loop).result(timeout=10)
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-
-
-# ------------------------------------------------------------------------------------ clients
-class _Clients:
-    """The load generator: one child Python process, driven by pickled calls over its pipes."""
-
-    def __init__(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from graphrec.bench_serve import _client_main; _client_main()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-
-    def call(self, name: str, **kwargs: Any) -> dict[str, Any]:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        pickle.dump((name, kwargs), self._proc.stdin)
-        self._proc.stdin.flush()
-        status, value = pickle.load(self._proc.stdout)
-        if status != "ok":
-            raise RuntimeError(f"load generator failed: {value}")
-        result: dict[str, Any] = value
-        return result
-
-    def close(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=5)
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-
-def _client_main() -> None:
-    """Child process: run the calls read from stdin, answer each on stdout, exit at EOF."""
-    requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but answers on the pipe
-    runs: dict[str, Callable[..., dict[str, Any]]] = {
-        "closed_loop": closed_loop,
-        "open_loop": open_loop,
-    }
-    while True:
-        try:
-            name, kwargs = pickle.load(requests)
-        except EOFError:
-            return
-        try:
-            answer: tuple[str, object] = ("ok", runs[name](**kwargs))
-        except Exception as exc:  # reported to the parent, which raises
-            answer = ("error", f"{type(exc).__name__}: {exc}")
-        pickle.dump(answer, answers)
-        answers.flush()
-
-
-def closed_loop(
-    target: str,
-    method: str,
-    payloads: Sequence[bytes],
-    concurrency: int,
-    seconds: float,
-    warmup_s: float = 0.5,
-    timeout_s: float = 10.0,
-) -> dict[str, Any]:
-    """``concurrency`` threads, each sending the next request as soon as the last one returns,
-    for ``warmup_s`` (not recorded) and then ``seconds``. Latencies are of OK calls."""
-    codes: Counter[str] = Counter()
-    lock = threading.Lock()
-    per_thread: list[list[float]] = [[] for _ in range(concurrency)]
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(method, None, None)
-        call(payloads[0], timeout=timeout_s)  # connect before the clock
-        begin = time.perf_counter() + warmup_s
-        end = begin + seconds
-        barrier = threading.Barrier(concurrency)
-
-        def run(t: int) -> None:
-            mine, seen = per_thread[t], Counter[str]()
-            n = t * len(payloads) // concurrency
-            barrier.wait()
-            while True:
-                t0 = time.perf_counter()
-                if t0 >= end:
-                    break
-                try:
-                    call(payloads[n % len(payloads)], timeout=timeout_s)
-                    code = "OK"
-                except grpc.RpcError as exc:
-                    code = exc.code().name
-                t1 = time.perf_counter()
-                n += 1
-                if t0 >= begin:
-                    seen[code] += 1
-                    if code == "OK":
-                        mine.append(t1 - t0)
-            with lock:
-                codes.update(seen)
-
-        threads = [threading.Thread(target=run, args=(t,)) for t in range(concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=warmup_s + seconds + timeout_s + 30)
-    latencies = np.array([x for xs in per_thread for x in xs], np.float64)
-    return {"latencies": latencies, "codes": codes, "elapsed": seconds}
-
-
-def open_loop(
-    target: str,
-    method: str,
-    payloads: Sequence[bytes],
-    rate: float,
-    seconds: float,
-    timeout_s: float = 5.0,
-) -> dict[str, Any]:
-    """Fire ``rate * seconds`` requests on a fixed schedule (not waiting for answers), then wait
-    for the answers (at most ``timeout_s`` past the last send) and count their status codes."""
-    total = max(1, int(rate * seconds))
-    codes: Counter[str] = Counter()
-    ok: list[float] = []
-    shed: list[float] = []
-    last_done = [0.0]
-    lock = threading.Lock()
-    answered = threading.Event()
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(method, None, None)
-        call(payloads[0], timeout=timeout_s)  # connect before the clock
-        start = time.perf_counter()
-
-        def record(sent: float, future: Any) -> None:  # a grpc Call and Future in one
-            done = time.perf_counter()
-            code = future.code().name
-            with lock:
-                codes[code] += 1
-                if sum(codes.values()) == total:
-                    answered.set()
-                last_done[0] = max(last_done[0], done - start)
-                if code == "OK":
-                    ok.append(done - sent)
-                elif code == "RESOURCE_EXHAUSTED":
-                    shed.append(done - sent)
-
-        futures = []
-        for n in range(total):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            sent = time.perf_counter()
-            future = call.future(payloads[n % len(payloads)], timeout=timeout_s)
-            future.add_done_callback(functools.partial(record, sent))
-            futures.append(future)
-        send_s = time.perf_counter() - start
-        if not answered.wait(timeout_s + 5.0):
-            for future in futures:
-                future.cancel()  # bounded: anything still open is given up (CANCELLED)
-            answered.wait(1.0)  # the callbacks of cancelled calls
-    with lock:
-        return {
-            "codes": Counter(codes),
-            "sent": total,
-            "rate": rate,
-            "seconds": seconds,
-            "send_s": send_s,
-            "last_done": last_done[0],
-            "ok_latencies": np.array(ok, np.float64),
-            "shed_latencies": np.array(shed, np.float64),
-        }
 
 
 def _stderr_progress() -> Progress:
