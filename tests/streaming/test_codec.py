@@ -56,6 +56,10 @@ def test_item_round_trip() -> None:
             b'{"eventId":"e1","userId":"u","itemId":"","type":"VIEW","ts":"2026-01-01T00:00:00Z"}',
             "missing-field",
         ),
+        (  # blank ids pass protobuf but not GraphStore.apply: dead-lettered, never a crash
+            b'{"eventId":"e1","userId":"  ","itemId":"i","type":"VIEW","ts":"2026-01-01T00:00:00Z"}',
+            "missing-field",
+        ),
         (b'{"eventId":"e1","userId":"u","itemId":"i","ts":"2026-01-01T00:00:00Z"}', "unknown-type"),
         (
             b'{"eventId":"e1","userId":"u","itemId":"i","type":"LIKE","ts":"2026-01-01T00:00:00Z"}',
