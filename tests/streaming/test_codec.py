@@ -57,7 +57,7 @@ def test_item_round_trip() -> None:
             "missing-field",
         ),
         (  # blank ids pass protobuf but not GraphStore.apply: dead-lettered, never a crash
-            b'{"eventId":"e1","userId":"  ","itemId":"i","type":"VIEW","ts":"2026-01-01T00:00:00Z"}',
+            b'{"eventId":"e","userId":" ","itemId":"i","type":"VIEW","ts":"2026-01-01T00:00:00Z"}',
             "missing-field",
         ),
         (b'{"eventId":"e1","userId":"u","itemId":"i","ts":"2026-01-01T00:00:00Z"}', "unknown-type"),
