@@ -42,8 +42,9 @@ def load(directory: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     meta = json.loads((directory / "meta.json").read_text())
     raw = dict(meta["config"])
     config = TrainConfig(
-        **{k: v for k, v in raw.items() if k not in ("sage", "lightgcn", "hard_rank")},
+        **{k: v for k, v in raw.items() if k not in ("sage", "lightgcn", "hard_rank", "target")},
         hard_rank=tuple(raw["hard_rank"]),
+        target=tuple(raw.get("target", ())),
         sage=SageConfig(**raw["sage"]),
         lightgcn=LightGCNConfig(**raw["lightgcn"]),
     )

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from gnn.checkpoint import save
-from gnn.data import from_snapshot
+from gnn.data import BEHAVIOURS, from_snapshot
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
 from gnn.experiment import (
     MODELS,
@@ -52,6 +52,14 @@ def eval_command(
         Path | None, typer.Option("--plot", help="Write metric bars and training curves to a PNG.")
     ] = None,
     events: Annotated[int, typer.Option(help="Synthetic interactions.")] = 50_000,
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Behaviours to predict, comma-separated (view, click, cart, purchase): only "
+            "pairs with one of them are held out; every behaviour still feeds the models. "
+            "Empty: any interaction."
+        ),
+    ] = "",
 ) -> None:
     """Evaluate models on one split, same split for all, mean ± std over seeds (full ranking,
     training items masked; Recall, NDCG, MRR, HitRate at K)."""
@@ -59,6 +67,11 @@ def eval_command(
     unknown = sorted(set(names) - set(MODELS))
     if unknown or split not in SPLITS:
         raise typer.BadParameter(f"unknown models {unknown} or split {split!r}")
+    behaviours = [t.strip().upper() for t in target.split(",") if t.strip()]
+    bad = sorted(set(behaviours) - {b.name for b in BEHAVIOURS})
+    if bad:
+        raise typer.BadParameter(f"unknown behaviours {bad}: view, click, cart or purchase")
+    target_idx = tuple(i for i, b in enumerate(BEHAVIOURS) if b.name in behaviours)
     fixed = None
     if train_file or test_file:
         if not (train_file and test_file):
@@ -78,7 +91,7 @@ def eval_command(
         split,
         names,
         seeds,
-        TrainConfig(epochs=epochs),
+        TrainConfig(epochs=epochs, target=target_idx),
         k,
         fixed,
         progress=lambda line: typer.echo(line, err=True),
@@ -88,7 +101,15 @@ def eval_command(
         plot(results, histories, plot_path, k)
     if as_json:
         typer.echo(
-            json.dumps({"dataset": dataset, "split": split, "seeds": seeds, "results": results})
+            json.dumps(
+                {
+                    "dataset": dataset,
+                    "split": split,
+                    "target": [b.lower() for b in behaviours],
+                    "seeds": seeds,
+                    "results": results,
+                }
+            )
         )
     else:
         typer.echo(format_table(results))

@@ -88,7 +88,7 @@ def run_experiment(
     GNN training curves of the last seed go into ``histories`` when given."""
     results: dict[str, list[dict[str, float]]] = {m: [] for m in models}
     for seed in range(seeds):
-        split = fixed_split or make_split(data, split_kind, seed)
+        split = fixed_split or make_split(data, split_kind, seed, target=tuple(config.target))
         for name in models:
             started = time.perf_counter()
             model = make_model(name, config)

@@ -1,4 +1,11 @@
-"""Train/test splits over (actor, item) pairs: random per actor, temporal per actor, cold items."""
+"""Train/test splits over (actor, item) pairs: random per actor, temporal per actor, cold items.
+
+By default any interaction is a test target. With ``target`` behaviours (e.g. purchase), only
+pairs where the actor did one of them are held out, as multi-behaviour recommenders are
+evaluated: every behaviour feeds the model, the target behaviour is what it must predict. A
+held-out pair loses all its edges (a purchase's view, click and cart too), so nothing of it
+leaks into training and evaluation masks only what training saw.
+"""
 
 from __future__ import annotations
 
@@ -23,21 +30,34 @@ class Split:
     name: str
 
 
-def make_split(data: GraphData, kind: str, seed: int, test_share: float = 0.2) -> Split:
-    """Hold out ``test_share`` of each actor's items (random or latest), or of all items."""
+def make_split(
+    data: GraphData,
+    kind: str,
+    seed: int,
+    test_share: float = 0.2,
+    target: tuple[int, ...] = (),
+) -> Split:
+    """Hold out ``test_share`` of each actor's items (random or latest), or of all items.
+
+    ``target``: behaviour indices (into ``BEHAVIOURS``) whose pairs may be test pairs; empty
+    means any behaviour. Per actor, ``test_share`` of its target pairs are held out (at least
+    one, as long as the actor keeps another pair for training)."""
     rng = np.random.default_rng(seed)
     pair_actor, pair_item, pair_ts = _pairs(data.edges)
+    eligible = _has_behaviour(data.edges, pair_actor, pair_item, target)
     if kind == "cold-items":
         cold = rng.random(data.num_items) < test_share
-        test = cold[pair_item]
+        removed = cold[pair_item]  # every pair of a cold item leaves training
+        test = removed & eligible
         candidates = cold
     elif kind in ("random", "temporal"):
         key = rng.random(len(pair_actor)) if kind == "random" else pair_ts
-        test = _last_share_per_actor(pair_actor, key, test_share)
+        test = _last_share_per_actor(pair_actor, key, test_share, eligible)
+        removed = test
         candidates = np.ones(data.num_items, bool)
     else:
         raise ValueError(f"unknown split {kind!r}: choose one of {', '.join(SPLITS)}")
-    held = set(zip(pair_actor[test].tolist(), pair_item[test].tolist(), strict=True))
+    held = set(zip(pair_actor[removed].tolist(), pair_item[removed].tolist(), strict=True))
     e = data.edges
     keep = np.fromiter(
         ((a, i) not in held for a, i in zip(e.actor.tolist(), e.item.tolist(), strict=True)),
@@ -57,17 +77,40 @@ def _pairs(e: Interactions) -> tuple[IntArray, IntArray, npt.NDArray[np.float64]
     return a[starts], i[starts], np.maximum.reduceat(t, starts) if len(t) else t
 
 
-def _last_share_per_actor(
-    actor: IntArray, key: npt.NDArray[np.float64], share: float
+def _has_behaviour(
+    e: Interactions, pair_actor: IntArray, pair_item: IntArray, behaviours: tuple[int, ...]
 ) -> npt.NDArray[np.bool_]:
-    """Mark the ``share`` of each actor's pairs with the largest ``key`` (at least one, if
-    the actor has two or more pairs)."""
-    order = np.lexsort((key, actor))
+    """``[P]``: the pair has an edge of one of ``behaviours`` (all pairs when empty)."""
+    if not behaviours:
+        return np.ones(len(pair_actor), bool)
+    m = np.isin(e.behaviour, behaviours)
+    hit = set(zip(e.actor[m].tolist(), e.item[m].tolist(), strict=True))
+    return np.fromiter(
+        ((a, i) in hit for a, i in zip(pair_actor.tolist(), pair_item.tolist(), strict=True)),
+        bool,
+        len(pair_actor),
+    )
+
+
+def _last_share_per_actor(
+    actor: IntArray,
+    key: npt.NDArray[np.float64],
+    share: float,
+    eligible: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.bool_]:
+    """Mark the ``share`` of each actor's eligible pairs with the largest ``key`` (at least
+    one, if the actor has two or more pairs, so that one is left to train on)."""
+    ok = np.ones(len(actor), bool) if eligible is None else eligible
+    order = np.lexsort((key, ok, actor))  # per actor: ineligible first, then by key
     a = actor[order]
     starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
     sizes = np.diff(np.r_[starts, len(a)])
+    n_ok = np.add.reduceat(ok[order].astype(np.int64), starts) if len(a) else sizes
     rank = np.arange(len(a)) - np.repeat(starts, sizes)
-    n_test = np.where(sizes >= 2, np.maximum(1, np.round(sizes * share)), 0).astype(np.int64)
+    n_test = np.where((sizes >= 2) & (n_ok >= 1), np.maximum(1, np.round(n_ok * share)), 0).astype(
+        np.int64
+    )
+    n_test = np.minimum(n_test, sizes - 1)
     picked = rank >= np.repeat(sizes - n_test, sizes)
     out = np.zeros(len(actor), bool)
     out[order] = picked

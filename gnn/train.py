@@ -38,6 +38,7 @@ class TrainConfig:
     hard_negative_share: float = 0.3  # final share of hard negatives (curriculum from 0)
     hard_rank: tuple[int, int] = (10, 100)  # hard negatives come from these score ranks
     validation_share: float = 0.1  # of training pairs, for early stopping
+    target: tuple[int, ...] = ()  # behaviours early stopping validates on (empty: any)
     eval_every: int = 2
     patience: int = 5  # evaluations without improvement before stopping
     seed: int = 0
@@ -121,7 +122,13 @@ class GnnRecommender:
         seed_everything(seed)
         self.known_items = np.zeros(data.num_items, bool)
         self.known_items[train.item] = True  # items without training edges get no ID embedding
-        inner = make_split(data.with_edges(train), "random", seed, self.config.validation_share)
+        inner = make_split(
+            data.with_edges(train),
+            "random",
+            seed,
+            self.config.validation_share,
+            tuple(self.config.target),
+        )
         self.model = self._build(data)
         best, best_state, waited = -1.0, None, 0
         opt = torch.optim.Adam(

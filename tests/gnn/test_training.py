@@ -46,6 +46,27 @@ def test_splits_hold_out_pairs_that_training_never_sees(small: GraphData, kind: 
         assert all(ts[p] >= last_train.get(p[0], -np.inf) - 1e-6 for p in test_pairs)
 
 
+@pytest.mark.parametrize("kind", ["random", "temporal", "cold-items"])
+def test_target_split_holds_out_only_target_pairs_with_all_their_edges(
+    small: GraphData, kind: str
+) -> None:
+    purchase = 3  # index of PURCHASE in BEHAVIOURS
+    split = make_split(small, kind, seed=0, target=(purchase,))
+    e = small.edges
+    bought = e.behaviour == purchase
+    purchases = set(zip(e.actor[bought].tolist(), e.item[bought].tolist(), strict=True))
+    test_pairs = set(zip(split.test_actor.tolist(), split.test_item.tolist(), strict=True))
+    train_pairs = set(zip(split.train.actor.tolist(), split.train.item.tolist(), strict=True))
+    assert test_pairs and test_pairs <= purchases
+    assert not (train_pairs & test_pairs)  # the pair's view, click and cart left training too
+    assert set(split.train.behaviour.tolist()) == {0, 1, 2, 3}  # every behaviour still feeds
+    if kind != "cold-items":
+        # every actor with a held-out purchase keeps something to train on
+        assert set(split.test_actor.tolist()) <= set(split.train.actor.tolist())
+    else:
+        assert not np.isin(split.train.item, np.flatnonzero(split.candidates)).any()
+
+
 def test_device_is_cuda_only_when_present() -> None:
     assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
 
