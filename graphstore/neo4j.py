@@ -201,24 +201,26 @@ def _write_batch(tx: ManagedTransaction, batch: Batch) -> ApplyResult:
     return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
 
 
-def _aggregate(interactions: Sequence[Interaction]) -> dict[NodeKind, list[dict[str, Any]]]:
-    """One row per (actor, relationship, item), sorted for a stable lock order."""
-    agg: dict[tuple[NodeKind, str, str, str], list[float]] = {}
+def _aggregate(interactions: Sequence[Interaction]) -> dict[NodeKind, list[list[Any]]]:
+    """One row per (actor, relationship, item), sorted for a stable lock order.
+
+    A row is ``[actor, item, rel, count, first_ts, last_ts]`` (see ``cy.MERGE_INTERACTIONS``).
+    """
+    agg: dict[tuple[NodeKind, str, str, str], list[Any]] = {}
     for i in interactions:
         key = (i.actor.kind, i.actor.key, i.item_id, i.behaviour.relationship)
         row = agg.get(key)
         if row is None:
-            agg[key] = [1, i.ts, i.ts]
+            agg[key] = [i.actor.key, i.item_id, i.behaviour.relationship, 1, i.ts, i.ts]
         else:
-            row[0] += 1
-            row[1] = min(row[1], i.ts)
-            row[2] = max(row[2], i.ts)
-    out: dict[NodeKind, list[dict[str, Any]]] = defaultdict(list)
-    for (kind, actor, item, rel), (count, first, last) in sorted(agg.items()):
-        out[kind].append(
-            {"actor": actor, "item": item, "rel": rel, "count": int(count)}
-            | {"first_ts": first, "last_ts": last}
-        )
+            row[3] += 1
+            if i.ts < row[4]:
+                row[4] = i.ts
+            if i.ts > row[5]:
+                row[5] = i.ts
+    out: dict[NodeKind, list[list[Any]]] = defaultdict(list)
+    for key in sorted(agg):
+        out[key[0]].append(agg[key])
     return out
 
 
