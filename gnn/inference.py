@@ -145,6 +145,21 @@ class SageInference:
         return h.numpy(), z.numpy()
 
     @torch.no_grad()
+    def actors_from_items(
+        self, num_actors: int, edges: Interactions, item_emb: Float32Array
+    ) -> Float32Array:
+        """``[A, d]`` actor embeddings from the final item embeddings ``z`` of the items they
+        touched: the model's output layer alone. With ``z`` from the item table (kept fresh
+        from live neighbourhoods) this equals the full forward pass over the live 3-hop
+        neighbourhood, at the cost of one layer over the actors' own edges."""
+        graph = self._graph(num_actors, edges, _no_content(len(item_emb), self.depth))
+        fwd, _, weights = self.model._edge_dicts(graph)
+        z = torch.as_tensor(item_emb, dtype=torch.float32)
+        zeros = z.new_zeros(num_actors, z.shape[1])
+        h = self.model.to_actor_out({"item": z, "actor": zeros}, fwd, edge_weight_dict=weights[0])
+        return h["actor"].numpy()
+
+    @torch.no_grad()
     def actor_contributions(
         self, actor: int, edges: Interactions, item_emb: Float32Array, target: Float32Array
     ) -> tuple[FloatArray, float]:
@@ -196,3 +211,12 @@ class SageInference:
             features=torch.as_tensor(content.features, dtype=torch.float32),
             item_ids=torch.as_tensor(content.id_rows),
         )
+
+
+def _no_content(num_items: int, depth: int) -> Content:
+    """Placeholder inputs for graphs whose item embeddings are given, not computed."""
+    return Content(
+        np.full((num_items, depth), -1, np.int64),
+        np.zeros((num_items, 0), np.float32),
+        np.full(num_items, -1, np.int64),
+    )

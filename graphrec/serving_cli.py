@@ -53,8 +53,12 @@ def serve_command(
         ),
     ] = None,
     fanouts: Annotated[
-        str, typer.Option(help="Per-hop fan-out caps of the live fetch.")
-    ] = "50,10,5",
+        str,
+        typer.Option(
+            help="Fan-out caps of the live fetch: the subject's edges, then (Explain) the "
+            "other actors of its items."
+        ),
+    ] = "50,10",
     workers: Annotated[int, typer.Option(min=1, help="Threads doing model work.")] = 4,
     max_inflight: Annotated[
         int, typer.Option(min=1, help="Requests in progress before RESOURCE_EXHAUSTED.")
@@ -78,9 +82,7 @@ def serve_command(
     try:
         caps = tuple(int(f) for f in fanouts.split(","))
     except ValueError:
-        raise typer.BadParameter(
-            f"--fanouts takes integers like 30,10,5, got {fanouts!r}"
-        ) from None
+        raise typer.BadParameter(f"--fanouts takes integers like 50,10, got {fanouts!r}") from None
     graph = open_store(store or config.store_url)
     serving = Serving(
         graph,

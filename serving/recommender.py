@@ -18,6 +18,7 @@ from pathlib import Path as FsPath
 import numpy as np
 import numpy.typing as npt
 
+from gnn.data import Interactions
 from gnn.inference import SageInference
 from graphstore import (
     IN_CATEGORY,
@@ -55,8 +56,8 @@ Popular = Callable[[int, str], list[tuple[str, float]]]
 
 @dataclass(frozen=True)
 class Settings:
-    fanouts: tuple[int, ...] = (50, 10, 5)  # subject → items → actors → items (the first hop
-    # is also the history that counts as seen)
+    fanouts: tuple[int, ...] = (50, 10)  # subject → its items (the history the model reads and
+    # that counts as seen) → their other actors (Explain only)
     refresh_fanouts: tuple[int, int] = (50, 10)  # item → actors → items, when it changes
     default_k: int = 20
     max_k: int = 1_000
@@ -154,12 +155,12 @@ class Recommender:
         engine = self.engine()
         table = engine.table
         row = self._item_row(engine, item_id)
-        graph = self._local(subject)
+        graph = self._local(subject, hops=2)
         mine = graph.subject_edges[graph.in_graph[graph.subject_edges]]
         if not len(mine):
             raise NotFound(f"{subject.kind} {subject.key!r} has no interactions in the graph")
-        content = table.content_of(table.rows_of(graph.items))
-        h, z = engine.inference.forward(len(graph.actors), graph.edges, content)
+        z = self._item_vectors(engine, graph.items)
+        h = engine.inference.actors_from_items(len(graph.actors), graph.edges, z)
         target = table.embeddings.vectors()[row].copy()
         contributions, _ = engine.inference.actor_contributions(0, graph.edges, z, target)
         # one path per item the subject touched, through its strongest edge
@@ -248,33 +249,51 @@ class Recommender:
         event = SessionEvent(subject.key, Behaviour.CLICK, engine.inference.reference_ts)
         return Subject(SubjectKind.SESSION, "", (event,))  # no key: not a node of the graph
 
-    def _local(self, subject: Subject) -> LocalGraph:
-        """The subject's live neighbourhood (one graph round trip) plus its request events.
+    def _local(self, subject: Subject, hops: int = 1) -> LocalGraph:
+        """The subject's live edges (one graph round trip) plus its request events; with
+        ``hops`` 2 also the other actors of the subject's items (for explanations).
 
-        The items of request events are seeds too, so events the graph has not seen yet still
-        bring their items' neighbourhoods; a subject without a key (an item asked about as a
-        session) is not in the graph, and its items need one hop less.
+        One hop is all the model needs: the item table holds every item's final embedding,
+        kept fresh from live 2-hop neighbourhoods, and the output layer aggregates those over
+        the subject's edges. A subject without a key (an item asked about as a session) has
+        only its request events.
         """
-        items = [
-            NodeRef(NodeKind.ITEM, i) for i in dict.fromkeys(e.item_id for e in subject.events)
-        ]
-        fanouts = self.settings.fanouts
-        seeds = [subject.node, *items] if subject.key else items
-        if not subject.key:
-            fanouts = fanouts[1:] or fanouts
-        try:
-            hood = self.store.neighbourhood(seeds[:MAX_SEEDS], fanouts, INTERACTION_RELATIONSHIPS)
-        except InvalidInput as exc:
-            raise BadRequest(str(exc)) from None
+        hood = None
+        seeds = [subject.node] if subject.key else []
+        if hops > 1:
+            seeds += [NodeRef(NodeKind.ITEM, e.item_id) for e in subject.events]
+        if seeds:
+            fanouts = self.settings.fanouts[:hops]
+            if not subject.key:
+                fanouts = fanouts[1:] or fanouts
+            try:
+                hood = self.store.neighbourhood(
+                    list(dict.fromkeys(seeds))[:MAX_SEEDS], fanouts, INTERACTION_RELATIONSHIPS
+                )
+            except InvalidInput as exc:
+                raise BadRequest(str(exc)) from None
         graph = local_graph(subject.node, hood, subject.events)
         if subject.key:
             self._observe_freshness(subject.node, graph)
         return graph
 
+    def _item_vectors(self, engine: Engine, keys: Sequence[str]) -> npt.NDArray[np.float32]:
+        """``[n, d]`` final embeddings of items from the table; an item the table lacks yet
+        (a catalogue change still on its way) is embedded from what the graph holds of it."""
+        table = engine.table
+        rows = table.rows_of(keys)
+        missing = (rows < 0) | (rows >= table.size)
+        out = np.empty((len(keys), engine.inference.dim), np.float32)
+        out[~missing] = table.embeddings.vectors()[rows[~missing]]
+        if missing.any():
+            no_edges = Interactions(*(np.zeros(0, np.int64),) * 4, np.zeros(0))
+            _, z = engine.inference.forward(0, no_edges, table.content_of(rows[missing]))
+            out[missing] = z
+        return out
+
     def _actor_vector(self, engine: Engine, graph: LocalGraph) -> Vector:
-        content = engine.table.content_of(engine.table.rows_of(graph.items))
-        h, _ = engine.inference.forward(len(graph.actors), graph.edges, content)
-        return h[0]
+        z = self._item_vectors(engine, graph.items)
+        return engine.inference.actors_from_items(len(graph.actors), graph.edges, z)[0]
 
     def _item_row(self, engine: Engine, item_id: str) -> int:
         row = self._known_row(engine, item_id)

@@ -42,7 +42,7 @@ class LocalGraph:
 
 
 def local_graph(
-    subject: NodeRef | None, hood: Neighbourhood, events: Sequence[SessionEvent] = ()
+    subject: NodeRef | None, hood: Neighbourhood | None, events: Sequence[SessionEvent] = ()
 ) -> LocalGraph:
     """The interaction edges of ``hood`` plus the subject's request ``events``; without a
     subject (re-embedding items) actors are numbered in order of appearance."""
@@ -50,16 +50,12 @@ def local_graph(
     items: dict[str, int] = {}
     rows: dict[tuple[int, int, int], list[float]] = {}  # (actor, item, b) → [count, last_ts]
     in_graph: dict[tuple[int, int, int], bool] = {}
-    for s, rel, d, count, last in zip(
-        hood.src.tolist(),
-        hood.rel,
-        hood.dst.tolist(),
-        hood.count.tolist(),
-        hood.last_ts.tolist(),
-        strict=True,
-    ):
+    triples = [] if hood is None else hood.edge_keys_list()
+    aggregates = (
+        [] if hood is None else list(zip(hood.count.tolist(), hood.last_ts.tolist(), strict=True))
+    )
+    for (actor, rel, item), (count, last) in zip(triples, aggregates, strict=True):
         b = BEHAVIOUR_OF.get(rel)
-        actor, item = hood.nodes[s], hood.nodes[d]
         if b is None or actor.kind not in ACTOR_KINDS or item.kind is not NodeKind.ITEM:
             continue
         key = (actors.setdefault(actor, len(actors)), items.setdefault(item.key, len(items)), b)
