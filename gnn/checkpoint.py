@@ -37,6 +37,14 @@ def save(model: GnnRecommender, data: GraphData, directory: Path, extra: dict[st
     return directory
 
 
+def current_version(models_dir: Path) -> str | None:
+    """The version ``models_dir/current`` points at (written by ``graphrec train``), if any."""
+    pointer = models_dir / "current"
+    if not pointer.is_file():
+        return None
+    return pointer.read_text().strip() or None
+
+
 def load(directory: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model (weights loaded, eval mode) and its metadata."""
     meta = json.loads((directory / "meta.json").read_text())

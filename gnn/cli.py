@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gnn.checkpoint import save
+from gnn.checkpoint import current_version, save
 from gnn.data import BEHAVIOURS, from_snapshot
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
 from gnn.experiment import (
@@ -189,10 +189,9 @@ def train_once(snapshot, config: TrainConfig, models_dir: Path) -> dict[str, obj
 
 
 def _current(models_dir: Path) -> tuple[str, float] | None:
-    pointer = models_dir / "current"
-    if not pointer.is_file():
+    version = current_version(models_dir)
+    if version is None:
         return None
-    version = pointer.read_text().strip()
     meta = json.loads((models_dir / version / "meta.json").read_text())
     return version, float(meta["validation_recall@20"])
 

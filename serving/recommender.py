@@ -160,7 +160,6 @@ class Recommender:
         if not len(mine):
             raise NotFound(f"{subject.kind} {subject.key!r} has no interactions in the graph")
         z = self._item_vectors(engine, graph.items)
-        h = engine.inference.actors_from_items(len(graph.actors), graph.edges, z)
         target = table.embeddings.vectors()[row].copy()
         contributions, _ = engine.inference.actor_contributions(0, graph.edges, z, target)
         # one path per item the subject touched, through its strongest edge
@@ -189,7 +188,6 @@ class Recommender:
             params,
             browser_url(self.settings.browser_url, self.settings.browser_dbms, cypher, params),
             engine.version,
-            float(h[0] @ target),
         )
 
     def _actors_of(self, item_id: str) -> dict[NodeRef, tuple[str, int]]:

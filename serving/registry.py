@@ -12,17 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from gnn.checkpoint import current_version
+
 log = logging.getLogger(__name__)
 E = TypeVar("E")
-
-
-def current_version(models_dir: Path) -> str | None:
-    """The version ``models_dir/current`` points at, if any."""
-    pointer = models_dir / "current"
-    if not pointer.is_file():
-        return None
-    version = pointer.read_text().strip()
-    return version or None
 
 
 class ModelRegistry(Generic[E]):

@@ -102,4 +102,3 @@ class Explanation:
     params: dict[str, str]
     browser_url: str
     model_version: str
-    score: float
