@@ -95,6 +95,7 @@ class SageInference:
         rows = range(len(item_keys)) if known is None else known  # items trained with an ID
         self._id_rows: dict[str, int] = {item_keys[i]: i for i in rows}
         self._num_types = len(model.types)
+        self._output = _OutputLayer.of(model)
 
     @classmethod
     def from_dir(cls, directory: Path, reference_ts: float) -> SageInference:
@@ -144,20 +145,28 @@ class SageInference:
         h, z = self.model(self._graph(num_actors, edges, content))
         return h.numpy(), z.numpy()
 
-    @torch.no_grad()
     def actors_from_items(
         self, num_actors: int, edges: Interactions, item_emb: Float32Array
     ) -> Float32Array:
         """``[A, d]`` actor embeddings from the final item embeddings ``z`` of the items they
         touched: the model's output layer alone. With ``z`` from the item table (kept fresh
         from live neighbourhoods) this equals the full forward pass over the live 3-hop
-        neighbourhood, at the cost of one layer over the actors' own edges."""
-        graph = self._graph(num_actors, edges, _no_content(len(item_emb), self.depth))
-        fwd, _, weights = self.model._edge_dicts(graph)
-        z = torch.as_tensor(item_emb, dtype=torch.float32)
-        zeros = z.new_zeros(num_actors, z.shape[1])
-        h = self.model.to_actor_out({"item": z, "actor": zeros}, fwd, edge_weight_dict=weights[0])
-        return h["actor"].numpy()
+        neighbourhood, at the cost of one layer over the actors' own edges.
+
+        Runs in numpy on the layer's weights (``h_a = Σ_b W_b · mean_{j∈N_b(a)} w_aj z_j +
+        Σ_b c_b``): on the few edges of one request, PyG's per-type message passing costs
+        ~30× more in dispatch than in arithmetic."""
+        layer = self._output
+        types = len(self.model.types)
+        kind = edges.behaviour if types > 1 else np.zeros(len(edges), np.int64)
+        slot = edges.actor * types + kind  # one mean per (actor, behaviour type)
+        weights = self._weights_np(edges)
+        sums = np.zeros((num_actors * types, self.dim), np.float32)
+        np.add.at(sums, slot, weights[:, None] * item_emb[edges.item])
+        counts = np.bincount(slot, minlength=num_actors * types).astype(np.float32)
+        means = sums / np.maximum(counts, 1.0)[:, None]
+        h = means.reshape(num_actors, types * self.dim) @ layer.weight + layer.bias
+        return np.asarray(h, np.float32)
 
     @torch.no_grad()
     def actor_contributions(
@@ -193,6 +202,13 @@ class SageInference:
         age = np.maximum(self.reference_ts - edges.last_ts, 0.0) / 86_400.0
         return edge_weight(torch.as_tensor(edges.count), torch.as_tensor(age), self.half_life_days)
 
+    def _weights_np(self, edges: Interactions) -> Float32Array:
+        """``_weights`` in numpy (no torch dispatch on the request path); the tests hold the
+        two to the same values through ``actors_from_items`` == ``forward``."""
+        age = np.maximum(self.reference_ts - edges.last_ts, 0.0) / 86_400.0
+        weights = np.log1p(edges.count) * np.power(0.5, age / self.half_life_days)
+        return weights.astype(np.float32)
+
     def _graph(self, num_actors: int, edges: Interactions, content: Content) -> Graph:
         weights = self._weights(edges)
         groups = (
@@ -213,10 +229,21 @@ class SageInference:
         )
 
 
-def _no_content(num_items: int, depth: int) -> Content:
-    """Placeholder inputs for graphs whose item embeddings are given, not computed."""
-    return Content(
-        np.full((num_items, depth), -1, np.int64),
-        np.zeros((num_items, 0), np.float32),
-        np.full(num_items, -1, np.int64),
-    )
+@dataclass(frozen=True)
+class _OutputLayer:
+    """The actor output layer's weights: ``[types · d, d]`` stacked ``W_bᵀ`` and the summed
+    biases ``[d]`` (an actor's root input is zero, so ``lin_root`` adds nothing)."""
+
+    weight: Float32Array
+    bias: Float32Array
+
+    @classmethod
+    def of(cls, model: SageRec) -> _OutputLayer:
+        weight, bias = [], torch.zeros(model.config.dim)
+        for name in model.types:
+            conv = model.to_actor_out.convs[("item", name, "actor")]
+            assert isinstance(conv, GraphConv)
+            weight.append(conv.lin_rel.weight.detach().T)  # rows: input, columns: output
+            if conv.lin_rel.bias is not None:
+                bias = bias + conv.lin_rel.bias.detach()
+        return cls(torch.cat(weight).numpy().copy(), bias.numpy().copy())

@@ -25,7 +25,7 @@ def test_edge_contributions_and_bias_add_up_to_the_score(served: Served, world: 
         item=np.arange(n, dtype=np.int64),
         behaviour=rng.integers(0, 4, n),
         count=rng.integers(1, 5, n),
-        last_ts=np.full(n, engine.inference.reference_ts),
+        last_ts=engine.inference.reference_ts - rng.uniform(0, 400 * 86_400.0, n),
     )
     content = engine.table.content_of(items.astype(np.int64))
     h, z = engine.inference.forward(2, edges, content)
@@ -33,6 +33,10 @@ def test_edge_contributions_and_bias_add_up_to_the_score(served: Served, world: 
     parts, bias = engine.inference.actor_contributions(0, edges, z, target)
     assert parts[n // 2 :].tolist() == [0.0] * (n - n // 2)  # other actors' edges
     assert parts.sum() + bias == pytest.approx(float(h[0] @ target), rel=1e-4, abs=1e-4)
+    # the request path's output layer alone (numpy) gives the forward pass's actors
+    np.testing.assert_allclose(
+        engine.inference.actors_from_items(2, edges, z), h, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_category_route_climbs_to_the_common_ancestor() -> None:
