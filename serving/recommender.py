@@ -113,34 +113,85 @@ class Recommender:
 
     # ------------------------------------------------------------------ requests
     def recommend(self, query: Query) -> Recommendation:
+        """Top-k items for the query's subject (or popular ones, saying why)."""
+        answer = self.recommend_many([query])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def recommend_many(self, queries: Sequence[Query]) -> list[Recommendation | Exception]:
+        """``recommend`` for several queries at once, answers in order: one graph round trip
+        for all their subjects, one output-layer pass, one batched top-K search. A caller
+        mistake (bad k, unknown item) fails only its own query: its answer is the exception.
+        """
         engine = self.engine()
         table = engine.table
-        k = query.k or self.settings.default_k
+        answers: list[Recommendation | Exception] = [NotReady("not answered")] * len(queries)
+        going: list[int] = []  # queries with a subject to look up
+        subjects: list[Subject] = []
+        for i, query in enumerate(queries):
+            try:
+                self._check_k(query)
+                subjects.append(self._as_actor(engine, query.subject))
+                going.append(i)
+            except (BadRequest, NotFound) as exc:
+                answers[i] = exc
+        graph, failed = self._local(subjects)
+        vectors = self._actor_vectors(engine, graph)
+        searched: list[tuple[int, int]] = []  # (query, subject slot)
+        skips: list[np.ndarray] = []
+        alloweds: list[np.ndarray | None] = []
+        for slot, i in enumerate(going):
+            query = queries[i]
+            if slot in failed:
+                answers[i] = failed[slot]
+            elif not len(graph.edges_of(slot)):
+                reason = self._why_fallback(query.subject)
+                exclude = self._excluded(table, query, ())
+                answers[i] = self._fallback(engine, query, self._k(query), exclude, reason)
+            else:
+                seen = () if query.include_seen else graph.items_of(slot)
+                searched.append((i, slot))
+                skips.append(np.array(sorted(self._excluded(table, query, seen)), np.int64))
+                alloweds.append(self._allowed(table, query))
+        if searched:
+            found = table.embeddings.search_many(
+                vectors[[slot for _, slot in searched]],
+                [self._k(queries[i]) for i, _ in searched],
+                skips,
+                alloweds,
+            )
+            for (i, _), (rows, scores) in zip(searched, found, strict=True):
+                answers[i] = Recommendation(self._scored(table, rows, scores), engine.version)
+        return answers
+
+    @staticmethod
+    def _excluded(table: ItemTable, query: Query, seen: Sequence[str]) -> set[int]:
+        """Rows the query must not get: its exclusions, removed items, and ``seen``."""
+        keys = sorted({*query.exclude, *seen})
+        out = set(table.rows_of(keys).tolist()) - {-1}
+        out.update(table.removed_rows().tolist())
+        return out
+
+    @staticmethod
+    def _allowed(table: ItemTable, query: Query) -> np.ndarray | None:
+        if not query.category:
+            return None
+        allowed = table.in_category(query.category)
+        return allowed[allowed < table.size]
+
+    def _k(self, query: Query) -> int:
+        return query.k or self.settings.default_k
+
+    def _check_k(self, query: Query) -> None:
+        k = self._k(query)
         if not 0 < k <= self.settings.max_k:
             raise BadRequest(f"k must be between 1 and {self.settings.max_k}, got {k}")
-        exclude = set(table.rows_of(sorted(query.exclude)).tolist()) - {-1}
-        exclude.update(table.removed_rows().tolist())
-        subject = query.subject
-        graph = self._local(self._as_actor(engine, subject))
-        if not len(graph.subject_edges):
-            return self._fallback(engine, query, k, exclude, self._why_fallback(subject))
-        vector = self._actor_vector(engine, graph)
-        seen = [r for r in table.rows_of(graph.subject_items()).tolist() if r >= 0]
-        if not query.include_seen:
-            exclude.update(seen)
-        allowed = None
-        if query.category:
-            allowed = table.in_category(query.category)
-            allowed = allowed[allowed < table.size]
-        rows, scores = table.embeddings.search(
-            vector, k, exclude=np.array(sorted(exclude), np.int64), allowed=allowed
-        )
-        return Recommendation(self._scored(table, rows, scores), engine.version)
 
     def score_items(self, subject: Subject, item_ids: Sequence[str]) -> Scores:
         engine = self.engine()
         table = engine.table
-        vector = self._actor_vector(engine, self._local(self._as_actor(engine, subject)))
+        vector = self._actor_vector(engine, self._local_one(self._as_actor(engine, subject)))
         rows = [self._known_row(engine, i) for i in item_ids]
         unknown = [i for i, r in zip(item_ids, rows, strict=True) if r < 0]
         found = np.array([r for r in rows if r >= 0], np.int64)
@@ -155,7 +206,7 @@ class Recommender:
         engine = self.engine()
         table = engine.table
         row = self._item_row(engine, item_id)
-        graph = self._local(subject, hops=2)
+        graph = self._local_one(subject, hops=2)
         mine = graph.subject_edges[graph.in_graph[graph.subject_edges]]
         if not len(mine):
             raise NotFound(f"{subject.kind} {subject.key!r} has no interactions in the graph")
@@ -227,7 +278,7 @@ class Recommender:
             hood = self.store.neighbourhood(
                 seeds, self.settings.refresh_fanouts, INTERACTION_RELATIONSHIPS
             )
-            graph = local_graph(None, hood)
+            graph = local_graph(hood)
             order = {k: i for i, k in enumerate(graph.items)}
             local = np.array([order.setdefault(k, len(order)) for k in chunk], np.int64)
             names = list(order)
@@ -247,33 +298,61 @@ class Recommender:
         event = SessionEvent(subject.key, Behaviour.CLICK, engine.inference.reference_ts)
         return Subject(SubjectKind.SESSION, "", (event,))  # no key: not a node of the graph
 
-    def _local(self, subject: Subject, hops: int = 1) -> LocalGraph:
-        """The subject's live edges (one graph round trip) plus its request events; with
-        ``hops`` 2 also the other actors of the subject's items (for explanations).
+    def _local(
+        self, subjects: Sequence[Subject], hops: int = 1
+    ) -> tuple[LocalGraph, dict[int, Exception]]:
+        """The subjects' live edges (one graph round trip for all of them) plus their request
+        events, subject ``i`` as actor ``i``; with ``hops`` 2 also the other actors of the
+        subjects' items (for explanations). Subjects whose lookup the store refused are
+        returned with the reason, their slots left without edges.
 
         One hop is all the model needs: the item table holds every item's final embedding,
         kept fresh from live 2-hop neighbourhoods, and the output layer aggregates those over
         the subject's edges. A subject without a key (an item asked about as a session) has
         only its request events.
         """
+        seeds: list[NodeRef] = []
+        for subject in subjects:
+            if subject.key:
+                seeds.append(subject.node)
+            if hops > 1:
+                seeds += [NodeRef(NodeKind.ITEM, e.item_id) for e in subject.events]
+        failed: dict[int, Exception] = {}
         hood = None
-        seeds = [subject.node] if subject.key else []
-        if hops > 1:
-            seeds += [NodeRef(NodeKind.ITEM, e.item_id) for e in subject.events]
         if seeds:
             fanouts = self.settings.fanouts[:hops]
-            if not subject.key:
+            if not any(s.key for s in subjects):
                 fanouts = fanouts[1:] or fanouts
             try:
                 hood = self.store.neighbourhood(
                     list(dict.fromkeys(seeds))[:MAX_SEEDS], fanouts, INTERACTION_RELATIONSHIPS
                 )
             except InvalidInput as exc:
-                raise BadRequest(str(exc)) from None
-        graph = local_graph(subject.node, hood, subject.events)
-        if subject.key:
-            self._observe_freshness(subject.node, graph)
-        return graph
+                if len(subjects) == 1:
+                    raise BadRequest(str(exc)) from None
+                return self._local_apart(subjects, hops)  # find whose key it was
+        graph = local_graph(hood, [s.node for s in subjects], [s.events for s in subjects])
+        for slot, subject in enumerate(subjects):
+            if subject.key:
+                self._observe_freshness(subject.node, graph.newest_ts_of(slot))
+        return graph, failed
+
+    def _local_apart(
+        self, subjects: Sequence[Subject], hops: int
+    ) -> tuple[LocalGraph, dict[int, Exception]]:
+        """``_local`` one subject at a time, the refused ones without their edges."""
+        failed: dict[int, Exception] = {}
+        for slot, subject in enumerate(subjects):
+            try:
+                self._local([subject], hops)
+            except BadRequest as exc:
+                failed[slot] = exc
+        fine = [s if i not in failed else Subject(s.kind, "") for i, s in enumerate(subjects)]
+        graph, _ = self._local(fine, hops)
+        return graph, failed
+
+    def _local_one(self, subject: Subject, hops: int = 1) -> LocalGraph:
+        return self._local([subject], hops)[0]
 
     def _item_vectors(self, engine: Engine, keys: Sequence[str]) -> npt.NDArray[np.float32]:
         """``[n, d]`` final embeddings of items from the table; an item the table lacks yet
@@ -289,9 +368,14 @@ class Recommender:
             out[missing] = z
         return out
 
-    def _actor_vector(self, engine: Engine, graph: LocalGraph) -> Vector:
+    def _actor_vectors(self, engine: Engine, graph: LocalGraph) -> npt.NDArray[np.float32]:
+        """``[subjects, d]``: the output layer over each subject's edges."""
         z = self._item_vectors(engine, graph.items)
-        return engine.inference.actors_from_items(len(graph.actors), graph.edges, z)[0]
+        h = engine.inference.actors_from_items(len(graph.actors), graph.edges, z)
+        return h[: graph.num_subjects]
+
+    def _actor_vector(self, engine: Engine, graph: LocalGraph) -> Vector:
+        return self._actor_vectors(engine, graph)[0]
 
     def _item_row(self, engine: Engine, item_id: str) -> int:
         row = self._known_row(engine, item_id)
@@ -362,9 +446,8 @@ class Recommender:
             for r, s in zip(rows.tolist(), values, strict=True)
         ]
 
-    def _observe_freshness(self, subject: NodeRef, graph: LocalGraph) -> None:
+    def _observe_freshness(self, subject: NodeRef, newest: float | None) -> None:
         """Event time → first recommendation that reflects it, per subject."""
-        newest = graph.newest_subject_ts()
         if newest is None or self._on_fresh is None:
             return
         with self._fresh_lock:

@@ -1,8 +1,10 @@
 """A request's local graph: the live k-hop neighbourhood as model-ready edge arrays.
 
-Actors (users and sessions) and items of the neighbourhood get local indices; the subject is
-always actor 0. A session's request events that the graph does not hold yet are added as
-edges of the subject (``in_graph`` False: the model uses them, explanations cannot draw them).
+Actors (users and sessions) and items of the neighbourhood get local indices. The subjects of
+the requests come first, in order (actor ``i`` is subject ``i``; a batch of requests shares one
+graph), then any other actors. A session's request events that the graph does not hold yet are
+added as edges of its subject (``in_graph`` False: the model uses them, explanations cannot draw
+them).
 """
 
 from __future__ import annotations
@@ -23,30 +25,43 @@ BEHAVIOUR_OF = {rel: b for b, rel in enumerate(INTERACTION_RELATIONSHIPS)}
 
 @dataclass(frozen=True)
 class LocalGraph:
-    actors: list[NodeRef]  # actors[0] is the subject
+    actors: list[NodeRef]  # actors[i] is subject i for i < num_subjects
     items: list[str]
     edges: Interactions  # actor and item index the lists above
     in_graph: npt.NDArray[np.bool_]  # [E] False for request events the graph lacks
+    num_subjects: int = 1
+
+    def edges_of(self, actor: int) -> npt.NDArray[np.int64]:
+        return np.flatnonzero(self.edges.actor == actor)
+
+    def items_of(self, actor: int) -> list[str]:
+        return [self.items[i] for i in self.edges.item[self.edges_of(actor)].tolist()]
+
+    def newest_ts_of(self, actor: int) -> float | None:
+        """Event time of the actor's newest edge in the graph (freshness metric)."""
+        mine = self.edges_of(actor)
+        mine = mine[self.in_graph[mine]]
+        return float(self.edges.last_ts[mine].max()) if len(mine) else None
 
     @property
     def subject_edges(self) -> npt.NDArray[np.int64]:
-        return np.flatnonzero(self.edges.actor == 0)
-
-    def subject_items(self) -> list[str]:
-        return [self.items[i] for i in self.edges.item[self.subject_edges].tolist()]
-
-    def newest_subject_ts(self) -> float | None:
-        """Event time of the subject's newest edge in the graph (freshness metric)."""
-        mine = self.subject_edges[self.in_graph[self.subject_edges]]
-        return float(self.edges.last_ts[mine].max()) if len(mine) else None
+        return self.edges_of(0)
 
 
 def local_graph(
-    subject: NodeRef | None, hood: Neighbourhood | None, events: Sequence[SessionEvent] = ()
+    hood: Neighbourhood | None,
+    subjects: Sequence[NodeRef] = (),
+    events: Sequence[Sequence[SessionEvent]] = (),
 ) -> LocalGraph:
-    """The interaction edges of ``hood`` plus the subject's request ``events``; without a
-    subject (re-embedding items) actors are numbered in order of appearance."""
-    actors: dict[NodeRef, int] = {} if subject is None else {subject: 0}
+    """The interaction edges of ``hood`` plus each subject's request ``events`` (aligned with
+    ``subjects``). A subject without a key is never matched against the graph; a subject listed
+    twice gets its edges twice. Without subjects (re-embedding items) actors are numbered in
+    order of appearance."""
+    slots: dict[NodeRef, list[int]] = {}
+    for i, subject in enumerate(subjects):
+        if subject.key:
+            slots.setdefault(subject, []).append(i)
+    others: dict[NodeRef, int] = {}
     items: dict[str, int] = {}
     rows: dict[tuple[int, int, int], list[float]] = {}  # (actor, item, b) → [count, last_ts]
     in_graph: dict[tuple[int, int, int], bool] = {}
@@ -58,17 +73,22 @@ def local_graph(
         b = BEHAVIOUR_OF.get(rel)
         if b is None or actor.kind not in ACTOR_KINDS or item.kind is not NodeKind.ITEM:
             continue
-        key = (actors.setdefault(actor, len(actors)), items.setdefault(item.key, len(items)), b)
-        rows[key] = [count, last]
-        in_graph[key] = True
-    for event in events:
-        key = (0, items.setdefault(event.item_id, len(items)), int(event.behaviour) - 1)
-        if key not in rows:
-            rows[key], in_graph[key] = [0, event.ts], False
-        # the graph may already count this event: never count one event twice
-        if not in_graph[key]:
-            rows[key][0] += 1
-        rows[key][1] = max(rows[key][1], event.ts)
+        at = slots.get(actor)
+        if at is None:
+            at = [others.setdefault(actor, len(subjects) + len(others))]
+        j = items.setdefault(item.key, len(items))
+        for a in at:
+            rows[(a, j, b)] = [count, last]
+            in_graph[(a, j, b)] = True
+    for a, subject_events in enumerate(events):
+        for event in subject_events:
+            key = (a, items.setdefault(event.item_id, len(items)), int(event.behaviour) - 1)
+            if key not in rows:
+                rows[key], in_graph[key] = [0, event.ts], False
+            # the graph may already count this event: never count one event twice
+            if not in_graph[key]:
+                rows[key][0] += 1
+            rows[key][1] = max(rows[key][1], event.ts)
     keys = list(rows)
     arr = np.array(keys, np.int64).reshape(-1, 3)
     values = np.array([rows[k] for k in keys], np.float64).reshape(-1, 2)
@@ -79,4 +99,10 @@ def local_graph(
         values[:, 0].astype(np.int64),
         values[:, 1].copy(),
     )
-    return LocalGraph(list(actors), list(items), edges, np.array([in_graph[k] for k in keys], bool))
+    return LocalGraph(
+        [*subjects, *others],
+        list(items),
+        edges,
+        np.array([in_graph[k] for k in keys], bool),
+        len(subjects),
+    )

@@ -23,11 +23,13 @@ Each upsert copies the table (O(N·d)): batch row updates where you can.
 from __future__ import annotations
 
 import math
+import os
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from usearch.index import BatchMatches, Index
+from usearch.index import BatchMatches, Index, Matches
 
 Rows = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
@@ -39,7 +41,6 @@ Vectors = npt.NDArray[np.float32]
 CONNECTIVITY = 16  # "M"
 EXPANSION_ADD = 128  # "efConstruction"
 EXPANSION_SEARCH = 512  # "ef"
-_EXACT_BATCH_FLOATS = 1 << 24  # score matrix budget per chunk in search_batch (64 MiB)
 
 
 class ItemIndex:
@@ -135,39 +136,60 @@ class ItemIndex:
             return _exact(table, q, k, skip)
         return self._search_ann(ann, table, q, k, skip, None)
 
-    def search_batch(self, queries: np.ndarray, k: int) -> tuple[Rows, Scores]:
-        """Unfiltered :meth:`search` for each row of ``queries`` (``[q, d]`` float32): returns
-        ``([q, k'], [q, k'])`` with ``k' = min(k, size)``."""
+    def search_many(
+        self,
+        queries: np.ndarray,
+        ks: Sequence[int],
+        excludes: Sequence[np.ndarray | None],
+        alloweds: Sequence[np.ndarray | None],
+    ) -> list[tuple[Rows, Scores]]:
+        """:meth:`search` for each row of ``queries`` (``[q, d]`` float32) with its own ``k``,
+        ``exclude`` and ``allowed``; the same answers. The queries without ``allowed`` are
+        served together: one matrix product on the exact path, or one batched usearch call
+        (spread over the cores, outside the GIL) whose candidates are re-scored exactly."""
         table, ann = self._table, self._ann
         n = len(table)
         qs = _as_matrix(queries, "queries", dim=table.shape[1])
-        _check_k(k)
-        kk = min(k, n)
-        rows = np.empty((len(qs), kk), np.int64)
-        scores = np.empty((len(qs), kk), np.float32)
-        if kk == 0 or len(qs) == 0:
-            return rows, scores
-        if ann is not None:
-            with self._ann_lock:
-                matches = ann.search(qs, kk)
-            if isinstance(matches, BatchMatches):  # one query comes back as plain Matches
-                per_query = [matches.keys[i, : matches.counts[i]] for i in range(len(qs))]
-            else:
-                per_query = [matches.keys]
-            for i, q in enumerate(qs):
-                found = np.asarray(per_query[i], np.int64)
-                found = found[found < n]  # rows appended after our snapshot
-                if len(found) < kk:  # the graph lags an append or came up short: go exact
-                    rows[i], scores[i] = _exact(table, q, kk, _NO_ROWS)
-                else:
-                    rows[i], scores[i] = _rank(found, table[found] @ q, kk)
-            return rows, scores
-        step = max(1, _EXACT_BATCH_FLOATS // max(n, 1))
-        for start in range(0, len(qs), step):
-            block = qs[start : start + step] @ table.T
-            for i, row_scores in enumerate(block, start):
-                rows[i], scores[i] = _rank(np.arange(n, dtype=np.int64), row_scores, kk)
-        return rows, scores
+        if not len(qs) == len(ks) == len(excludes) == len(alloweds):
+            raise ValueError(
+                f"{len(qs)} queries but {len(ks)} k, {len(excludes)} exclude and "
+                f"{len(alloweds)} allowed"
+            )
+        for k in ks:
+            _check_k(k)
+        out: list[tuple[Rows, Scores]] = [(_NO_ROWS, _NO_SCORES)] * len(qs)
+        together = [i for i, allowed in enumerate(alloweds) if allowed is None]
+        for i, allowed in enumerate(alloweds):
+            if allowed is not None:
+                out[i] = self.search(qs[i], ks[i], excludes[i], allowed)
+        if not together:
+            return out
+        skips = {i: _in_range(excludes[i], "exclude", n) for i in together}
+        if ann is None:
+            block = qs[together] @ table.T
+            for j, i in enumerate(together):
+                out[i] = _exact_of_scores(block[j], ks[i], skips[i])
+            return out
+        wants = {i: min(ks[i], n - len(skips[i])) for i in together}
+        together = [i for i in together if wants[i] > 0]  # the rest stay empty
+        if not together:
+            return out
+        count = max(wants[i] + len(skips[i]) for i in together)
+        with self._ann_lock:
+            count = min(count, len(ann))
+            found = _keys_per_query(
+                ann.search(qs[together], count, threads=min(len(together), _CORES)),
+                len(together),
+            )
+        for j, i in enumerate(together):
+            keys = found[j][found[j] < n]  # rows appended after our snapshot are not ours
+            if len(skips[i]):
+                keys = keys[~np.isin(keys, skips[i])]
+            if len(keys) >= wants[i]:
+                out[i] = _rank(keys, table[keys] @ qs[i], wants[i])
+            else:  # too many of the candidates were excluded: widen this one alone
+                out[i] = self._search_ann(ann, table, qs[i], ks[i], skips[i], None)
+        return out
 
     def _search_ann(
         self,
@@ -235,14 +257,27 @@ def exact_topk(table: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
 
 
 _NO_ROWS: Rows = np.empty(0, np.int64)
+_NO_SCORES: Scores = np.empty(0, np.float32)
+_CORES = os.cpu_count() or 1
+
+
+def _keys_per_query(matches: BatchMatches | Matches, queries: int) -> list[Rows]:
+    """Found keys of each query of a usearch search (one query comes back as plain Matches)."""
+    if isinstance(matches, BatchMatches):
+        return [np.asarray(matches.keys[i, : matches.counts[i]], np.int64) for i in range(queries)]
+    return [np.asarray(matches.keys, np.int64)]
 
 
 def _exact(table: Vectors, q: Vectors, k: int, skip: Rows) -> tuple[Rows, Scores]:
     """Exact search over the whole table minus the ``skip`` rows."""
-    scores = table @ q
-    rows = np.arange(len(table), dtype=np.int64)
+    return _exact_of_scores(table @ q, k, skip)
+
+
+def _exact_of_scores(scores: np.ndarray, k: int, skip: Rows) -> tuple[Rows, Scores]:
+    """The best ``k`` of every row's ``scores`` minus the ``skip`` rows."""
+    rows = np.arange(len(scores), dtype=np.int64)
     if len(skip):
-        keep = np.ones(len(table), bool)
+        keep = np.ones(len(scores), bool)
         keep[skip] = False
         rows = rows[keep]
         scores = scores[keep]

@@ -11,10 +11,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from graphstore import NodeKind
+from graphstore import Behaviour, NodeKind
 from protos import graphrec_pb2 as pb
 from serving.recommender import Recommender
-from serving.types import Query, Subject, SubjectKind
+from serving.types import BadRequest, NotFound, Query, SessionEvent, Subject, SubjectKind
 from tests.serving.conftest import Served, World
 
 
@@ -100,6 +100,43 @@ def test_category_filter_and_exclusions(served: Served, world: World) -> None:
     )
     assert all(i.category_path[0] == root for i in response.items)
     assert first.items[0].item_id not in [i.item_id for i in response.items]
+
+
+def test_a_batch_answers_each_query_as_it_would_be_answered_alone(
+    served: Served, world: World
+) -> None:
+    rec = served.serving.recommender
+    user = user_with_most_items(world)
+    root = world.dataset.items[0].category_path[0]
+    clicks = tuple(SessionEvent(i.item_id, Behaviour.CLICK, 1.8e9) for i in world.dataset.items[:3])
+    users = Subject(SubjectKind.USER, user)
+    queries = [
+        Query(users, 7),
+        Query(users, 5, category=root),  # the same subject twice, filtered
+        Query(Subject(SubjectKind.USER, "nobody"), 4),  # falls back
+        Query(Subject(SubjectKind.ITEM, world.dataset.items[3].item_id), 6),
+        Query(Subject(SubjectKind.ITEM, "no-such-item"), 6),  # NOT_FOUND, alone
+        Query(users, 5_000),  # k too large, alone
+        Query(Subject(SubjectKind.USER, " "), 5),  # the store refuses the key: alone
+        Query(Subject(SubjectKind.SESSION, "batch-session", clicks), 8, exclude=frozenset("x")),
+        Query(Subject(SubjectKind.SESSION, "", clicks[:1]), 3, include_seen=True),
+    ]
+    answers = rec.recommend_many(queries)
+    assert isinstance(answers[4], NotFound)
+    assert isinstance(answers[5], BadRequest) and isinstance(answers[6], BadRequest)
+    for query, answer in zip(queries, answers, strict=True):
+        if isinstance(answer, Exception):
+            with pytest.raises(type(answer)):
+                rec.recommend(query)
+            continue
+        alone = rec.recommend(query)
+        assert [i.item_id for i in answer.items] == [i.item_id for i in alone.items]
+        np.testing.assert_allclose(
+            [i.score for i in answer.items], [i.score for i in alone.items], rtol=1e-5
+        )
+        assert (answer.fallback, answer.fallback_reason) == (alone.fallback, alone.fallback_reason)
+        assert len(answer.items) == query.k
+    assert all(i.category_path[0] == root for i in answers[1].items)  # type: ignore[union-attr]
 
 
 def test_score_items_agrees_with_recommend_and_names_unknown_ids(

@@ -67,18 +67,37 @@ def test_exact_path_equals_brute_force_with_deterministic_ties(problem: Problem)
     assert scores.tolist() == want_scores
 
 
-def test_exact_batch_equals_single_searches_and_the_reference() -> None:
+def _many_problems(n: int, q: int, seed: int) -> tuple[list[int], list, list]:
+    """Per query k, exclude and allowed: unfiltered, excluding, filtered, all excluded."""
+    rng = np.random.default_rng(seed)
+    ks, excludes, alloweds = [], [], []
+    for i in range(q):
+        ks.append(int(rng.integers(1, 30)))
+        excludes.append(rng.integers(0, n + 5, int(rng.integers(0, 50))) if i % 2 else None)
+        alloweds.append(rng.choice(n, 40, replace=False) if i % 5 == 4 else None)
+    ks[-1], excludes[-1], alloweds[-1] = 5, np.arange(n), None  # nothing eligible
+    return ks, excludes, alloweds
+
+
+def test_search_many_equals_single_searches_on_the_exact_path() -> None:
     table = _random(3_000, 16, seed=1)
     queries = _random(40, 16, seed=2)
     index = ItemIndex(table)
-    rows, scores = index.search_batch(queries, 10)
-    assert rows.shape == scores.shape == (40, 10)
-    for i, q in enumerate(queries):
-        one_rows, one_scores = index.search(q, 10)
-        np.testing.assert_array_equal(rows[i], one_rows)
-        np.testing.assert_allclose(scores[i], one_scores, rtol=1e-6)
-        np.testing.assert_array_equal(rows[i], exact_topk(table, q, 10))
-    assert index.search_batch(queries, 5_000)[0].shape == (40, 3_000)
+    ks, excludes, alloweds = _many_problems(len(table), len(queries), seed=7)
+    answers = index.search_many(queries, ks, excludes, alloweds)
+    assert len(answers) == 40 and answers[-1][0].tolist() == []
+    for q, k, exclude, allowed, (rows, scores) in zip(
+        queries, ks, excludes, alloweds, answers, strict=True
+    ):
+        one_rows, one_scores = index.search(q, k, exclude, allowed)
+        np.testing.assert_array_equal(rows, one_rows)
+        np.testing.assert_allclose(scores, one_scores, rtol=1e-6)
+        if exclude is None and allowed is None:
+            np.testing.assert_array_equal(rows, exact_topk(table, q, k))
+    big = index.search_many(queries[:2], [5_000, 5_000], [None, None], [None, None])
+    assert [len(rows) for rows, _ in big] == [3_000, 3_000]
+    with pytest.raises(ValueError, match="2 queries but 1 k"):
+        index.search_many(queries[:2], [5], [None], [None])
 
 
 def test_exact_topk_is_the_plain_reference() -> None:
@@ -107,15 +126,23 @@ def test_usearch_path_recall_at_10_and_exact_scores(ann: tuple[ItemIndex, np.nda
         hits += len(set(rows.tolist()) & set(exact_topk(table, q, 10).tolist()))
     assert hits / (10 * len(queries)) >= 0.95
 
-    batch_rows, batch_scores = index.search_batch(queries, 10)
-    batch_hits = sum(
-        len(set(r.tolist()) & set(exact_topk(table, q, 10).tolist()))
-        for r, q in zip(batch_rows, queries, strict=True)
-    )
-    assert batch_hits / (10 * len(queries)) >= 0.95
-    np.testing.assert_allclose(
-        batch_scores[0], table[batch_rows[0]] @ queries[0], rtol=1e-5, atol=1e-5
-    )
+    ks, excludes, alloweds = _many_problems(len(table), len(queries), seed=8)
+    answers = index.search_many(queries, ks, excludes, alloweds)
+    hits = wanted = 0
+    for q, k, exclude, allowed, (rows, scores) in zip(
+        queries, ks, excludes, alloweds, answers, strict=True
+    ):
+        one_rows, _ = index.search(q, k, exclude, allowed)
+        assert len(rows) == len(one_rows)
+        assert not set(rows.tolist()) & set([] if exclude is None else exclude.tolist())
+        if allowed is not None:
+            assert set(rows.tolist()) <= set(allowed.tolist())
+        np.testing.assert_allclose(scores, table[rows] @ q, rtol=1e-5, atol=1e-5)
+        assert np.all(np.diff(scores) <= 0)
+        if exclude is None and allowed is None:
+            hits += len(set(rows.tolist()) & set(exact_topk(table, q, k).tolist()))
+            wanted += k
+    assert hits / wanted >= 0.95
 
 
 def test_usearch_path_honours_exclude_and_allowed(ann: tuple[ItemIndex, np.ndarray]) -> None:
@@ -156,7 +183,7 @@ def test_upserts_are_visible_to_the_next_search(threshold: int) -> None:
     assert index.search(q, 4)[0].tolist() == [1_000, 1_001, 7, 5]
     assert index.search(q, 3, exclude=np.array([1_000]))[0].tolist() == [1_001, 7, 5]
     np.testing.assert_array_equal(index.vectors()[1_001], 20 * q)
-    assert index.search_batch(q[None], 2)[0].tolist() == [[1_000, 1_001]]
+    assert index.search_many(q[None], [2], [None], [None])[0][0].tolist() == [1_000, 1_001]
 
 
 def test_appends_across_the_threshold_switch_to_usearch() -> None:
@@ -203,7 +230,7 @@ def test_concurrent_searches_during_upserts(threshold: int) -> None:
                 assert len(set(rows.tolist())) == 10
                 assert not set(rows.tolist()) & set(exclude.tolist())
                 assert np.isfinite(scores).all() and (np.diff(scores) <= 0).all()
-                batch_rows, _ = index.search_batch(q[None], 5)
+                ((batch_rows, _),) = index.search_many(q[None], [5], [exclude], [None])
                 assert ((batch_rows >= 0) & (batch_rows < index.size)).all()
                 snapshot = index.vectors()  # every row whole: original, or one upsert's value
                 uniform = (snapshot == snapshot[:, :1]).all(axis=1)
@@ -249,8 +276,8 @@ def test_bad_inputs_raise_value_errors() -> None:
         lambda: index.search(q, 3, exclude=np.array([0.5])),
         lambda: index.search(q, 3, exclude=np.array([-1])),
         lambda: index.search(q, 3, allowed=np.array([[1, 2]])),
-        lambda: index.search_batch(table[:, :3], 3),
-        lambda: index.search_batch(table, 0),
+        lambda: index.search_many(table[:1, :3], [3], [None], [None]),
+        lambda: index.search_many(table[:1], [0], [None], [None]),
         lambda: index.upsert(np.array([21]), table[:1]),  # skips row 20
         lambda: index.upsert(np.array([20, 20]), table[:2]),
         lambda: index.upsert(np.array([1, 2]), table[:1]),
@@ -270,6 +297,7 @@ def test_empty_table_returns_nothing() -> None:
     index = ItemIndex(np.zeros((0, 4), np.float32))
     rows, scores = index.search(np.ones(4, np.float32), 5)
     assert rows.shape == scores.shape == (0,)
-    assert index.search_batch(np.ones((2, 4), np.float32), 5)[0].shape == (2, 0)
+    answers = index.search_many(np.ones((2, 4), np.float32), [5, 5], [None, None], [None, None])
+    assert [rows.shape for rows, _ in answers] == [(0,), (0,)]
     index.upsert(np.array([0]), np.ones((1, 4), np.float32))
     assert index.search(np.ones(4, np.float32), 5)[0].tolist() == [0]
