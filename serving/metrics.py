@@ -6,11 +6,13 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 3600.0)
 
 
 class Metrics:
-    """Latency per method and status, shed requests, freshness, the model version in use."""
+    """Latency per method and status, shed requests, batch sizes, freshness, the model
+    version in use."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -24,6 +26,12 @@ class Metrics:
         self.shed = Counter(
             "graphrec_requests_shed",
             "Requests refused with RESOURCE_EXHAUSTED because the queue was full.",
+            registry=self.registry,
+        )
+        self.batch = Histogram(
+            "graphrec_recommend_batch_size",
+            "Recommend requests answered together by one worker.",
+            buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
         self.freshness = Histogram(

@@ -3,20 +3,24 @@
 Requests are admitted on the event loop: past ``max_inflight`` requests in progress, or when
 the queue ahead would outlast the caller's deadline, the server answers RESOURCE_EXHAUSTED at
 once (load shedding) instead of queueing work that cannot finish in time. Admitted
-work runs on a thread pool within the caller's deadline. Caller mistakes map to
+work runs on a thread pool within the caller's deadline. Recommend requests that arrive while
+the workers are busy wait together and are answered as one batch (one graph round trip, one
+output-layer pass, one top-K call: see ``Recommender.recommend_many``), so the cost of a
+request falls as load rises instead of the queue growing. Caller mistakes map to
 INVALID_ARGUMENT / NOT_FOUND, never INTERNAL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,12 +39,14 @@ from serving.types import BadRequest, NotFound, NotReady
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 R = TypeVar("R")
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     address: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
-    workers: int = 4  # threads running the model work
+    workers: int = 2  # threads running the model work (each runs one batch at a time)
+    max_batch: int = 32  # Recommend requests answered together by one worker
     max_inflight: int = 64  # requests in progress; beyond → RESOURCE_EXHAUSTED
     max_message_bytes: int = 1 << 20  # largest request accepted
     token: str = ""  # when set, callers send "authorization: Bearer <token>"
@@ -55,8 +61,46 @@ class _Failure(Exception):
         self.code, self.message = code, message
 
 
+@dataclass
+class _Waiting:
+    """A Recommend request waiting for its batch."""
+
+    raw: bytes
+    start_by: float | None  # monotonic time after which it is not worth starting
+    future: asyncio.Future[bytes] = field(init=False)
+
+
+def _parse(request_type: type[M], raw: bytes) -> M:
+    try:
+        return request_type.FromString(raw)
+    except DecodeError as exc:
+        raise BadRequest(f"not a valid {request_type.__name__}: {exc}") from None
+
+
+def _failure_of(exc: Exception) -> _Failure:
+    """The status a failed request gets: caller mistakes are never INTERNAL."""
+    if isinstance(exc, _Failure):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return _Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+    if isinstance(exc, BadRequest | InvalidInput):
+        return _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, NotFound):
+        return _Failure(grpc.StatusCode.NOT_FOUND, str(exc.args[0]))
+    if isinstance(exc, NotReady):
+        return _Failure(grpc.StatusCode.UNAVAILABLE, str(exc))
+    if isinstance(exc, GraphStoreError | OSError):
+        log.warning("graph store unavailable: %s", exc)
+        return _Failure(grpc.StatusCode.UNAVAILABLE, f"graph store unavailable: {exc}")
+    if type(exc).__name__ in ("ServiceUnavailable", "SessionExpired"):  # neo4j driver
+        return _Failure(grpc.StatusCode.UNAVAILABLE, f"graph store: {exc}")
+    log.error("request failed", exc_info=exc)
+    return _Failure(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+
 class RecommenderServicer:
-    """Bytes → proto → domain, run on the pool within the deadline, domain → proto.
+    """Bytes → proto → domain, run on the pool within the deadline, domain → proto;
+    Recommend in batches of whatever waits when a worker comes free.
 
     Requests arrive as bytes and are parsed here, so a request that is not a valid message
     gets INVALID_ARGUMENT rather than the framework's INTERNAL.
@@ -69,14 +113,13 @@ class RecommenderServicer:
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="recommend")
         self._inflight = 0
         self._service_s = 0.005  # running estimate of one request's work, for admission
+        self._waiting: list[_Waiting] = []  # Recommend requests for the next batch
+        self._batches = 0  # batches on the workers
         self._token = f"Bearer {config.token}".encode() if config.token else None
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The Recommender service's methods for ``server.add_generic_rpc_handlers``."""
         rec = self.recommender
-
-        def recommend(msg: pb.RecommendRequest) -> pb.RecommendResponse:
-            return convert.recommendation_msg(rec.recommend(convert.query_of(msg)))
 
         def score(msg: pb.ScoreItemsRequest) -> pb.ScoreItemsResponse:
             subject, ids = convert.score_request_of(msg)
@@ -86,46 +129,45 @@ class RecommenderServicer:
             subject, item, max_paths = convert.explain_request_of(msg)
             return convert.explanation_msg(rec.explain(subject, item, max_paths))
 
-        methods: dict[str, tuple[type[Message], Callable[[Any], Message]]] = {
-            "Recommend": (pb.RecommendRequest, recommend),
-            "ScoreItems": (pb.ScoreItemsRequest, score),
-            "Explain": (pb.ExplainRequest, explain),
+        async def recommend(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return await self._handle("Recommend", context, lambda: self._batched(raw, context))
+
+        methods: dict[str, Callable[[bytes, grpc.aio.ServicerContext], Any]] = {
+            "Recommend": recommend,
+            "ScoreItems": self._endpoint("ScoreItems", pb.ScoreItemsRequest, score),
+            "Explain": self._endpoint("Explain", pb.ExplainRequest, explain),
         }
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
             {
-                name: grpc.unary_unary_rpc_method_handler(
-                    self._endpoint(name, request_type, work),
-                    response_serializer=lambda m: m.SerializeToString(),
-                )
-                for name, (request_type, work) in methods.items()
+                name: grpc.unary_unary_rpc_method_handler(endpoint)  # bytes in, bytes out
+                for name, endpoint in methods.items()
             },
         )
 
     def _endpoint(
         self, method: str, request_type: type[Message], work: Callable[[Any], Message]
     ) -> Callable[[bytes, grpc.aio.ServicerContext], Any]:
-        async def endpoint(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
-            def parse_and_work() -> Message:
-                try:
-                    msg = request_type.FromString(raw)
-                except DecodeError as exc:
-                    raise BadRequest(f"not a valid {request_type.__name__}: {exc}") from None
-                return work(msg)
+        async def endpoint(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            def parse_and_work() -> bytes:
+                return work(_parse(request_type, raw)).SerializeToString()
 
-            return await self._handle(method, context, parse_and_work)
+            return await self._handle(method, context, lambda: self._run(parse_and_work, context))
 
         return endpoint
 
     async def _handle(
-        self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], R]
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        run: Callable[[], Coroutine[Any, Any, R]],
     ) -> R:
         started = time.perf_counter()
         try:
             self._admit(context)
             self._inflight += 1
             try:
-                result = await self._run(work, context)
+                result = await run()
             finally:
                 self._inflight -= 1
         except _Failure as failure:
@@ -157,9 +199,7 @@ class RecommenderServicer:
             )
 
     async def _run(self, work: Callable[[], R], context: grpc.aio.ServicerContext) -> R:
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            raise _Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before start")
+        remaining = self._remaining(context)
         start_by = None if remaining is None else time.monotonic() + remaining
 
         def timed() -> R:
@@ -168,28 +208,96 @@ class RecommenderServicer:
             started = time.perf_counter()
             try:
                 return work()
-            finally:  # moving average of the time one request holds a worker
-                self._service_s += 0.05 * (time.perf_counter() - started - self._service_s)
+            finally:
+                self._observe_service(time.perf_counter() - started, 1)
 
         future = asyncio.get_running_loop().run_in_executor(self._pool, timed)
         try:
             return await asyncio.wait_for(future, remaining)
-        except TimeoutError:
-            raise _Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
-        except (BadRequest, InvalidInput) as exc:
-            raise _Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        except NotFound as exc:
-            raise _Failure(grpc.StatusCode.NOT_FOUND, str(exc.args[0])) from None
-        except NotReady as exc:
-            raise _Failure(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
-        except (GraphStoreError, OSError) as exc:
-            log.warning("graph store unavailable: %s", exc)
-            raise _Failure(grpc.StatusCode.UNAVAILABLE, f"graph store unavailable: {exc}") from None
         except Exception as exc:
-            if type(exc).__name__ in ("ServiceUnavailable", "SessionExpired"):  # neo4j driver
-                raise _Failure(grpc.StatusCode.UNAVAILABLE, f"graph store: {exc}") from None
-            log.exception("request failed")
-            raise _Failure(grpc.StatusCode.INTERNAL, "internal error; see the server log") from None
+            raise _failure_of(exc) from None
+
+    async def _batched(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """Queue a Recommend for the next batch; a free worker takes everything waiting."""
+        remaining = self._remaining(context)
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(raw, None if remaining is None else time.monotonic() + remaining)
+        waiting.future = loop.create_future()
+        self._waiting.append(waiting)
+        self._start_batches(loop)
+        try:
+            return await asyncio.wait_for(waiting.future, remaining)
+        except Exception as exc:
+            raise _failure_of(exc) from None
+
+    def _start_batches(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop: hand waiting requests to every idle worker, a batch each."""
+        while self._waiting and self._batches < self.config.workers:
+            size = max(1, self.config.max_batch)
+            batch = [w for w in self._waiting[:size] if not w.future.done()]  # drop cancelled
+            del self._waiting[:size]
+            if not batch:
+                continue
+            self._batches += 1
+            self.metrics.batch.observe(len(batch))
+            done = loop.run_in_executor(self._pool, self._recommend_batch, batch)
+            done.add_done_callback(functools.partial(self._batch_done, loop, batch))
+
+    def _batch_done(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[_Waiting],
+        done: asyncio.Future[list[bytes | Exception]],
+    ) -> None:
+        self._batches -= 1
+        error = NotReady("the server is stopping") if done.cancelled() else done.exception()
+        answers: list[bytes | BaseException] = (
+            [error] * len(batch) if error is not None else list(done.result())
+        )
+        for waiting, answer in zip(batch, answers, strict=True):
+            if waiting.future.done():  # the caller gave up (deadline, cancel)
+                continue
+            if isinstance(answer, BaseException):
+                waiting.future.set_exception(answer)
+            else:
+                waiting.future.set_result(answer)
+        self._start_batches(loop)
+
+    def _recommend_batch(self, batch: list[_Waiting]) -> list[bytes | Exception]:
+        """On a worker: parse, answer every live request of the batch together, serialize
+        (the event loop only moves bytes)."""
+        started = time.perf_counter()
+        now = time.monotonic()
+        answers: list[bytes | Exception] = [TimeoutError()] * len(batch)
+        queries, slots = [], []
+        for slot, waiting in enumerate(batch):
+            if waiting.start_by is not None and now > waiting.start_by:
+                continue  # expired in the queue: TimeoutError
+            try:
+                queries.append(convert.query_of(_parse(pb.RecommendRequest, waiting.raw)))
+                slots.append(slot)
+            except BadRequest as exc:
+                answers[slot] = exc
+        if queries:
+            for slot, answer in zip(slots, self.recommender.recommend_many(queries), strict=True):
+                answers[slot] = (
+                    answer
+                    if isinstance(answer, Exception)
+                    else convert.recommendation_msg(answer).SerializeToString()
+                )
+        self._observe_service(time.perf_counter() - started, len(batch))
+        return answers
+
+    @staticmethod
+    def _remaining(context: grpc.aio.ServicerContext) -> float | None:
+        remaining: float | None = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise _Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before start")
+        return remaining
+
+    def _observe_service(self, seconds: float, requests: int) -> None:
+        """Moving average of the worker time one request takes (in a batch: its share)."""
+        self._service_s += 0.05 * (seconds / max(1, requests) - self._service_s)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -222,6 +222,33 @@ def test_full_queue_sheds_with_resource_exhausted_only(world: World) -> None:
         close(served)
 
 
+def test_requests_arriving_together_are_answered_in_batches_as_if_alone(world: World) -> None:
+    served = serve(world, ServerConfig(address="127.0.0.1:0", workers=1, max_batch=8))
+    users = sorted(
+        {i.actor.key for i in world.dataset.interactions if i.actor.kind is NodeKind.USER}
+    )[:24]
+    requests = [pb.RecommendRequest(subject=pb.Subject(user_id=u), k=10) for u in users]
+    requests += [pb.RecommendRequest(subject=pb.Subject(user_id=" "), k=10)]  # refused alone
+    try:
+        alone = [served.stub.Recommend(r) for r in requests[:-1]]
+        metrics = served.serving.metrics.registry
+        before = metrics.get_sample_value("graphrec_recommend_batch_size_count") or 0.0
+        calls = [served.stub.Recommend.future(r) for r in requests]
+        together = [call.result() for call in calls[:-1]]
+        with pytest.raises(grpc.RpcError) as refused:
+            calls[-1].result()
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        batches = metrics.get_sample_value("graphrec_recommend_batch_size_count") - before
+        assert batches < len(requests)  # some waited and went together
+        within = metrics.get_sample_value("graphrec_recommend_batch_size_bucket", {"le": "8.0"})
+        assert within == metrics.get_sample_value("graphrec_recommend_batch_size_count")  # ≤ 8
+        for one, batched in zip(alone, together, strict=True):
+            assert [i.item_id for i in batched.items] == [i.item_id for i in one.items]
+            assert [i.score for i in batched.items] == pytest.approx([i.score for i in one.items])
+    finally:
+        close(served)
+
+
 def test_token_auth(world: World) -> None:
     served = serve(world, ServerConfig(address="127.0.0.1:0", token="s3cret"))
     request = pb.RecommendRequest(subject=pb.Subject(user_id="nobody"), k=3)
