@@ -59,7 +59,17 @@ def serve_command(
             "other actors of its items."
         ),
     ] = "50,10",
-    workers: Annotated[int, typer.Option(min=1, help="Threads doing model work.")] = 4,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Threads doing model work; each answers the Recommend requests waiting for it "
+            "as one batch.",
+        ),
+    ] = 2,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="Most Recommend requests one worker answers together.")
+    ] = 32,
     max_inflight: Annotated[
         int, typer.Option(min=1, help="Requests in progress before RESOURCE_EXHAUSTED.")
     ] = 64,
@@ -91,6 +101,7 @@ def serve_command(
         ServerConfig(
             address=address or config.grpc_address,
             workers=workers,
+            max_batch=max_batch,
             max_inflight=max_inflight,
             token=token,
             tls_cert=tls_cert,
