@@ -226,7 +226,9 @@ class RecommenderServicer:
         self._waiting.append(waiting)
         self._start_batches(loop)
         try:
-            return await asyncio.wait_for(waiting.future, remaining)
+            # no timer of our own: gRPC ends the call at its deadline (cancelling this wait),
+            # and a batch skips requests that expired while they waited
+            return await waiting.future
         except Exception as exc:
             raise _failure_of(exc) from None
 

@@ -249,6 +249,36 @@ def test_requests_arriving_together_are_answered_in_batches_as_if_alone(world: W
         close(served)
 
 
+def test_requests_that_outwait_their_deadline_in_the_queue_end_as_deadline_exceeded(
+    world: World,
+) -> None:
+    served = serve(world, ServerConfig(address="127.0.0.1:0", workers=1))
+    recommender = served.serving.recommender
+    real = recommender.recommend_many
+    release = threading.Event()
+
+    def slow_first(queries: list) -> list:  # holds the only worker until released
+        release.wait(10)
+        return real(queries)
+
+    request = pb.RecommendRequest(subject=pb.Subject(user_id="nobody"), k=3)
+    try:
+        recommender.recommend_many = slow_first  # type: ignore[method-assign]
+        busy = served.stub.Recommend.future(request)
+        time.sleep(0.2)  # the worker holds the first batch
+        with pytest.raises(grpc.RpcError) as late:
+            served.stub.Recommend(request, timeout=0.3)
+        assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        recommender.recommend_many = real  # type: ignore[method-assign]
+        release.set()
+        assert len(busy.result(timeout=10).items) == 3
+        assert len(served.stub.Recommend(request, timeout=10).items) == 3
+        assert served.serving.server.servicer._inflight == 0
+    finally:
+        release.set()
+        close(served)
+
+
 def test_token_auth(world: World) -> None:
     served = serve(world, ServerConfig(address="127.0.0.1:0", token="s3cret"))
     request = pb.RecommendRequest(subject=pb.Subject(user_id="nobody"), k=3)
