@@ -12,7 +12,9 @@ the service's work. Both get the same serialized ``RecommendRequest`` payloads.
 
 The clients run in a separate Python process (``graphrec.loadgen``), so their work does not take the
 service's GIL: closed-loop threads with blocking calls at each concurrency level, then an
-open-loop schedule of futures at twice the best closed-loop throughput for the overload run.
+open-loop schedule of futures at twice the best closed-loop throughput for the overload run,
+sent to the echo server too: at high rates the client process and the transport are a limit of
+their own on two shared cores, and the echo's answers show where it lies.
 Requests and responses travel as bytes on both servers (no client-side protobuf work).
 Everything listens on 127.0.0.1 only, and every phase is bounded in count and time.
 """
@@ -53,7 +55,7 @@ def bench_serve(
     levels: Sequence[int] = (1, 8, 32),
     overload_seconds: float = 10.0,
     workers: int = 2,
-    max_inflight: int = 32,
+    max_inflight: int = 64,
     epochs: int = 2,
     topk_queries: int = 400,
     seed: int = 0,
@@ -195,16 +197,22 @@ def _measure(
         say(
             f"overload: open loop at {rate:.0f} req/s (2x {saturation:.0f}), {overload_seconds:g} s"
         )
-        flood = clients.call(
-            "open_loop",
-            target=serve_target,
-            method=recommend,
-            payloads=payloads,
-            rate=rate,
-            seconds=overload_seconds,
-            timeout_s=5.0,
-        )
-        overload = _overload(flood, saturation, max_inflight)
+        floods = {
+            name: clients.call(
+                "open_loop",
+                target=target,
+                method=method,
+                payloads=payloads,
+                rate=rate,
+                seconds=overload_seconds,
+                timeout_s=5.0,
+            )
+            for name, target, method in (
+                ("echo", echo_target, ECHO_METHOD),
+                ("service", serve_target, recommend),
+            )
+        }
+        overload = _overload(floods["service"], saturation, max_inflight, floods["echo"])
         say(f"  {overload}")
     finally:
         clients.close()
@@ -342,12 +350,14 @@ def _level(real: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _overload(flood: dict[str, Any], saturation: float, max_inflight: int) -> dict[str, Any]:
+def _overload(
+    flood: dict[str, Any], saturation: float, max_inflight: int, echo: dict[str, Any]
+) -> dict[str, Any]:
+    """The service's answers to the open-loop flood, beside the bare echo server's answers to
+    the same schedule: what the transport and the client process manage at that rate on this
+    machine, with no service work at all."""
     codes: Counter[str] = flood["codes"]
-    # OK answers per second from the first send to the last answer (the drain of the queue
-    # after the last send counts: the server is busy all along)
-    window = max(flood["seconds"], flood["last_done"])
-    goodput = codes.get("OK", 0) / window if window else 0.0
+    goodput = _goodput(flood)
     return {
         "max_inflight": max_inflight,
         "rate": round(flood["rate"], 1),
@@ -360,7 +370,17 @@ def _overload(flood: dict[str, Any], saturation: float, max_inflight: int) -> di
         "ok_p50_ms": _ms(flood["ok_latencies"], 50),
         "ok_p99_ms": _ms(flood["ok_latencies"], 99),
         "shed_p50_ms": _ms(flood["shed_latencies"], 50),
+        "echo_codes": dict(echo["codes"]),
+        "echo_goodput": round(_goodput(echo), 1),
+        "echo_ok_p50_ms": _ms(echo["ok_latencies"], 50),
     }
+
+
+def _goodput(flood: dict[str, Any]) -> float:
+    """OK answers per second from the first send to the last answer (the drain of the queue
+    after the last send counts: the server is busy all along)."""
+    window = max(flood["seconds"], flood["last_done"])
+    return flood["codes"].get("OK", 0) / window if window else 0.0
 
 
 def _ms(latencies: np.ndarray, q: float) -> float:

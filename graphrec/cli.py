@@ -272,7 +272,7 @@ def bench_serve_cmd(
     workers: Annotated[int, typer.Option(min=1, help="Service threads doing model work.")] = 2,
     max_inflight: Annotated[
         int, typer.Option(min=1, help="Service requests in progress before it sheds load.")
-    ] = 32,
+    ] = 64,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 2,
 ) -> None:
     """Recommend p50/p99 at each concurrency beside a bare gRPC echo server, top-K beside numpy

@@ -52,6 +52,7 @@ def test_bench_serve_reports_levels_topk_and_sheds_only_with_resource_exhausted(
     assert codes.get("OK", 0) > 0 and codes.get("RESOURCE_EXHAUSTED", 0) > 0, codes
     assert sum(codes.values()) == overload["sent"]
     assert overload["goodput"] > 0 and overload["saturation"] > 0
+    assert set(overload["echo_codes"]) and overload["echo_goodput"] > 0
     met = figures["met"]
     assert isinstance(met, dict)
     assert set(met) == {
