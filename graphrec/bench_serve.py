@@ -54,7 +54,7 @@ def bench_serve(
     seconds: float = 8.0,
     levels: Sequence[int] = (1, 8, 32),
     overload_seconds: float = 10.0,
-    workers: int = 2,
+    workers: int = 1,
     max_inflight: int = 64,
     epochs: int = 2,
     topk_queries: int = 400,

@@ -269,7 +269,7 @@ def bench_serve_cmd(
     overload_seconds: Annotated[
         float, typer.Option(min=0.1, help="Seconds of open-loop load at 2x saturation.")
     ] = 10.0,
-    workers: Annotated[int, typer.Option(min=1, help="Service threads doing model work.")] = 2,
+    workers: Annotated[int, typer.Option(min=1, help="Service threads doing model work.")] = 1,
     max_inflight: Annotated[
         int, typer.Option(min=1, help="Service requests in progress before it sheds load.")
     ] = 64,

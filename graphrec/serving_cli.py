@@ -66,7 +66,7 @@ def serve_command(
             help="Threads doing model work; each answers the Recommend requests waiting for it "
             "as one batch.",
         ),
-    ] = 2,
+    ] = 1,
     max_batch: Annotated[
         int, typer.Option(min=1, help="Most Recommend requests one worker answers together.")
     ] = 32,

@@ -45,7 +45,8 @@ M = TypeVar("M", bound=Message)
 @dataclass(frozen=True)
 class ServerConfig:
     address: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one
-    workers: int = 2  # threads running the model work (each runs one batch at a time)
+    workers: int = 1  # threads running the model work, a batch at a time; on two cores a
+    # second one takes the GIL from the event loop (which must keep shedding) more than it adds
     max_batch: int = 32  # Recommend requests answered together by one worker
     max_inflight: int = 64  # requests in progress; beyond → RESOURCE_EXHAUSTED
     max_message_bytes: int = 1 << 20  # largest request accepted
