@@ -11,48 +11,70 @@ import torch
 from gnn.data import GraphData
 from gnn.models import LightGCN, LightGCNConfig
 from gnn.sampler import NeighbourInput, SamplerGraph, sample_neighbours
+from gnn.train import TrainConfig
 
 
 def bench_sample(
-    data: GraphData, seeds: int = 512, fanout: int = 10, rounds: int = 20
+    data: GraphData, seeds: int = 512, fanout: int = 10, rounds: int = 20, repeats: int = 5
 ) -> dict[str, object]:
     """One-hop sampled neighbours/s (fan-out ``fanout``) beside a raw numpy CSR gather of the
     same seeds: ``fanout`` uniformly random CSR positions per seed (all of a smaller node's),
-    gathered in one vectorised step, with none of the sampler's bookkeeping (no repeats
-    dropped, no filters, no subgraph output)."""
+    gathered in one vectorised step, with none of the sampler's bookkeeping (no draw without
+    replacement, no filters, no relabelling, no typed subgraph output).
+
+    Each of ``repeats`` passes times both over the same ``rounds`` batches, one after the
+    other; each side keeps its best pass (the machine is shared, so a single pass mostly
+    measures the neighbours' load). The headline is at ``seeds`` per batch; ``trainer_batch``
+    repeats it at the trainer's batch size (``TrainConfig.batch_size`` seeds, at most every
+    actor). Neither is what training pays today: ``gnn/train.py`` trains full-graph and does
+    not call the sampler."""
     graph = SamplerGraph.from_data(data)
+    out: dict[str, object] = {"bench": "sample", "seeds": min(seeds, data.num_actors)}
+    out.update(_sample_rates(graph, data, seeds, fanout, rounds, repeats))
+    out["goal"] = ">= 0.7"
+    batch = TrainConfig().batch_size
+    out["trainer_batch"] = {
+        "seeds": min(batch, data.num_actors),
+        **_sample_rates(graph, data, batch, fanout, rounds, repeats),
+    }
+    out["note"] = "gnn/train.py trains full-graph; it does not call the sampler"
+    return out
+
+
+def _sample_rates(
+    graph: SamplerGraph, data: GraphData, seeds: int, fanout: int, rounds: int, repeats: int
+) -> dict[str, object]:
     rng = np.random.default_rng(0)
     batches = [
         rng.choice(data.num_actors, min(seeds, data.num_actors), replace=False)
         for _ in range(rounds)
     ]
     csr = graph.actor_to_item
-    started, gathered = time.perf_counter(), 0
-    for batch in batches:
-        start = csr.indptr[batch]
-        degree = csr.indptr[batch + 1] - start
-        draws = np.where(
-            degree[:, None] <= fanout,
-            np.arange(fanout)[None, :],
-            (rng.random((len(batch), fanout)) * degree[:, None]).astype(np.int64),
-        )
-        keep = np.arange(fanout)[None, :] < np.minimum(degree, fanout)[:, None]
-        gathered += len(csr.indices[(start[:, None] + draws)[keep]])
-    raw_rate = gathered / (time.perf_counter() - started)
-    started, sampled = time.perf_counter(), 0
-    for batch in batches:
-        sampled += sample_neighbours(
-            graph, NeighbourInput(actor_seeds=batch, fanouts=(fanout,)), rng
-        ).num_sampled_edges
-    rate = sampled / (time.perf_counter() - started)
+    raw_rate = rate = 0.0
+    for _ in range(repeats):
+        started, gathered = time.perf_counter(), 0
+        for batch in batches:
+            start = csr.indptr[batch]
+            degree = csr.indptr[batch + 1] - start
+            draws = np.where(
+                degree[:, None] <= fanout,
+                np.arange(fanout)[None, :],
+                (rng.random((len(batch), fanout)) * degree[:, None]).astype(np.int64),
+            )
+            keep = np.arange(fanout)[None, :] < np.minimum(degree, fanout)[:, None]
+            gathered += len(csr.indices[(start[:, None] + draws)[keep]])
+        raw_rate = max(raw_rate, gathered / (time.perf_counter() - started))
+        started, sampled = time.perf_counter(), 0
+        for batch in batches:
+            sampled += sample_neighbours(
+                graph, NeighbourInput(actor_seeds=batch, fanouts=(fanout,)), rng
+            ).num_sampled_edges
+        rate = max(rate, sampled / (time.perf_counter() - started))
     return {
-        "bench": "sample",
-        "seeds": seeds,
         "fanout": fanout,
         "sampled_neighbours_per_s": round(rate),
         "raw_csr_gather_per_s": round(raw_rate),
         "ratio": round(rate / raw_rate, 3),
-        "goal": ">= 0.7",
     }
 
 

@@ -7,11 +7,18 @@ spirit of PyG's ``SamplerOutput``:
   cut-off and a set of excluded (supervision) edges that may never carry messages;
 * ``random_walk_neighbours`` — PinSage's importance neighbourhood: short item→actor→item
   random walks, keeping the top-T most visited items with visit counts as weights.
+
+A call costs O(sample), not O(graph): each hop draws for all frontier nodes at once (Floyd's
+algorithm, vectorised), reads a drawn edge's endpoint, id and behaviour in one packed gather,
+and relabels nodes and drops repeated edges through per-thread scratch maps reused across calls
+(no sort, no ``np.unique``). Filters still scan the frontier's edges once per hop.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,16 +30,26 @@ from gnn.data import BEHAVIOURS, GraphData, IntArray
 ACTOR, ITEM = "actor", "item"
 
 
+_BEHAVIOUR_BITS = max(1, (len(BEHAVIOURS) - 1).bit_length())
+
+
 @dataclass(frozen=True)
 class Csr:
     """Adjacency of one direction: neighbours of node ``v`` are ``indices[indptr[v]:indptr[v+1]]``;
-    ``edge``/``behaviour``/``ts`` give the global edge id, behaviour index and first-seen time."""
+    ``edge``/``behaviour``/``ts`` give the global edge id, behaviour index and first-seen time.
+
+    ``record`` packs ``indices``, ``edge`` and ``behaviour`` of a position into one int64
+    (``indices << record_shift | edge << _BEHAVIOUR_BITS | behaviour``; ``None`` when the ids
+    do not fit), so reading a drawn edge costs one random memory access, as a bare gather of
+    ``indices`` does, instead of three."""
 
     indptr: IntArray
     indices: IntArray
     edge: IntArray
     behaviour: IntArray
     ts: npt.NDArray[np.float64]
+    record: IntArray | None = field(default=None, repr=False, compare=False)
+    record_shift: int = 0
 
     @classmethod
     def build(
@@ -46,7 +63,20 @@ class Csr:
         order = np.lexsort((dst, src))
         indptr = np.zeros(n_src + 1, np.int64)
         np.cumsum(np.bincount(src, minlength=n_src), out=indptr[1:])
-        return cls(indptr, dst[order], order.astype(np.int64), behaviour[order], ts[order])
+        indices, edge, beh = dst[order], order.astype(np.int64), behaviour[order]
+        shift = _BEHAVIOUR_BITS + max(1, len(edge).bit_length())
+        record = None
+        if shift + int(indices.max(initial=0)).bit_length() <= 63:
+            record = (indices << shift) | (edge << _BEHAVIOUR_BITS) | beh
+        return cls(indptr, indices, edge, beh, ts[order], record, shift)
+
+    def gather(self, position: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+        """``indices``, ``edge`` and ``behaviour`` at ``position``."""
+        if self.record is None:
+            return self.indices[position], self.edge[position], self.behaviour[position]
+        packed = self.record.take(position)
+        edge = (packed >> _BEHAVIOUR_BITS) & ((1 << (self.record_shift - _BEHAVIOUR_BITS)) - 1)
+        return packed >> self.record_shift, edge, packed & ((1 << _BEHAVIOUR_BITS) - 1)
 
 
 @dataclass(frozen=True)
@@ -111,128 +141,296 @@ class SamplerOutput:
         return data
 
 
-def _candidate_edges(csr: Csr, frontier: IntArray) -> tuple[IntArray, IntArray]:
-    """Every CSR position adjacent to ``frontier`` and the frontier index it belongs to."""
-    starts, ends = csr.indptr[frontier], csr.indptr[frontier + 1]
-    sizes = ends - starts
-    owner = np.repeat(np.arange(len(frontier)), sizes)
-    position = (
-        np.arange(sizes.sum())
-        - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        + np.repeat(starts, sizes)
-    )
-    return position, owner
+class _Scratch(threading.local):
+    """Per-thread maps reused across calls, so a call costs O(sample), not O(graph size).
+
+    ``claim(name, size, n)`` hands out the values ``base .. base + n - 1`` of that map; entries
+    below ``base`` are stale. Nothing is ever cleared (a map is zeroed only when its values
+    run out), so a call that raises leaves nothing behind for the next."""
+
+    def __init__(self) -> None:
+        self.maps: dict[str, tuple[npt.NDArray[np.signedinteger[Any]], int, int]] = {}
+
+    def claim(
+        self, name: str, size: int, n: int, dtype: type[np.signedinteger[Any]] = np.int64
+    ) -> tuple[npt.NDArray[np.signedinteger[Any]], int]:
+        if name in self.maps:
+            a, base, top = self.maps[name]
+        else:
+            a, base, top = np.zeros(0, dtype), 1, int(np.iinfo(dtype).max)
+        if len(a) < size:
+            a = np.zeros(size, dtype)  # 0 is below every base
+        if base + n > top:
+            a.fill(0)
+            base = 1
+        self.maps[name] = a, base + n, top
+        return a, base
+
+
+_scratch = _Scratch()
+
+
+def _ranges(start: IntArray, size: IntArray) -> tuple[IntArray, IntArray]:
+    """Every index of the segments ``[start, start + size)`` and the segment it belongs to."""
+    segment = np.repeat(np.arange(len(size)), size)
+    shift = np.repeat(start - (np.cumsum(size) - size), size)
+    return np.arange(len(segment)) + shift, segment
+
+
+def _floyd(
+    start: IntArray, size: IntArray, m: IntArray | int, bound: int, rng: np.random.Generator
+) -> tuple[IntArray, npt.NDArray[np.signedinteger[Any]], int]:
+    """``m`` (per segment, or one for all) distinct indices of each segment ``[start, start +
+    size)``, a uniformly random subset (``m <= size``): Floyd's algorithm, all segments and
+    steps at once. Returns them segment by segment, and the scratch map (``bound`` long) and
+    base under which they are marked (``map[index] >= base``).
+
+    Floyd: step ``j`` of ``m`` draws ``t`` uniformly from ``[0, size - m + j]`` and takes
+    ``t``, or ``size - m + j`` if an earlier step holds ``t`` already. Here every step draws at
+    once; a step whose ``t`` an earlier step also drew takes its fallback; a fallback that a
+    later step drew as its ``t`` makes that step fall back too, and so on. The result is
+    exactly Floyd's, so exactly uniform; with ``m <= size / 2`` (what callers ask) a fallback
+    is rare and a chain of them rarer."""
+    top = start + size - m  # Floyd's fallback for step j is top + j
+    if isinstance(m, int):
+        per, seg, step = m, None, None
+        draw = rng.random((len(size), m))
+        draw *= np.add.outer(size - m + 1, np.arange(m))  # step j draws from [0, size - m + j]
+        index = draw.astype(np.int64)
+        index += start[:, None]
+        index = index.ravel()
+    else:
+        per, seg = 0, np.repeat(np.arange(len(size)), m)
+        step = np.arange(len(seg)) - np.repeat(np.cumsum(m) - m, m)
+        span = (size - m + 1)[seg] + step  # step j draws from [0, size - m + j]
+        index = start[seg] + (rng.random(len(seg)) * span).astype(np.int64)
+    n = len(index)
+    owner, base = _scratch.claim("slot", bound, n, np.int32)
+    mark = np.arange(base + n - 1, base - 1, -1, dtype=np.int32)  # earlier steps: larger
+    np.maximum.at(owner, index, mark)  # each index is marked by the earliest step drawing it
+    late = np.flatnonzero(owner[index] != mark)
+    while len(late):
+        s, j = (
+            (seg[late], step[late]) if seg is not None and step is not None else divmod(late, per)
+        )
+        fallback = top[s] + j
+        held = owner[fallback]  # the earliest step that drew it, if any: it falls back next
+        index[late] = fallback
+        owner[fallback] = mark[late]
+        late = (base + n - 1) - held[held >= base].astype(np.int64)
+    return index, owner, base
+
+
+def _choose(
+    start: IntArray, size: IntArray, k: int, bound: int, rng: np.random.Generator
+) -> tuple[IntArray, IntArray]:
+    """Up to ``k`` indices per segment ``[start, start + size)``, drawn uniformly without
+    replacement (all of a segment of size <= ``k``), and the segment each belongs to."""
+    pick = size >= 2 * k  # draw the k to keep
+    if pick.all():
+        return _floyd(start, size, k, bound, rng)[0], np.repeat(np.arange(len(size)), k)
+    every = size <= k
+    indices, segments = [], []
+    if every.any():
+        whole = np.flatnonzero(every)
+        index, seg = _ranges(start[whole], size[whole])
+        indices.append(index)
+        segments.append(whole[seg])
+    keep = np.flatnonzero(pick)
+    if len(keep):
+        indices.append(_floyd(start[keep], size[keep], k, bound, rng)[0])
+        segments.append(np.repeat(keep, k))
+    leave = np.flatnonzero(~(every | pick))  # k < size < 2k: draw the size - k to leave out
+    if len(leave):
+        first, n = start[leave], size[leave]
+        _, owner, base = _floyd(first, n, n - k, bound, rng)
+        index, seg = _ranges(first, n)
+        rest = owner[index] < base
+        indices.append(index[rest])
+        segments.append(leave[seg[rest]])
+    return np.concatenate(indices), np.concatenate(segments)
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """Which CSR positions may carry messages: ``ts < cutoff``, edge not blocked (global edge
+    ids marked ``mark`` in the scratch map ``blocked``), behaviour allowed (by index)."""
+
+    cutoff: float | None
+    blocked: npt.NDArray[np.signedinteger[Any]] | None
+    mark: int
+    behaviours: npt.NDArray[np.bool_] | None
+
+    @classmethod
+    def of(cls, graph: SamplerGraph, spec: NeighbourInput) -> _Filter | None:
+        blocked, mark, behaviours = None, 0, None
+        if spec.exclude is not None and len(spec.exclude):
+            n = len(graph.position_of_edge)
+            blocked, mark = _scratch.claim("blocked", n, 1, np.int32)
+            exclude = np.asarray(spec.exclude, np.int64)
+            blocked[exclude[(exclude >= 0) & (exclude < n)]] = mark  # others match no edge
+        if spec.behaviours is not None:
+            behaviours = np.zeros(len(BEHAVIOURS), bool)
+            behaviours[[b for b in spec.behaviours if 0 <= b < len(BEHAVIOURS)]] = True
+        if spec.cutoff is None and blocked is None and behaviours is None:
+            return None
+        return cls(spec.cutoff, blocked, mark, behaviours)
+
+    def allowed(self, csr: Csr, position: IntArray) -> npt.NDArray[np.bool_]:
+        ok = np.ones(len(position), bool)
+        if self.cutoff is not None:
+            ok &= csr.ts[position] < self.cutoff
+        if self.blocked is not None:
+            ok &= self.blocked[csr.edge[position]] != self.mark
+        if self.behaviours is not None:
+            ok &= self.behaviours[csr.behaviour[position]]
+        return ok
 
 
 def _pick(
-    csr: Csr, frontier: IntArray, fanout: int, spec: NeighbourInput, rng: np.random.Generator
-) -> IntArray:
-    """CSR positions: at most ``fanout`` allowed edges per frontier node, uniformly at random."""
-    if spec.cutoff is None and spec.exclude is None and spec.behaviours is None:
-        return _pick_unfiltered(csr, frontier, fanout, rng)
-    position, owner = _candidate_edges(csr, frontier)
-    allowed = np.ones(len(position), bool)
-    if spec.cutoff is not None:
-        allowed &= csr.ts[position] < spec.cutoff
-    if spec.exclude is not None and len(spec.exclude):
-        allowed &= ~np.isin(csr.edge[position], spec.exclude)
-    if spec.behaviours is not None:
-        allowed &= np.isin(csr.behaviour[position], spec.behaviours)
-    position, owner = position[allowed], owner[allowed]
-    counts = np.bincount(owner, minlength=len(frontier))
-    if counts.max(initial=0) <= fanout:
-        return position  # every node keeps all its edges: no randomness needed
-    order = np.lexsort((rng.random(len(position)), owner))
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    rank = np.arange(len(order)) - first
-    return position[order[rank < fanout]]
-
-
-def _pick_unfiltered(
-    csr: Csr, frontier: IntArray, fanout: int, rng: np.random.Generator
-) -> IntArray:
-    """Fast path with no filters, O(fanout) per node: a node with at most ``fanout`` edges keeps
-    them all; a larger one draws ``fanout`` positions and drops repeats (so it may keep a few
-    fewer than ``fanout``, never a duplicate)."""
+    csr: Csr, frontier: IntArray, fanout: int, allow: _Filter | None, rng: np.random.Generator
+) -> tuple[IntArray, IntArray]:
+    """CSR positions: at most ``fanout`` allowed edges per frontier node, uniformly at random
+    without replacement; and the frontier index each came from."""
     start = csr.indptr[frontier]
-    degree = csr.indptr[frontier + 1] - start
-    small = degree <= fanout
-    take = degree[small]
-    offsets = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
-    whole = np.repeat(start[small], take) + offsets
-    big_start, big_degree = start[~small], degree[~small]
-    draws = (rng.random((len(big_start), fanout)) * big_degree[:, None]).astype(np.int64)
-    sampled = np.unique((big_start[:, None] + draws).ravel())
-    return np.concatenate([whole, sampled])
+    size = csr.indptr[frontier + 1] - start
+    if allow is None:
+        return _choose(start, size, fanout, len(csr.indices), rng)
+    # Filtered: every allowed position of the frontier, packed per node, then the same draw.
+    position, owner = _ranges(start, size)
+    ok = allow.allowed(csr, position)
+    position, owner = position[ok], owner[ok]
+    count = np.bincount(owner, minlength=len(frontier))
+    index, row = _choose(np.cumsum(count) - count, count, fanout, len(position), rng)
+    return position[index], row
+
+
+_DENSE = 4  # a hop reaching >= 1/_DENSE as many nodes as its type has: mark them in a mask
+
+
+class _Nodes:
+    """One node type of a sample: global ids in order of discovery, and a scratch map from
+    global id to ``base + local id``."""
+
+    def __init__(self, num_nodes: int, name: str) -> None:
+        self.num_nodes = num_nodes
+        self.local, self.base = _scratch.claim(name, num_nodes, 1 << 32)  # ids, tags < 2**32
+        self.parts: list[IntArray] = []
+        self.count = 0
+
+    def add(self, candidates: IntArray, in_order: bool = False) -> IntArray:
+        """Adds the nodes of ``candidates`` not seen yet and returns them: in order of first
+        occurrence if ``in_order``, else in no particular order."""
+        base, local, start = self.base, self.local, self.base + self.count
+        if not in_order and len(candidates) * _DENSE >= self.num_nodes:
+            hit = np.zeros(self.num_nodes, bool)
+            hit[candidates] = True
+            if self.count:
+                hit &= local[: self.num_nodes] < base
+            new = np.flatnonzero(hit)  # ascending ids
+        else:
+            new = candidates[local[candidates] < base] if self.count else candidates
+            tag = np.arange(start + len(new) - 1, start - 1, -1)  # earlier: larger
+            np.maximum.at(local, new, tag)  # a node keeps the tag of its first occurrence
+            new = new[local[new] == tag]
+        if len(new):
+            local[new] = np.arange(start, start + len(new))
+            self.parts.append(new)
+            self.count += len(new)
+        return new
+
+    def ids(self, nodes: IntArray) -> IntArray:
+        """Local ids of (added) ``nodes``."""
+        return self.local[nodes] - self.base
 
 
 def sample_neighbours(
     graph: SamplerGraph, spec: NeighbourInput, rng: np.random.Generator
 ) -> SamplerOutput:
-    """Typed multi-hop fan-out sample around the seeds (hops alternate actor ↔ item)."""
-    counts = {ACTOR: graph.num_actors, ITEM: graph.num_items}
-    seeds = {ACTOR: spec.actor_seeds.astype(np.int64), ITEM: spec.item_seeds.astype(np.int64)}
-    visited = {k: np.zeros(n, bool) for k, n in counts.items()}
-    found: dict[str, list[IntArray]] = {
-        k: [np.unique(v)[np.argsort(np.unique(v, return_index=True)[1])]] for k, v in seeds.items()
-    }
-    for k, v in seeds.items():
-        visited[k][v] = True
-    frontier = {k: found[k][0] for k in seeds}
-    edge_parts, hop_parts = [], []
+    """Typed multi-hop fan-out sample around the seeds (hops alternate actor ↔ item).
+
+    Each hop draws up to ``fanout`` allowed edges per frontier node, uniformly without
+    replacement. An edge reached from both ends is kept once, with its earliest hop. Nodes
+    are listed seeds first (in the order given), then each hop's new nodes; edges by hop."""
+    allow = _Filter.of(graph, spec)
+    nodes = {ACTOR: _Nodes(graph.num_actors, ACTOR), ITEM: _Nodes(graph.num_items, ITEM)}
+    frontier: dict[str, tuple[IntArray, int]] = {}  # new nodes, local id of the first
+    for kind, seeds in ((ACTOR, spec.actor_seeds), (ITEM, spec.item_seeds)):
+        frontier[kind] = nodes[kind].add(np.asarray(seeds, np.int64), in_order=True), 0
+    parts: list[tuple[IntArray, IntArray, IntArray, IntArray, int]] = []
+    taken, mark, marked = _EMPTY, 0, 0  # edge ids of parts[:marked] are ``mark`` in ``taken``
     for hop, fanout in enumerate(spec.fanouts, start=1):
-        new: dict[str, IntArray] = {}
+        new: dict[str, tuple[IntArray, int]] = {}
         for kind, csr, other in (
             (ACTOR, graph.actor_to_item, ITEM),
             (ITEM, graph.item_to_actor, ACTOR),
         ):
-            picked = (
-                _pick(csr, frontier[kind], fanout, spec, rng)
-                if len(frontier[kind])
-                else np.zeros(0, np.int64)
-            )
-            edge_parts.append(csr.edge[picked])
-            hop_parts.append(np.full(len(picked), hop))
-            reached = csr.indices[picked]
-            first = np.unique(reached, return_index=True)[1]
-            fresh = reached[np.sort(first)]
-            fresh = fresh[~visited[other][fresh]]
-            visited[other][fresh] = True
-            new[other] = fresh
-        for k in (ACTOR, ITEM):
-            found[k].append(new.get(k, np.zeros(0, np.int64)))
-        frontier = {k: new.get(k, np.zeros(0, np.int64)) for k in (ACTOR, ITEM)}
-    nodes = {k: np.concatenate(v) for k, v in found.items()}
-    edges = np.concatenate(edge_parts) if edge_parts else np.zeros(0, np.int64)
-    hops = np.concatenate(hop_parts) if hop_parts else np.zeros(0, np.int64)
-    edges, first = np.unique(edges, return_index=True)  # an edge keeps its earliest hop
-    return _output(graph, nodes, edges, hops[first])
+            ids, offset = frontier[kind]
+            new[other] = _EMPTY, nodes[other].count
+            if not len(ids):
+                continue
+            position, row = _pick(csr, ids, fanout, allow, rng)
+            reached, edge, behaviour = csr.gather(position)
+            if parts:  # an edge met again from its other end keeps its earlier hop
+                if not mark:
+                    taken, mark = _scratch.claim("edge", len(graph.position_of_edge), 1, np.int32)
+                for p in parts[marked:]:
+                    taken[p[2]] = mark
+                marked = len(parts)
+                again = taken[edge] == mark
+                if again.any():
+                    keep = ~again
+                    row, reached = row[keep], reached[keep]
+                    edge, behaviour = edge[keep], behaviour[keep]
+            fresh = nodes[other].add(reached)
+            there = nodes[other].ids(reached)
+            new[other] = fresh, nodes[other].count - len(fresh)
+            here = row + offset if offset else row
+            actor, item = (here, there) if kind == ACTOR else (there, here)
+            parts.append((actor, item, edge, behaviour, hop))
+        frontier = new
+    found = {kind: np.concatenate(n.parts) if n.parts else _EMPTY for kind, n in nodes.items()}
+    return _output(found, parts)
+
+
+_EMPTY: IntArray = np.zeros(0, np.int64)
 
 
 def _output(
-    graph: SamplerGraph, nodes: dict[str, IntArray], ids: IntArray, hops: IntArray
+    nodes: dict[str, IntArray], parts: list[tuple[IntArray, IntArray, IntArray, IntArray, int]]
 ) -> SamplerOutput:
-    a2i = graph.actor_to_item
-    pos = graph.position_of_edge[ids]
-    src = np.searchsorted(a2i.indptr, pos, side="right") - 1
-    dst, beh = a2i.indices[pos], a2i.behaviour[pos]
-    local = {}
-    for kind, n in ((ACTOR, graph.num_actors), (ITEM, graph.num_items)):
-        local[kind] = np.full(n, -1, np.int64)
-        local[kind][nodes[kind]] = np.arange(len(nodes[kind]))
+    """Splits the sampled edges (``row``, ``col``, ``edge``, ``behaviour``, hop) by behaviour
+    into relations."""
+    if len(parts) == 1:
+        row, col, edge, beh = parts[0][:4]
+    else:
+        row, col, edge, beh = (
+            np.concatenate([p[i] for p in parts]) if parts else _EMPTY for i in range(4)
+        )
+    hops = [p[4] for p in parts]
+    hop: IntArray | None = None
+    if len(set(hops)) > 1:
+        hop = np.repeat(np.array(hops, np.int64), [len(p[2]) for p in parts])
     out: dict[str, dict[tuple[str, str, str], IntArray]] = {
         "row": {},
         "col": {},
         "edge": {},
         "hop": {},
     }
-    for b, behaviour in enumerate(BEHAVIOURS):
-        m = beh == b
-        if not m.any():
-            continue
-        rel = (ACTOR, behaviour.relationship, ITEM)
-        out["row"][rel], out["col"][rel] = local[ACTOR][src[m]], local[ITEM][dst[m]]
-        out["edge"][rel], out["hop"][rel] = ids[m], hops[m]
+    bits = int(np.bitwise_or.reduce(np.left_shift(1, beh))) if len(beh) else 0
+    present = [b for b in range(len(BEHAVIOURS)) if bits >> b & 1]
+    for b in present:
+        rel = (ACTOR, BEHAVIOURS[b].relationship, ITEM)
+        if len(present) == 1:
+            out["row"][rel], out["col"][rel], out["edge"][rel] = row, col, edge
+        else:
+            m = np.flatnonzero(beh == b)
+            out["row"][rel], out["col"][rel], out["edge"][rel] = row[m], col[m], edge[m]
+        n = len(out["edge"][rel])
+        if hop is None:
+            out["hop"][rel] = np.full(n, hops[0])
+        else:
+            out["hop"][rel] = hop if len(present) == 1 else hop[m]
     return SamplerOutput(nodes, out["row"], out["col"], out["edge"], out["hop"])
 
 

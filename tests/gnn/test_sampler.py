@@ -1,9 +1,16 @@
-"""The sampler keeps its caps, never leaks excluded or future edges, and types its hops."""
+"""The sampler keeps its caps, never leaks excluded or future edges, types its hops, and draws
+uniformly without replacement."""
 
 from __future__ import annotations
 
-import numpy as np
+import itertools
+from dataclasses import replace
 
+import numpy as np
+import pytest
+from scipy import stats
+
+from gnn import sampler
 from gnn.data import GraphData
 from gnn.sampler import (
     NeighbourInput,
@@ -98,3 +105,108 @@ def test_same_seed_same_sample(small: GraphData) -> None:
     a = sample_neighbours(graph, spec, np.random.default_rng(9))
     b = sample_neighbours(graph, spec, np.random.default_rng(9))
     assert np.array_equal(_edges_of(a), _edges_of(b))
+
+
+def _subset_pvalue(offsets: np.ndarray, size: int) -> float:
+    """Chi-square p-value that the rows of ``offsets`` (one k-subset of range(size) per row)
+    are uniform over all k-subsets."""
+    k = offsets.shape[1]
+    code = np.left_shift(1, offsets).sum(axis=1)
+    every = [sum(1 << i for i in s) for s in itertools.combinations(range(size), k)]
+    counts = np.bincount(code, minlength=1 << size)
+    assert counts.sum() == counts[every].sum()  # nothing outside the k-subsets
+    return float(stats.chisquare(counts[every]).pvalue)
+
+
+def test_draw_is_a_uniform_subset_without_replacement() -> None:
+    """Each segment gets min(size, k) distinct indices of its own, every k-subset alike (all
+    paths: take all, draw the k to keep, draw the size - k to leave out)."""
+    rng = np.random.default_rng(11)
+    k, n = 3, 40_000
+    sizes = np.tile([2, 4, 5, 6, 9], n)  # 4, 5: leave out; 6, 9: keep (Floyd with a fallback)
+    start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    index, segment = sampler._choose(start, sizes, k, int(sizes.sum()), rng)
+    assert np.array_equal(np.bincount(segment, minlength=len(sizes)), np.minimum(sizes, k))
+    order = np.lexsort((index, segment))
+    index, segment = index[order], segment[order]
+    offset = index - start[segment]
+    assert ((offset >= 0) & (offset < sizes[segment])).all()
+    for size in (4, 5, 6, 9):
+        mine = sizes[segment] == size
+        rows = offset[mine].reshape(-1, k)
+        assert (np.diff(rows, axis=1) > 0).all()  # distinct
+        assert _subset_pvalue(rows, size) > 1e-4, size
+    # all segments large: the one-matrix path
+    sizes = np.full(n, 7)
+    index, segment = sampler._choose(np.arange(n) * 7, sizes, k, 7 * n, rng)
+    rows = np.sort((index - np.arange(n)[segment] * 7).reshape(n, k), axis=1)
+    assert (np.diff(rows, axis=1) > 0).all()
+    assert _subset_pvalue(rows, 7) > 1e-4
+
+
+def test_filtered_draw_is_uniform_among_eligible_edges(small: GraphData) -> None:
+    """With a cut-off and excluded edges, a seed's sample is ``fanout`` distinct eligible
+    edges, each as likely as any other."""
+    graph = SamplerGraph.from_data(small)
+    degree = np.bincount(small.edges.actor, minlength=small.num_actors)
+    seed = int(np.argmax(degree))
+    mine = np.flatnonzero(small.edges.actor == seed)
+    cutoff = float(np.quantile(small.edges.last_ts[mine], 0.8))
+    exclude = mine[::4]
+    eligible = np.setdiff1d(mine[small.edges.last_ts[mine] < cutoff], exclude)
+    k, runs = 5, 4_000
+    assert len(eligible) > 2 * k
+    spec = NeighbourInput(
+        actor_seeds=np.array([seed]), fanouts=(k,), cutoff=cutoff, exclude=exclude
+    )
+    rng = np.random.default_rng(12)
+    counts = np.zeros(len(small.edges), np.int64)
+    for _ in range(runs):
+        used = _edges_of(sample_neighbours(graph, spec, rng))
+        assert len(used) == k and len(np.unique(used)) == k
+        counts[used] += 1
+    assert counts.sum() == counts[eligible].sum()
+    p = k / len(eligible)  # without replacement: chi2 / (1 - p) ~ chi2(df = len - 1)
+    observed = counts[eligible]
+    statistic = ((observed - runs * p) ** 2 / (runs * p)).sum() / (1 - p)
+    assert stats.chi2.sf(statistic, len(eligible) - 1) > 1e-4
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("packed", [True, False])
+def test_sample_is_consistent_on_every_path(
+    small: GraphData, monkeypatch: pytest.MonkeyPatch, dense: bool, packed: bool
+) -> None:
+    """Whichever way nodes are relabelled (mask or map) and edges read (packed or not): local
+    ids point at the edge's own endpoints, no edge twice, hops 1..len(fanouts), seeds first
+    and every node listed once."""
+    graph = SamplerGraph.from_data(small)
+    if not dense:
+        monkeypatch.setattr(sampler, "_DENSE", 0)
+    if not packed:
+        graph = replace(
+            graph,
+            actor_to_item=replace(graph.actor_to_item, record=None),
+            item_to_actor=replace(graph.item_to_actor, record=None),
+        )
+    actors, items = np.array([3, 1, 3, 7]), np.array([5, 2])
+    out = sample_neighbours(
+        graph,
+        NeighbourInput(actor_seeds=actors, item_seeds=items, fanouts=(4, 3, 2)),
+        np.random.default_rng(13),
+    )
+    assert list(out.node["actor"][:3]) == [3, 1, 7] and list(out.node["item"][:2]) == [5, 2]
+    for ids in out.node.values():
+        assert len(np.unique(ids)) == len(ids)
+    edges = _edges_of(out)
+    assert len(np.unique(edges)) == len(edges)
+    for rel, e in out.edge.items():
+        assert np.array_equal(out.node["actor"][out.row[rel]], small.edges.actor[e])
+        assert np.array_equal(out.node["item"][out.col[rel]], small.edges.item[e])
+        assert set(out.hop[rel].tolist()) <= {1, 2, 3}
+    same = sample_neighbours(
+        SamplerGraph.from_data(small),
+        NeighbourInput(actor_seeds=actors, item_seeds=items, fanouts=(4, 3, 2)),
+        np.random.default_rng(13),
+    )
+    assert np.array_equal(np.sort(edges), np.sort(_edges_of(same)))  # same draws either way
