@@ -39,6 +39,8 @@ from serving.types import BadRequest, NotFound, NotReady
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 R = TypeVar("R")
+PENDING_CALLS_LIMIT = 10_000  # ~5 s of calls at 2k/s; a pending call holds at most its headers
+# and one flow-control window
 M = TypeVar("M", bound=Message)
 
 
@@ -363,6 +365,12 @@ class RecommenderServer:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 16 * limit),
+                # Calls gRPC has accepted but the event loop has not taken up yet: past 1,000
+                # of them gRPC's own backlog guard cancels calls at random (CANCELLED, a code
+                # callers cannot act on; seen at twice saturation). The loop sheds cheaply, so
+                # let them wait for it and get RESOURCE_EXHAUSTED or an answer.
+                ("grpc.server.max_pending_requests", PENDING_CALLS_LIMIT),
+                ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS_LIMIT),
             ]
         )
         server.add_generic_rpc_handlers((self.servicer.handler(),))
