@@ -158,8 +158,7 @@ class SageInference:
         ~30× more in dispatch than in arithmetic."""
         layer = self._output
         types = len(self.model.types)
-        kind = edges.behaviour if types > 1 else np.zeros(len(edges), np.int64)
-        slot = edges.actor * types + kind  # one mean per (actor, behaviour type)
+        slot = edges.actor * types + self._kinds(edges)  # one mean per (actor, behaviour type)
         weights = self._weights_np(edges)
         sums = np.zeros((num_actors * types, self.dim), np.float32)
         np.add.at(sums, slot, weights[:, None] * item_emb[edges.item])
@@ -178,29 +177,25 @@ class SageInference:
         ``(a, j, b)`` contributes ``⟨W_b w_aj z_j / |N_b(a)|, target⟩`` and the rest is the
         bias ``Σ_b ⟨c_b, target⟩``; they add up to the score. Edges of other actors get 0.
         """
-        weights = self._weights(edges).numpy()
+        layer, d = self._output, self.dim
+        kind = self._kinds(edges)
+        projected = (layer.weight @ target.astype(np.float32)).reshape(-1, d)  # [types, d]: Wᵀt
         out = np.zeros(len(edges))
-        t = torch.tensor(target, dtype=torch.float32)
-        bias = 0.0
-        for b, name in enumerate(self.model.types):
-            conv = self.model.to_actor_out.convs[("item", name, "actor")]
-            assert isinstance(conv, GraphConv)
-            bias += float(conv.lin_rel.bias @ t) if conv.lin_rel.bias is not None else 0.0
-            mine = (edges.actor == actor) & (
-                (edges.behaviour == b) if self._num_types > 1 else True
-            )
-            rows = np.flatnonzero(mine)
-            if not len(rows):
-                continue
-            z = torch.as_tensor(item_emb[edges.item[rows]], dtype=torch.float32)
-            w = torch.as_tensor(weights[rows], dtype=torch.float32)[:, None]
-            projected = conv.lin_rel.weight.T @ t  # ⟨W z, t⟩ = ⟨z, Wᵀ t⟩
-            out[rows] = ((w * z) @ projected / len(rows)).numpy()
-        return out, bias
+        rows = np.flatnonzero(edges.actor == actor)
+        if len(rows):
+            per_type = np.bincount(kind[rows], minlength=len(projected))  # |N_b(a)|
+            w = self._weights_np(edges.take(rows))
+            dots = np.einsum("ed,ed->e", item_emb[edges.item[rows]], projected[kind[rows]])
+            out[rows] = w * dots / per_type[kind[rows]]
+        return out, float(layer.bias @ target)
 
     def _weights(self, edges: Interactions) -> torch.Tensor:
         age = np.maximum(self.reference_ts - edges.last_ts, 0.0) / 86_400.0
         return edge_weight(torch.as_tensor(edges.count), torch.as_tensor(age), self.half_life_days)
+
+    def _kinds(self, edges: Interactions) -> IntArray:
+        """The output layer's type index of each edge (all 0 when edges are merged)."""
+        return edges.behaviour if self._num_types > 1 else np.zeros(len(edges), np.int64)
 
     def _weights_np(self, edges: Interactions) -> Float32Array:
         """``_weights`` in numpy (no torch dispatch on the request path); the tests hold the

@@ -317,7 +317,6 @@ class Recommender:
                 seeds.append(subject.node)
             if hops > 1:
                 seeds += [NodeRef(NodeKind.ITEM, e.item_id) for e in subject.events]
-        failed: dict[int, Exception] = {}
         hood = None
         if seeds:
             fanouts = self.settings.fanouts[:hops]
@@ -335,7 +334,7 @@ class Recommender:
         for slot, subject in enumerate(subjects):
             if subject.key:
                 self._observe_freshness(subject.node, graph.newest_ts_of(slot))
-        return graph, failed
+        return graph, {}
 
     def _local_apart(
         self, subjects: Sequence[Subject], hops: int

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,7 +70,7 @@ class _Waiting:
 
     raw: bytes
     start_by: float | None  # monotonic time after which it is not worth starting
-    future: asyncio.Future[bytes] = field(init=False)
+    future: asyncio.Future[bytes]  # the answer, set on the event loop
 
 
 def _parse(request_type: type[M], raw: bytes) -> M:
@@ -224,8 +224,8 @@ class RecommenderServicer:
         """Queue a Recommend for the next batch; a free worker takes everything waiting."""
         remaining = self._remaining(context)
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(raw, None if remaining is None else time.monotonic() + remaining)
-        waiting.future = loop.create_future()
+        start_by = None if remaining is None else time.monotonic() + remaining
+        waiting = _Waiting(raw, start_by, loop.create_future())
         self._waiting.append(waiting)
         self._start_batches(loop)
         try:
