@@ -230,7 +230,8 @@ class RecommenderServicer:
         self._start_batches(loop)
         try:
             # no timer of our own: gRPC ends the call at its deadline (cancelling this wait),
-            # and a batch skips requests that expired while they waited
+            # a batch skips requests that expired while they waited, and an answer ready
+            # after the deadline is sent as DEADLINE_EXCEEDED
             return await waiting.future
         except Exception as exc:
             raise _failure_of(exc) from None
@@ -259,9 +260,12 @@ class RecommenderServicer:
         answers: list[bytes | BaseException] = (
             [error] * len(batch) if error is not None else list(done.result())
         )
+        now = time.monotonic()
         for waiting, answer in zip(batch, answers, strict=True):
             if waiting.future.done():  # the caller gave up (deadline, cancel)
                 continue
+            if waiting.start_by is not None and now > waiting.start_by:
+                answer = TimeoutError()  # ready after the deadline: never answer late
             if isinstance(answer, BaseException):
                 waiting.future.set_exception(answer)
             else:
