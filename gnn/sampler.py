@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from torch_geometric.data import HeteroData
 from gnn.data import BEHAVIOURS, GraphData, IntArray
 
 ACTOR, ITEM = "actor", "item"
+_EMPTY: IntArray = np.zeros(0, np.int64)
 
 
 _BEHAVIOUR_BITS = max(1, (len(BEHAVIOURS) - 1).bit_length())
@@ -69,6 +71,16 @@ class Csr:
         if shift + int(indices.max(initial=0)).bit_length() <= 63:
             record = (indices << shift) | (edge << _BEHAVIOUR_BITS) | beh
         return cls(indptr, indices, edge, beh, ts[order], record, shift)
+
+    @cached_property
+    def degree(self) -> IntArray:
+        """Neighbours per node."""
+        return np.diff(self.indptr)
+
+    @cached_property
+    def behaviours(self) -> tuple[int, ...]:
+        """Behaviour indices that label at least one edge."""
+        return tuple(np.flatnonzero(np.bincount(self.behaviour, minlength=1)).tolist())
 
     def gather(self, position: IntArray) -> tuple[IntArray, IntArray, IntArray]:
         """``indices``, ``edge`` and ``behaviour`` at ``position``."""
@@ -150,6 +162,16 @@ class _Scratch(threading.local):
 
     def __init__(self) -> None:
         self.maps: dict[str, tuple[npt.NDArray[np.signedinteger[Any]], int, int]] = {}
+        self.cycled: tuple[int, IntArray] = 0, _EMPTY
+
+    def cycle(self, width: int, n: int) -> IntArray:
+        """``arange(n) % width``, read-only (kept for the next call of the same ``width``)."""
+        kept, cycled = self.cycled
+        if kept != width or len(cycled) < n:
+            cycled = np.tile(np.arange(width), -(-n // width))
+            cycled.flags.writeable = False
+            self.cycled = width, cycled
+        return cycled[:n]
 
     def claim(
         self, name: str, size: int, n: int, dtype: type[np.signedinteger[Any]] = np.int64
@@ -182,7 +204,8 @@ def _floyd(
 ) -> tuple[IntArray, npt.NDArray[np.signedinteger[Any]], int]:
     """``m`` (per segment, or one for all) distinct indices of each segment ``[start, start +
     size)``, a uniformly random subset (``m <= size``): Floyd's algorithm, all segments and
-    steps at once. Returns them segment by segment, and the scratch map (``bound`` long) and
+    steps at once. Returns them (step by step for one ``m``: index ``i`` belongs to segment
+    ``i % len(size)``; else segment by segment), and the scratch map (``bound`` long) and
     base under which they are marked (``map[index] >= base``).
 
     Floyd: step ``j`` of ``m`` draws ``t`` uniformly from ``[0, size - m + j]`` and takes
@@ -191,44 +214,75 @@ def _floyd(
     later step drew as its ``t`` makes that step fall back too, and so on. The result is
     exactly Floyd's, so exactly uniform; with ``m <= size / 2`` (what callers ask) a fallback
     is rare and a chain of them rarer."""
-    top = start + size - m  # Floyd's fallback for step j is top + j
-    if isinstance(m, int):
-        per, seg, step = m, None, None
-        draw = rng.random((len(size), m))
-        draw *= np.add.outer(size - m + 1, np.arange(m))  # step j draws from [0, size - m + j]
-        index = draw.astype(np.int64)
-        index += start[:, None]
-        index = index.ravel()
-    else:
-        per, seg = 0, np.repeat(np.arange(len(size)), m)
+    if isinstance(m, int):  # step-major: rows are steps, so the inner loops are long
+        fallback = (start + (size - m)) + _column(m)
+        index = _below(fallback - (start - 1), rng)  # step j draws from [0, size - m + j]
+        index += start
+    else:  # segment-major
+        seg = np.repeat(np.arange(len(size)), m)
         step = np.arange(len(seg)) - np.repeat(np.cumsum(m) - m, m)
-        span = (size - m + 1)[seg] + step  # step j draws from [0, size - m + j]
-        index = start[seg] + (rng.random(len(seg)) * span).astype(np.int64)
+        begin = start[seg]
+        fallback = (begin + (size - m)[seg]) + step
+        index = _below(fallback - (begin - 1), rng)
+        index += begin
+    index, fallback = index.ravel(), fallback.ravel()
     n = len(index)
     owner, base = _scratch.claim("slot", bound, n, np.int32)
-    mark = np.arange(base + n - 1, base - 1, -1, dtype=np.int32)  # earlier steps: larger
+    top = base + n - 1
+    mark = np.arange(top, base - 1, -1, dtype=np.int32)  # earlier steps: larger
     np.maximum.at(owner, index, mark)  # each index is marked by the earliest step drawing it
-    late = np.flatnonzero(owner[index] != mark)
+    late = (owner.take(index) != mark).nonzero()[0]
     while len(late):
-        s, j = (
-            (seg[late], step[late]) if seg is not None and step is not None else divmod(late, per)
-        )
-        fallback = top[s] + j
-        held = owner[fallback]  # the earliest step that drew it, if any: it falls back next
-        index[late] = fallback
-        owner[fallback] = mark[late]
-        late = (base + n - 1) - held[held >= base].astype(np.int64)
+        taken = fallback.take(late)
+        held = owner.take(taken)  # the earliest step that drew it, if any: it falls back next
+        index[late] = taken
+        owner[taken] = mark.take(late)
+        late = top - held[held >= base]
     return index, owner, base
+
+
+def _below(span: IntArray, rng: np.random.Generator) -> IntArray:
+    """Independent uniform integers in ``[0, span)``, elementwise (``0 < span < 2**31``):
+    Lemire's multiply-shift of 32 random bits, with its rejection step, so exactly uniform.
+    Half the random bits and no float round trip, against ``(random() * span).astype()``."""
+    bits = rng.bit_generator.random_raw((span.size + 1) // 2).view(np.uint32)
+    product = bits[: span.size].reshape(span.shape) * span  # < 2**63
+    low = product & 0xFFFFFFFF
+    suspect = low < span  # rejection needs low < 2**32 % span, so low < span: rare
+    if suspect.any():
+        flat, spans = product.reshape(-1), span.reshape(-1)  # views
+        redo = np.flatnonzero(suspect)
+        redo = redo[low.reshape(-1)[redo] < (1 << 32) % spans[redo]]
+        while len(redo):
+            more = rng.bit_generator.random_raw(len(redo)) & 0xFFFFFFFF
+            flat[redo] = more.astype(np.int64) * spans[redo]
+            redo = redo[(flat[redo] & 0xFFFFFFFF) < (1 << 32) % spans[redo]]
+    product >>= 32
+    return product
+
+
+_COLUMNS: dict[int, IntArray] = {}
+
+
+def _column(m: int) -> IntArray:
+    """``arange(m)`` as a read-only column (cached)."""
+    column = _COLUMNS.get(m)
+    if column is None:
+        column = np.arange(m)[:, None]
+        column.flags.writeable = False
+        _COLUMNS[m] = column
+    return column
 
 
 def _choose(
     start: IntArray, size: IntArray, k: int, bound: int, rng: np.random.Generator
-) -> tuple[IntArray, IntArray]:
+) -> tuple[IntArray, IntArray | None]:
     """Up to ``k`` indices per segment ``[start, start + size)``, drawn uniformly without
-    replacement (all of a segment of size <= ``k``), and the segment each belongs to."""
+    replacement (all of a segment of size <= ``k``), and the segment each belongs to (``None``
+    when every segment got ``k``: index ``i`` belongs to segment ``i % len(size)``)."""
     pick = size >= 2 * k  # draw the k to keep
     if pick.all():
-        return _floyd(start, size, k, bound, rng)[0], np.repeat(np.arange(len(size)), k)
+        return _floyd(start, size, k, bound, rng)[0], None
     every = size <= k
     indices, segments = [], []
     if every.any():
@@ -239,7 +293,7 @@ def _choose(
     keep = np.flatnonzero(pick)
     if len(keep):
         indices.append(_floyd(start[keep], size[keep], k, bound, rng)[0])
-        segments.append(np.repeat(keep, k))
+        segments.append(np.tile(keep, k))
     leave = np.flatnonzero(~(every | pick))  # k < size < 2k: draw the size - k to leave out
     if len(leave):
         first, n = start[leave], size[leave]
@@ -289,11 +343,12 @@ class _Filter:
 
 def _pick(
     csr: Csr, frontier: IntArray, fanout: int, allow: _Filter | None, rng: np.random.Generator
-) -> tuple[IntArray, IntArray]:
+) -> tuple[IntArray, IntArray | None]:
     """CSR positions: at most ``fanout`` allowed edges per frontier node, uniformly at random
-    without replacement; and the frontier index each came from."""
-    start = csr.indptr[frontier]
-    size = csr.indptr[frontier + 1] - start
+    without replacement; and the frontier index each came from (``None``: position ``i`` came
+    from ``frontier[i % len(frontier)]``)."""
+    start = csr.indptr.take(frontier)
+    size = csr.degree.take(frontier)
     if allow is None:
         return _choose(start, size, fanout, len(csr.indices), rng)
     # Filtered: every allowed position of the frontier, packed per node, then the same draw.
@@ -318,30 +373,84 @@ class _Nodes:
         self.parts: list[IntArray] = []
         self.count = 0
 
-    def add(self, candidates: IntArray, in_order: bool = False) -> IntArray:
-        """Adds the nodes of ``candidates`` not seen yet and returns them: in order of first
-        occurrence if ``in_order``, else in no particular order."""
+    def add_seeds(self, seeds: IntArray) -> IntArray:
+        """Adds ``seeds`` (the first nodes) in order of first occurrence; returns them."""
+        n, local, start = len(seeds), self.local, self.base
+        if not n:
+            return seeds
+        local[seeds] = np.arange(start, start + n)  # some occurrence of each wins
+        if not (local.take(seeds) == np.arange(start, start + n)).all():  # repeats
+            tag = np.arange(start + 2 * n - 1, start + n - 1, -1)  # above the first pass
+            np.maximum.at(local, seeds, tag)  # a node keeps the tag of its first occurrence
+            seeds = seeds[local.take(seeds) == tag]
+            local[seeds] = np.arange(start, start + len(seeds))
+        self.parts.append(seeds)
+        self.count = len(seeds)
+        return seeds
+
+    def add(self, candidates: IntArray) -> tuple[IntArray, IntArray]:
+        """Adds the nodes of ``candidates`` not seen yet; returns them (in no particular
+        order) and the local id of every candidate."""
         base, local, start = self.base, self.local, self.base + self.count
-        if not in_order and len(candidates) * _DENSE >= self.num_nodes:
+        if len(candidates) * _DENSE >= self.num_nodes:
             hit = np.zeros(self.num_nodes, bool)
             hit[candidates] = True
             if self.count:
                 hit &= local[: self.num_nodes] < base
             new = np.flatnonzero(hit)  # ascending ids
         else:
-            new = candidates[local[candidates] < base] if self.count else candidates
+            new = candidates[local.take(candidates) < base] if self.count else candidates
             tag = np.arange(start + len(new) - 1, start - 1, -1)  # earlier: larger
             np.maximum.at(local, new, tag)  # a node keeps the tag of its first occurrence
-            new = new[local[new] == tag]
+            new = new[local.take(new) == tag]
         if len(new):
             local[new] = np.arange(start, start + len(new))
             self.parts.append(new)
             self.count += len(new)
-        return new
+        ids = local.take(candidates)
+        ids -= base
+        return new, ids
 
-    def ids(self, nodes: IntArray) -> IntArray:
-        """Local ids of (added) ``nodes``."""
-        return self.local[nodes] - self.base
+
+@dataclass
+class _Part:
+    """The edges one hop drew from the frontier of one side: the frontier-local id of their
+    source (``None``: edge ``i`` comes from frontier node ``i % width``), plus ``offset``; their
+    target (global id, local once added to its ``_Nodes``); their global id and behaviour."""
+
+    source: IntArray | None
+    width: int
+    offset: int
+    target: IntArray
+    edge: IntArray
+    behaviour: IntArray
+    hop: int | IntArray  # of every edge, or one per edge
+    from_actor: bool
+
+    def sources(self, which: IntArray | None = None) -> IntArray:
+        """Local source ids of the edges ``which`` (all if ``None``)."""
+        if self.source is None:
+            rows = _scratch.cycle(self.width, len(self.edge))
+            local = rows.copy() if which is None else rows.take(which)
+        else:
+            local = self.source if which is None else self.source.take(which)
+        return local + self.offset if self.offset else local
+
+    def keep(self, keep: npt.NDArray[np.bool_]) -> _Part:
+        """Only the edges where ``keep``."""
+        source = self.source
+        if source is None:
+            source = _scratch.cycle(self.width, len(self.edge))
+        return _Part(
+            source[keep],
+            self.width,
+            self.offset,
+            self.target[keep],
+            self.edge[keep],
+            self.behaviour[keep],
+            self.hop,
+            self.from_actor,
+        )
 
 
 def sample_neighbours(
@@ -356,8 +465,8 @@ def sample_neighbours(
     nodes = {ACTOR: _Nodes(graph.num_actors, ACTOR), ITEM: _Nodes(graph.num_items, ITEM)}
     frontier: dict[str, tuple[IntArray, int]] = {}  # new nodes, local id of the first
     for kind, seeds in ((ACTOR, spec.actor_seeds), (ITEM, spec.item_seeds)):
-        frontier[kind] = nodes[kind].add(np.asarray(seeds, np.int64), in_order=True), 0
-    parts: list[tuple[IntArray, IntArray, IntArray, IntArray, int]] = []
+        frontier[kind] = nodes[kind].add_seeds(np.asarray(seeds, np.int64)), 0
+    parts: list[_Part] = []
     taken, mark, marked = _EMPTY, 0, 0  # edge ids of parts[:marked] are ``mark`` in ``taken``
     for hop, fanout in enumerate(spec.fanouts, start=1):
         new: dict[str, tuple[IntArray, int]] = {}
@@ -371,67 +480,67 @@ def sample_neighbours(
                 continue
             position, row = _pick(csr, ids, fanout, allow, rng)
             reached, edge, behaviour = csr.gather(position)
+            part = _Part(row, len(ids), offset, reached, edge, behaviour, hop, kind == ACTOR)
             if parts:  # an edge met again from its other end keeps its earlier hop
                 if not mark:
                     taken, mark = _scratch.claim("edge", len(graph.position_of_edge), 1, np.int32)
                 for p in parts[marked:]:
-                    taken[p[2]] = mark
+                    taken[p.edge] = mark
                 marked = len(parts)
-                again = taken[edge] == mark
+                again = taken.take(edge) == mark
                 if again.any():
-                    keep = ~again
-                    row, reached = row[keep], reached[keep]
-                    edge, behaviour = edge[keep], behaviour[keep]
-            fresh = nodes[other].add(reached)
-            there = nodes[other].ids(reached)
+                    part = part.keep(~again)
+            fresh, part.target = nodes[other].add(part.target)  # global -> local ids
             new[other] = fresh, nodes[other].count - len(fresh)
-            here = row + offset if offset else row
-            actor, item = (here, there) if kind == ACTOR else (there, here)
-            parts.append((actor, item, edge, behaviour, hop))
+            parts.append(part)
         frontier = new
     found = {kind: np.concatenate(n.parts) if n.parts else _EMPTY for kind, n in nodes.items()}
-    return _output(found, parts)
-
-
-_EMPTY: IntArray = np.zeros(0, np.int64)
+    return _output(found, parts, graph.actor_to_item.behaviours)
 
 
 def _output(
-    nodes: dict[str, IntArray], parts: list[tuple[IntArray, IntArray, IntArray, IntArray, int]]
+    nodes: dict[str, IntArray], parts: list[_Part], behaviours: tuple[int, ...]
 ) -> SamplerOutput:
-    """Splits the sampled edges (``row``, ``col``, ``edge``, ``behaviour``, hop) by behaviour
-    into relations."""
-    if len(parts) == 1:
-        row, col, edge, beh = parts[0][:4]
-    else:
-        row, col, edge, beh = (
-            np.concatenate([p[i] for p in parts]) if parts else _EMPTY for i in range(4)
-        )
-    hops = [p[4] for p in parts]
-    hop: IntArray | None = None
-    if len(set(hops)) > 1:
-        hop = np.repeat(np.array(hops, np.int64), [len(p[2]) for p in parts])
-    out: dict[str, dict[tuple[str, str, str], IntArray]] = {
-        "row": {},
-        "col": {},
-        "edge": {},
-        "hop": {},
-    }
-    bits = int(np.bitwise_or.reduce(np.left_shift(1, beh))) if len(beh) else 0
-    present = [b for b in range(len(BEHAVIOURS)) if bits >> b & 1]
-    for b in present:
-        rel = (ACTOR, BEHAVIOURS[b].relationship, ITEM)
-        if len(present) == 1:
-            out["row"][rel], out["col"][rel], out["edge"][rel] = row, col, edge
-        else:
-            m = np.flatnonzero(beh == b)
-            out["row"][rel], out["col"][rel], out["edge"][rel] = row[m], col[m], edge[m]
-        n = len(out["edge"][rel])
-        if hop is None:
-            out["hop"][rel] = np.full(n, hops[0])
-        else:
-            out["hop"][rel] = hop if len(present) == 1 else hop[m]
-    return SamplerOutput(nodes, out["row"], out["col"], out["edge"], out["hop"])
+    """Splits the sampled edges by behaviour (one of ``behaviours``) into relations."""
+    out: tuple[dict[tuple[str, str, str], IntArray], ...] = ({}, {}, {}, {})
+    for part in parts if len(parts) == 1 else [_merged(parts)]:
+        if not len(part.edge):
+            break
+        for b in behaviours:
+            which = None if len(behaviours) == 1 else (part.behaviour == b).nonzero()[0]
+            if which is not None and not len(which):
+                continue
+            source = part.sources(which)
+            target = part.target if which is None else part.target.take(which)
+            edge = part.edge if which is None else part.edge.take(which)
+            rel = (ACTOR, BEHAVIOURS[b].relationship, ITEM)
+            out[0][rel], out[1][rel] = (source, target) if part.from_actor else (target, source)
+            out[2][rel] = edge
+            hop = part.hop
+            if isinstance(hop, int):
+                out[3][rel] = np.full(len(edge), hop)
+            else:
+                out[3][rel] = hop if which is None else hop.take(which)
+    return SamplerOutput(nodes, *out)
+
+
+def _merged(parts: list[_Part]) -> _Part:
+    """All ``parts`` as one, actor → item, with the hop of every edge."""
+    actor = [p.sources() if p.from_actor else p.target for p in parts]
+    item = [p.target if p.from_actor else p.sources() for p in parts]
+    edge = [p.edge for p in parts]
+    hop = np.repeat(np.array([p.hop for p in parts], np.int64), [len(e) for e in edge])
+    behaviour = np.concatenate([p.behaviour for p in parts])
+    return _Part(
+        np.concatenate(actor),
+        0,
+        0,
+        np.concatenate(item),
+        np.concatenate(edge),
+        behaviour,
+        hop,
+        True,
+    )
 
 
 @dataclass(frozen=True)
