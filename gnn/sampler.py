@@ -40,17 +40,19 @@ class Csr:
     """Adjacency of one direction: neighbours of node ``v`` are ``indices[indptr[v]:indptr[v+1]]``;
     ``edge``/``behaviour``/``ts`` give the global edge id, behaviour index and first-seen time.
 
-    ``record`` packs ``indices``, ``edge`` and ``behaviour`` of a position into one int64
-    (``indices << record_shift | edge << _BEHAVIOUR_BITS | behaviour``; ``None`` when the ids
-    do not fit), so reading a drawn edge costs one random memory access, as a bare gather of
-    ``indices`` does, instead of three."""
+    ``record`` packs ``indices``, ``edge`` and ``behaviour`` of a position into one int32 or
+    int64 (``indices << record_shift | edge << _BEHAVIOUR_BITS | behaviour``; ``None`` when the
+    ids do not fit), so reading a drawn edge costs one random memory access, as a bare gather
+    of ``indices`` does, instead of three (and, in int32, half the cache lines)."""
 
     indptr: IntArray
     indices: IntArray
     edge: IntArray
     behaviour: IntArray
     ts: npt.NDArray[np.float64]
-    record: IntArray | None = field(default=None, repr=False, compare=False)
+    record: npt.NDArray[np.signedinteger[Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
     record_shift: int = 0
 
     @classmethod
@@ -67,9 +69,12 @@ class Csr:
         np.cumsum(np.bincount(src, minlength=n_src), out=indptr[1:])
         indices, edge, beh = dst[order], order.astype(np.int64), behaviour[order]
         shift = _BEHAVIOUR_BITS + max(1, len(edge).bit_length())
-        record = None
-        if shift + int(indices.max(initial=0)).bit_length() <= 63:
+        record: npt.NDArray[np.signedinteger[Any]] | None = None
+        bits = shift + int(indices.max(initial=0)).bit_length()
+        if bits <= 63:
             record = (indices << shift) | (edge << _BEHAVIOUR_BITS) | beh
+            if bits <= 31:
+                record = record.astype(np.int32)
         return cls(indptr, indices, edge, beh, ts[order], record, shift)
 
     @cached_property
@@ -86,7 +91,7 @@ class Csr:
         """``indices``, ``edge`` and ``behaviour`` at ``position``."""
         if self.record is None:
             return self.indices[position], self.edge[position], self.behaviour[position]
-        packed = self.record.take(position)
+        packed = self.record.take(position).astype(np.int64, copy=False)
         edge = (packed >> _BEHAVIOUR_BITS) & ((1 << (self.record_shift - _BEHAVIOUR_BITS)) - 1)
         return packed >> self.record_shift, edge, packed & ((1 << _BEHAVIOUR_BITS) - 1)
 
@@ -216,20 +221,22 @@ def _floyd(
     is rare and a chain of them rarer."""
     if isinstance(m, int):  # step-major: rows are steps, so the inner loops are long
         fallback = (start + (size - m)) + _column(m)
-        index = _below(fallback - (start - 1), rng)  # step j draws from [0, size - m + j]
+        most = int(size.max(initial=0))
+        index = _below(fallback - (start - 1), most, rng)  # step j: from [0, size - m + j]
         index += start
     else:  # segment-major
         seg = np.repeat(np.arange(len(size)), m)
         step = np.arange(len(seg)) - np.repeat(np.cumsum(m) - m, m)
         begin = start[seg]
         fallback = (begin + (size - m)[seg]) + step
-        index = _below(fallback - (begin - 1), rng)
+        index = _below(fallback - (begin - 1), int(size.max(initial=0)), rng)
         index += begin
     index, fallback = index.ravel(), fallback.ravel()
     n = len(index)
-    owner, base = _scratch.claim("slot", bound, n, np.int32)
+    dtype = np.int16 if n < 1 << 13 else np.int32  # a small map stays in cache
+    owner, base = _scratch.claim(f"slot-{dtype.__name__}", bound, n, dtype)
     top = base + n - 1
-    mark = np.arange(top, base - 1, -1, dtype=np.int32)  # earlier steps: larger
+    mark = np.arange(top, base - 1, -1, dtype=dtype)  # earlier steps: larger
     np.maximum.at(owner, index, mark)  # each index is marked by the earliest step drawing it
     late = (owner.take(index) != mark).nonzero()[0]
     while len(late):
@@ -241,17 +248,17 @@ def _floyd(
     return index, owner, base
 
 
-def _below(span: IntArray, rng: np.random.Generator) -> IntArray:
-    """Independent uniform integers in ``[0, span)``, elementwise (``0 < span < 2**31``):
-    Lemire's multiply-shift of 32 random bits, with its rejection step, so exactly uniform.
-    Half the random bits and no float round trip, against ``(random() * span).astype()``."""
+def _below(span: IntArray, most: int, rng: np.random.Generator) -> IntArray:
+    """Independent uniform integers in ``[0, span)``, elementwise (``0 < span <= most <
+    2**31``): Lemire's multiply-shift of 32 random bits, with its rejection step, so exactly
+    uniform. Half the random bits and no float round trip, against ``(random() *
+    span).astype()``."""
     bits = rng.bit_generator.random_raw((span.size + 1) // 2).view(np.uint32)
     product = bits[: span.size].reshape(span.shape) * span  # < 2**63
     low = product & 0xFFFFFFFF
-    suspect = low < span  # rejection needs low < 2**32 % span, so low < span: rare
-    if suspect.any():
+    if low.min(initial=1 << 32) < most:  # rejection needs low < 2**32 % span < most: rare
         flat, spans = product.reshape(-1), span.reshape(-1)  # views
-        redo = np.flatnonzero(suspect)
+        redo = np.flatnonzero(low < span)
         redo = redo[low.reshape(-1)[redo] < (1 << 32) % spans[redo]]
         while len(redo):
             more = rng.bit_generator.random_raw(len(redo)) & 0xFFFFFFFF

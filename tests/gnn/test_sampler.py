@@ -161,11 +161,11 @@ def test_bounded_integers_are_exactly_uniform() -> None:
     a chi-square on ``value % 3`` sees at once (p ~ 1e-200 here). With it (a quarter of the
     draws are redone), every value is as likely."""
     span = 3 * 2**29
-    values = sampler._below(np.full((30, 1_000), span, np.int64), np.random.default_rng(14))
+    values = sampler._below(np.full((30, 1_000), span, np.int64), span, np.random.default_rng(14))
     assert values.shape == (30, 1_000)
     assert ((values >= 0) & (values < span)).all()
     assert stats.chisquare(np.bincount((values % 3).ravel(), minlength=3)).pvalue > 1e-4
-    small = sampler._below(np.tile(np.arange(1, 8), 5_000), np.random.default_rng(15))
+    small = sampler._below(np.tile(np.arange(1, 8), 5_000), 7, np.random.default_rng(15))
     for size in range(1, 8):
         counts = np.bincount(small[size - 1 :: 7], minlength=size)
         assert len(counts) == size
