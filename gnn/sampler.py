@@ -9,9 +9,13 @@ spirit of PyG's ``SamplerOutput``:
   random walks, keeping the top-T most visited items with visit counts as weights.
 
 A call costs O(sample), not O(graph): each hop draws for all frontier nodes at once (Floyd's
-algorithm, vectorised), reads a drawn edge's endpoint, id and behaviour in one packed gather,
-and relabels nodes and drops repeated edges through per-thread scratch maps reused across calls
-(no sort, no ``np.unique``). Filters still scan the frontier's edges once per hop.
+algorithm, vectorised step by step over the frontier, on 32 random bits per draw through
+Lemire's exact multiply-shift), reads a drawn edge's endpoint, id and behaviour in one packed
+gather, and relabels nodes and drops repeated edges through per-thread scratch maps reused
+across calls (no sort, no ``np.unique``). At a few thousand edges a call the cost is numpy's
+per-call overhead and cache misses, so the hot path counts its numpy calls and keeps its
+random-access maps small (int32 records, int16 marks). Filters still scan the frontier's
+edges once per hop.
 """
 
 from __future__ import annotations
@@ -404,7 +408,7 @@ class _Nodes:
             hit[candidates] = True
             if self.count:
                 hit &= local[: self.num_nodes] < base
-            new = np.flatnonzero(hit)  # ascending ids
+            new = hit.nonzero()[0]  # ascending ids
         else:
             new = candidates[local.take(candidates) < base] if self.count else candidates
             tag = np.arange(start + len(new) - 1, start - 1, -1)  # earlier: larger
@@ -525,7 +529,8 @@ def _output(
             out[2][rel] = edge
             hop = part.hop
             if isinstance(hop, int):
-                out[3][rel] = np.full(len(edge), hop)
+                out[3][rel] = np.empty(len(edge), np.int64)
+                out[3][rel].fill(hop)
             else:
                 out[3][rel] = hop if which is None else hop.take(which)
     return SamplerOutput(nodes, *out)
