@@ -8,19 +8,16 @@ spirit of PyG's ``SamplerOutput``:
 * ``random_walk_neighbours`` — PinSage's importance neighbourhood: short item→actor→item
   random walks, keeping the top-T most visited items with visit counts as weights.
 
-A call costs O(sample), not O(graph): each hop draws for all frontier nodes at once (Floyd's
-algorithm, vectorised step by step over the frontier, on 32 random bits per draw through
-Lemire's exact multiply-shift), reads a drawn edge's endpoint, id and behaviour in one packed
-gather, and relabels nodes and drops repeated edges through per-thread scratch maps reused
-across calls (no sort, no ``np.unique``). At a few thousand edges a call the cost is numpy's
-per-call overhead and cache misses, so the hot path counts its numpy calls and keeps its
-random-access maps small (int32 records, int16 marks). Filters still scan the frontier's
-edges once per hop.
+A call costs O(sample), not O(graph): each hop draws for all frontier nodes at once
+(``gnn.draws``), reads a drawn edge's endpoint, id and behaviour in one packed gather, and
+relabels nodes and drops repeated edges through per-thread scratch maps reused across calls
+(no sort, no ``np.unique``). At a few thousand edges a call the cost is numpy's per-call
+overhead and cache misses, so the hot path counts its numpy calls and keeps its random-access
+maps small (int32 records). Filters still scan the frontier's edges once per hop.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -31,6 +28,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from gnn.data import BEHAVIOURS, GraphData, IntArray
+from gnn.draws import choose, ranges, scratch
 
 ACTOR, ITEM = "actor", "item"
 _EMPTY: IntArray = np.zeros(0, np.int64)
@@ -162,160 +160,6 @@ class SamplerOutput:
         return data
 
 
-class _Scratch(threading.local):
-    """Per-thread maps reused across calls, so a call costs O(sample), not O(graph size).
-
-    ``claim(name, size, n)`` hands out the values ``base .. base + n - 1`` of that map; entries
-    below ``base`` are stale. Nothing is ever cleared (a map is zeroed only when its values
-    run out), so a call that raises leaves nothing behind for the next."""
-
-    def __init__(self) -> None:
-        self.maps: dict[str, tuple[npt.NDArray[np.signedinteger[Any]], int, int]] = {}
-        self.cycled: tuple[int, IntArray] = 0, _EMPTY
-
-    def cycle(self, width: int, n: int) -> IntArray:
-        """``arange(n) % width``, read-only (kept for the next call of the same ``width``)."""
-        kept, cycled = self.cycled
-        if kept != width or len(cycled) < n:
-            cycled = np.tile(np.arange(width), -(-n // width))
-            cycled.flags.writeable = False
-            self.cycled = width, cycled
-        return cycled[:n]
-
-    def claim(
-        self, name: str, size: int, n: int, dtype: type[np.signedinteger[Any]] = np.int64
-    ) -> tuple[npt.NDArray[np.signedinteger[Any]], int]:
-        if name in self.maps:
-            a, base, top = self.maps[name]
-        else:
-            a, base, top = np.zeros(0, dtype), 1, int(np.iinfo(dtype).max)
-        if len(a) < size:
-            a = np.zeros(size, dtype)  # 0 is below every base
-        if base + n > top:
-            a.fill(0)
-            base = 1
-        self.maps[name] = a, base + n, top
-        return a, base
-
-
-_scratch = _Scratch()
-
-
-def _ranges(start: IntArray, size: IntArray) -> tuple[IntArray, IntArray]:
-    """Every index of the segments ``[start, start + size)`` and the segment it belongs to."""
-    segment = np.repeat(np.arange(len(size)), size)
-    shift = np.repeat(start - (np.cumsum(size) - size), size)
-    return np.arange(len(segment)) + shift, segment
-
-
-def _floyd(
-    start: IntArray, size: IntArray, m: IntArray | int, bound: int, rng: np.random.Generator
-) -> tuple[IntArray, npt.NDArray[np.signedinteger[Any]], int]:
-    """``m`` (per segment, or one for all) distinct indices of each segment ``[start, start +
-    size)``, a uniformly random subset (``m <= size``): Floyd's algorithm, all segments and
-    steps at once. Returns them (step by step for one ``m``: index ``i`` belongs to segment
-    ``i % len(size)``; else segment by segment), and the scratch map (``bound`` long) and
-    base under which they are marked (``map[index] >= base``).
-
-    Floyd: step ``j`` of ``m`` draws ``t`` uniformly from ``[0, size - m + j]`` and takes
-    ``t``, or ``size - m + j`` if an earlier step holds ``t`` already. Here every step draws at
-    once; a step whose ``t`` an earlier step also drew takes its fallback; a fallback that a
-    later step drew as its ``t`` makes that step fall back too, and so on. The result is
-    exactly Floyd's, so exactly uniform; with ``m <= size / 2`` (what callers ask) a fallback
-    is rare and a chain of them rarer."""
-    if isinstance(m, int):  # step-major: rows are steps, so the inner loops are long
-        fallback = (start + (size - m)) + _column(m)
-        most = int(size.max(initial=0))
-        index = _below(fallback - (start - 1), most, rng)  # step j: from [0, size - m + j]
-        index += start
-    else:  # segment-major
-        seg = np.repeat(np.arange(len(size)), m)
-        step = np.arange(len(seg)) - np.repeat(np.cumsum(m) - m, m)
-        begin = start[seg]
-        fallback = (begin + (size - m)[seg]) + step
-        index = _below(fallback - (begin - 1), int(size.max(initial=0)), rng)
-        index += begin
-    index, fallback = index.ravel(), fallback.ravel()
-    n = len(index)
-    dtype = np.int16 if n < 1 << 13 else np.int32  # a small map stays in cache
-    owner, base = _scratch.claim(f"slot-{dtype.__name__}", bound, n, dtype)
-    top = base + n - 1
-    mark = np.arange(top, base - 1, -1, dtype=dtype)  # earlier steps: larger
-    np.maximum.at(owner, index, mark)  # each index is marked by the earliest step drawing it
-    late = (owner.take(index) != mark).nonzero()[0]
-    while len(late):
-        taken = fallback.take(late)
-        held = owner.take(taken)  # the earliest step that drew it, if any: it falls back next
-        index[late] = taken
-        owner[taken] = mark.take(late)
-        late = top - held[held >= base]
-    return index, owner, base
-
-
-def _below(span: IntArray, most: int, rng: np.random.Generator) -> IntArray:
-    """Independent uniform integers in ``[0, span)``, elementwise (``0 < span <= most <
-    2**31``): Lemire's multiply-shift of 32 random bits, with its rejection step, so exactly
-    uniform. Half the random bits and no float round trip, against ``(random() *
-    span).astype()``."""
-    bits = rng.bit_generator.random_raw((span.size + 1) // 2).view(np.uint32)
-    product = bits[: span.size].reshape(span.shape) * span  # < 2**63
-    low = product & 0xFFFFFFFF
-    if low.min(initial=1 << 32) < most:  # rejection needs low < 2**32 % span < most: rare
-        flat, spans = product.reshape(-1), span.reshape(-1)  # views
-        redo = np.flatnonzero(low < span)
-        redo = redo[low.reshape(-1)[redo] < (1 << 32) % spans[redo]]
-        while len(redo):
-            more = rng.bit_generator.random_raw(len(redo)) & 0xFFFFFFFF
-            flat[redo] = more.astype(np.int64) * spans[redo]
-            redo = redo[(flat[redo] & 0xFFFFFFFF) < (1 << 32) % spans[redo]]
-    product >>= 32
-    return product
-
-
-_COLUMNS: dict[int, IntArray] = {}
-
-
-def _column(m: int) -> IntArray:
-    """``arange(m)`` as a read-only column (cached)."""
-    column = _COLUMNS.get(m)
-    if column is None:
-        column = np.arange(m)[:, None]
-        column.flags.writeable = False
-        _COLUMNS[m] = column
-    return column
-
-
-def _choose(
-    start: IntArray, size: IntArray, k: int, bound: int, rng: np.random.Generator
-) -> tuple[IntArray, IntArray | None]:
-    """Up to ``k`` indices per segment ``[start, start + size)``, drawn uniformly without
-    replacement (all of a segment of size <= ``k``), and the segment each belongs to (``None``
-    when every segment got ``k``: index ``i`` belongs to segment ``i % len(size)``)."""
-    pick = size >= 2 * k  # draw the k to keep
-    if pick.all():
-        return _floyd(start, size, k, bound, rng)[0], None
-    every = size <= k
-    indices, segments = [], []
-    if every.any():
-        whole = np.flatnonzero(every)
-        index, seg = _ranges(start[whole], size[whole])
-        indices.append(index)
-        segments.append(whole[seg])
-    keep = np.flatnonzero(pick)
-    if len(keep):
-        indices.append(_floyd(start[keep], size[keep], k, bound, rng)[0])
-        segments.append(np.tile(keep, k))
-    leave = np.flatnonzero(~(every | pick))  # k < size < 2k: draw the size - k to leave out
-    if len(leave):
-        first, n = start[leave], size[leave]
-        _, owner, base = _floyd(first, n, n - k, bound, rng)
-        index, seg = _ranges(first, n)
-        rest = owner[index] < base
-        indices.append(index[rest])
-        segments.append(leave[seg[rest]])
-    return np.concatenate(indices), np.concatenate(segments)
-
-
 @dataclass(frozen=True)
 class _Filter:
     """Which CSR positions may carry messages: ``ts < cutoff``, edge not blocked (global edge
@@ -331,7 +175,7 @@ class _Filter:
         blocked, mark, behaviours = None, 0, None
         if spec.exclude is not None and len(spec.exclude):
             n = len(graph.position_of_edge)
-            blocked, mark = _scratch.claim("blocked", n, 1, np.int32)
+            blocked, mark = scratch.claim("blocked", n, 1, np.int32)
             exclude = np.asarray(spec.exclude, np.int64)
             blocked[exclude[(exclude >= 0) & (exclude < n)]] = mark  # others match no edge
         if spec.behaviours is not None:
@@ -361,13 +205,13 @@ def _pick(
     start = csr.indptr.take(frontier)
     size = csr.degree.take(frontier)
     if allow is None:
-        return _choose(start, size, fanout, len(csr.indices), rng)
+        return choose(start, size, fanout, len(csr.indices), rng)
     # Filtered: every allowed position of the frontier, packed per node, then the same draw.
-    position, owner = _ranges(start, size)
+    position, owner = ranges(start, size)
     ok = allow.allowed(csr, position)
     position, owner = position[ok], owner[ok]
     count = np.bincount(owner, minlength=len(frontier))
-    index, row = _choose(np.cumsum(count) - count, count, fanout, len(position), rng)
+    index, row = choose(np.cumsum(count) - count, count, fanout, len(position), rng)
     return position[index], row
 
 
@@ -380,7 +224,7 @@ class _Nodes:
 
     def __init__(self, num_nodes: int, name: str) -> None:
         self.num_nodes = num_nodes
-        self.local, self.base = _scratch.claim(name, num_nodes, 1 << 32)  # ids, tags < 2**32
+        self.local, self.base = scratch.claim(name, num_nodes, 1 << 32)  # ids, tags < 2**32
         self.parts: list[IntArray] = []
         self.count = 0
 
@@ -441,7 +285,7 @@ class _Part:
     def sources(self, which: IntArray | None = None) -> IntArray:
         """Local source ids of the edges ``which`` (all if ``None``)."""
         if self.source is None:
-            rows = _scratch.cycle(self.width, len(self.edge))
+            rows = scratch.cycle(self.width, len(self.edge))
             local = rows.copy() if which is None else rows.take(which)
         else:
             local = self.source if which is None else self.source.take(which)
@@ -451,7 +295,7 @@ class _Part:
         """Only the edges where ``keep``."""
         source = self.source
         if source is None:
-            source = _scratch.cycle(self.width, len(self.edge))
+            source = scratch.cycle(self.width, len(self.edge))
         return _Part(
             source[keep],
             self.width,
@@ -494,7 +338,7 @@ def sample_neighbours(
             part = _Part(row, len(ids), offset, reached, edge, behaviour, hop, kind == ACTOR)
             if parts:  # an edge met again from its other end keeps its earlier hop
                 if not mark:
-                    taken, mark = _scratch.claim("edge", len(graph.position_of_edge), 1, np.int32)
+                    taken, mark = scratch.claim("edge", len(graph.position_of_edge), 1, np.int32)
                 for p in parts[marked:]:
                     taken[p.edge] = mark
                 marked = len(parts)
