@@ -26,8 +26,8 @@ def bench_sample(
     other; each side keeps its best pass (the machine is shared, so a single pass mostly
     measures the neighbours' load). The headline is at ``seeds`` per batch; ``trainer_batch``
     repeats it at the trainer's batch size (``TrainConfig.batch_size`` seeds, at most every
-    actor). Neither is what training pays today: ``gnn/train.py`` trains full-graph and does
-    not call the sampler."""
+    actor). In sampled training (``TrainConfig.mode``; ``auto`` above 1M training edges) each
+    step samples three hops from a batch's actors and two from its items with these calls."""
     graph = SamplerGraph.from_data(data)
     out: dict[str, object] = {"bench": "sample", "seeds": min(seeds, data.num_actors)}
     out.update(_sample_rates(graph, data, seeds, fanout, rounds, repeats))
@@ -37,7 +37,7 @@ def bench_sample(
         "seeds": min(batch, data.num_actors),
         **_sample_rates(graph, data, batch, fanout, rounds, repeats),
     }
-    out["note"] = "gnn/train.py trains full-graph; it does not call the sampler"
+    out["note"] = "sampled training (mode sampled, auto above 1M edges) calls this sampler"
     return out
 
 

@@ -24,7 +24,7 @@ from gnn.experiment import (
     run_experiment,
 )
 from gnn.splits import SPLITS, make_split
-from gnn.train import GnnRecommender, TrainConfig
+from gnn.train import TRAINING_MODES, GnnRecommender, TrainConfig
 from graphstore import open_store
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ def eval_command(
             "Empty: any interaction."
         ),
     ] = "",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="sage: train on the full graph each step (full), on sampled neighbourhoods "
+            "(sampled), or sampled above 1M training edges (auto)."
+        ),
+    ] = "auto",
 ) -> None:
     """Evaluate models on one split, same split for all, mean ± std over seeds (full ranking,
     training items masked; Recall, NDCG, MRR, HitRate at K)."""
@@ -91,7 +98,7 @@ def eval_command(
         split,
         names,
         seeds,
-        TrainConfig(epochs=epochs, target=target_idx),
+        TrainConfig(epochs=epochs, target=target_idx, mode=_mode(mode)),
         k,
         fixed,
         progress=lambda line: typer.echo(line, err=True),
@@ -131,10 +138,17 @@ def train_command(
         int, typer.Option(help="Periodic mode: or after this many new events.")
     ] = 0,
     seed: Annotated[int, typer.Option()] = 0,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="sage: train on the full graph each step (full), on sampled neighbourhoods "
+            "(sampled), or sampled above 1M training edges (auto)."
+        ),
+    ] = "auto",
 ) -> None:
     """Train on the graph's current snapshot and publish models/<version>/ when its validation
     recall@20 is not worse than the current version's."""
-    config = TrainConfig(model=model, epochs=epochs, seed=seed)
+    config = TrainConfig(model=model, epochs=epochs, seed=seed, mode=_mode(mode))
     last_events = -1
     while True:
         with open_store(store) as graph:
@@ -151,6 +165,12 @@ def train_command(
                 with open_store(store) as graph:
                     if graph.stats().interactions - last_events >= every_events:
                         break
+
+
+def _mode(mode: str) -> str:
+    if mode not in TRAINING_MODES:
+        raise typer.BadParameter(f"unknown mode {mode!r}: {', '.join(TRAINING_MODES)}")
+    return mode
 
 
 def train_once(snapshot, config: TrainConfig, models_dir: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]

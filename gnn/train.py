@@ -19,10 +19,13 @@ from torch import Tensor
 from gnn.baselines import Scores
 from gnn.data import GraphData, IntArray, Interactions
 from gnn.evaluate import evaluate
+from gnn.minibatch import PairSampler
 from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec, edge_weight
 from gnn.splits import make_split
 
 log = logging.getLogger(__name__)
+
+TRAINING_MODES = ("auto", "full", "sampled")
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,11 @@ class TrainConfig:
     l2: float = 1e-5  # weight decay
     loss: str = "softmax"  # "softmax" over all items, "bpr" (Rendle et al., 2009) or "margin"
     margin: float = 0.5  # for the max-margin loss
-    supervision_share: float = 0.5  # pairs held out of message passing each epoch (sage)
+    supervision_share: float = 0.5  # pairs held out of message passing each epoch (sage, full)
+    mode: str = "auto"  # sage: "full" graph per step, "sampled" neighbourhoods, or "auto"
+    full_graph_edges: int = 1_000_000  # auto: sampled above this many training edges
+    fanout: int = 10  # sampled: neighbours drawn per node and hop
+    negatives: int = 1_024  # sampled: uniform random candidate items per batch
     hard_negative_share: float = 0.3  # final share of hard negatives (curriculum from 0)
     hard_rank: tuple[int, int] = (10, 100)  # hard negatives come from these score ranks
     validation_share: float = 0.1  # of training pairs, for early stopping
@@ -107,7 +114,11 @@ def pair_loss(pos: Tensor, neg: Tensor, config: TrainConfig) -> Tensor:
 
 
 class GnnRecommender:
-    """Trains a GNN on a split's training edges and scores with the learned embeddings."""
+    """Trains a GNN on a split's training edges and scores with the learned embeddings.
+
+    SageRec trains on the full graph each step (small graphs: every item is a softmax
+    candidate) or on sampled neighbourhoods (``gnn.minibatch``: a step costs O(batch), not
+    O(graph)); ``TrainConfig.mode`` picks, ``auto`` by the number of training edges."""
 
     def __init__(
         self, config: TrainConfig, on_epoch: Callable[[int, dict[str, float]], None] | None = None
@@ -130,6 +141,19 @@ class GnnRecommender:
             tuple(self.config.target),
         )
         self.model = self._build(data)
+        self._sampler = (
+            PairSampler(
+                data,
+                inner.train,
+                self.known_items,
+                self.config.sage.behaviour_typed,
+                self.config.sage.half_life_days,
+                self.config.fanout,
+                self.device,
+            )
+            if self.sampled(len(inner.train))
+            else None
+        )
         best, best_state, waited = -1.0, None, 0
         opt = torch.optim.Adam(
             self.model.parameters(), lr=self.config.lr, weight_decay=self.config.l2
@@ -156,6 +180,15 @@ class GnnRecommender:
         self.best_validation = best
         self._embed(data, train)
 
+    def sampled(self, num_edges: int) -> bool:
+        """Whether training steps run on sampled neighbourhoods (SageRec only)."""
+        mode = self.config.mode
+        if mode not in TRAINING_MODES:
+            raise ValueError(f"unknown training mode {mode!r}: {', '.join(TRAINING_MODES)}")
+        if self.config.model != "sage" or mode == "full":
+            return False
+        return mode == "sampled" or num_edges > self.config.full_graph_edges
+
     def _build(self, data: GraphData) -> torch.nn.Module:
         if self.config.model == "sage":
             model: torch.nn.Module = SageRec(
@@ -177,6 +210,11 @@ class GnnRecommender:
     ) -> float:
         """One pass over the training pairs; returns the mean loss."""
         self.model.train()
+        hard_share = self.config.hard_negative_share * min(
+            1.0, (epoch - 1) / max(1, self.config.epochs // 2)
+        )
+        if self._sampler is not None:
+            return self._sampled_epoch(self._sampler, opt, rng, hard_share)
         pairs = np.unique(np.stack([train.actor, train.item], axis=1), axis=0)
         if isinstance(self.model, SageRec):
             # Supervision pairs never appear in the message-passing graph of the same epoch.
@@ -202,9 +240,6 @@ class GnnRecommender:
         else:
             self.model.set_graph(torch.as_tensor(train.actor), torch.as_tensor(train.item))  # type: ignore[operator]
             graph = None
-        hard_share = self.config.hard_negative_share * min(
-            1.0, (epoch - 1) / max(1, self.config.epochs // 2)
-        )
         losses = []
         for batch in np.array_split(
             rng.permutation(len(pairs)), max(1, len(pairs) // self.config.batch_size)
@@ -216,11 +251,10 @@ class GnnRecommender:
                 h, z = self.model(graph, drop)
             else:
                 h, z = self.model()
-            if self.config.loss == "softmax":
-                loss = F.cross_entropy(h[a] @ z.T, i)
-            else:
-                neg = self._negatives(h[a], z, hard_share, rng)
-                loss = pair_loss((h[a] * z[i]).sum(-1), (h[a] * z[neg]).sum(-1), self.config)
+            neg = (
+                None if self.config.loss == "softmax" else self._negatives(h[a], z, hard_share, rng)
+            )
+            loss = self._loss(h[a], z, i, neg)
             if isinstance(self.model, LightGCN):
                 ego = self.model.embedding.weight
                 loss = loss + 1e-4 * (
@@ -231,6 +265,37 @@ class GnnRecommender:
             opt.step()
             losses.append(float(loss.detach()))
         return float(np.mean(losses))
+
+    def _sampled_epoch(
+        self,
+        sampler: PairSampler,
+        opt: torch.optim.Optimizer,
+        rng: np.random.Generator,
+        hard_share: float,
+    ) -> float:
+        """One pass over the training pairs, each step on the batch's sampled neighbourhood."""
+        pairs = sampler.pairs()
+        losses = []
+        for batch in np.array_split(
+            rng.permutation(len(pairs)), max(1, len(pairs) // self.config.batch_size)
+        ):
+            b = sampler.batch(batch, self.config.negatives, hard_share, rng)
+            drop = torch.rand(b.graph.num_items, device=self.device) < self.config.sage.id_dropout
+            h, z = self.model(b.graph, drop)
+            neg = None if self.config.loss == "softmax" else b.negative
+            loss = self._loss(h[b.actor], z[b.candidates], b.label, neg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses))
+
+    def _loss(self, h: Tensor, z: Tensor, positive: Tensor, negative: Tensor | None) -> Tensor:
+        """Mean loss of pairs ``h[k]`` → ``z[positive[k]]``: softmax over all of ``z``, or
+        BPR/margin against ``z[negative[k]]``."""
+        if negative is None:
+            return F.cross_entropy(h @ z.T, positive)
+        return pair_loss((h * z[positive]).sum(-1), (h * z[negative]).sum(-1), self.config)
 
     def _negatives(
         self, h: Tensor, z: Tensor, hard_share: float, rng: np.random.Generator

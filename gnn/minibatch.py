@@ -1,0 +1,156 @@
+"""Mini-batches for training on sampled neighbourhoods instead of the whole graph.
+
+For a batch of supervision pairs (actor, item), the sampler draws the actors' three-hop and the
+candidate items' two-hop neighbourhoods (what a three-layer ``SageRec`` reads), with the batch's
+own pairs excluded, so an answer never carries a message to its question. The model then runs
+on that subgraph as it would on the full graph. Candidates are the batch's positives, uniform
+random items and, on PinSage's curriculum, hard negatives: items that random walks from the
+positive visit most, so they look like it without being it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gnn.data import BEHAVIOURS, GraphData, IntArray, Interactions
+from gnn.models import Graph, edge_weight
+from gnn.sampler import (
+    ACTOR,
+    ITEM,
+    NeighbourInput,
+    RandomWalkInput,
+    SamplerGraph,
+    random_walk_neighbours,
+    sample_neighbours,
+)
+
+SAGE_HOPS = 3  # actor ← item ← actor ← item: what SageRec's three layers read
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A sampled subgraph with local ids; ``actor[k]`` should score ``candidates[label[k]]``
+    above the other candidates."""
+
+    graph: Graph
+    actor: Tensor  # [B] local actor of each pair
+    candidates: Tensor  # [C] local items scored for every pair
+    label: Tensor  # [B] index into ``candidates`` of each pair's positive
+    negative: Tensor  # [B] index into ``candidates`` of one negative per pair (for BPR/margin)
+
+
+class PairSampler:
+    """Builds ``Batch``es over fixed training edges (``edges`` index ``graph``'s edge ids)."""
+
+    def __init__(
+        self,
+        data: GraphData,
+        edges: Interactions,
+        known_items: np.ndarray,
+        typed: bool,
+        half_life_days: float,
+        fanout: int,
+        device: torch.device,
+    ) -> None:
+        self.data, self.edges, self.typed, self.device = data, edges, typed, device
+        self.graph = SamplerGraph.from_data(data.with_edges(edges))
+        self.fanout = fanout
+        now = float(data.edges.last_ts.max()) if len(data.edges) else 0.0
+        self.weight = edge_weight(
+            torch.as_tensor(edges.count),
+            torch.as_tensor((now - edges.last_ts) / 86_400.0),
+            half_life_days,
+        ).float()
+        self.ancestors = torch.as_tensor(data.category_ancestors())
+        self.features = torch.as_tensor(data.item_features, dtype=torch.float32)
+        self.item_ids = torch.as_tensor(np.where(known_items, np.arange(data.num_items), -1))
+        # Edges of each (actor, item) pair, so a batch can exclude its own pairs' edges.
+        key = edges.actor * data.num_items + edges.item
+        order = np.argsort(key, kind="stable")
+        self.pair_key, starts = np.unique(key[order], return_index=True)
+        self.pair_edges = order
+        self.pair_start = np.r_[starts, len(order)]
+
+    def pairs(self) -> IntArray:
+        """``[P, 2]`` distinct (actor, item) training pairs."""
+        n = self.data.num_items
+        return np.stack([self.pair_key // n, self.pair_key % n], axis=1)
+
+    def batch(
+        self,
+        pair_index: IntArray,
+        negatives: int,
+        hard_share: float,
+        rng: np.random.Generator,
+    ) -> Batch:
+        """The batch for pairs ``pair_index`` (rows of ``pairs()``)."""
+        n = self.data.num_items
+        actor, item = self.pair_key[pair_index] // n, self.pair_key[pair_index] % n
+        uniform = rng.integers(0, n, max(negatives, len(item)))
+        negative = uniform[: len(item)].copy()
+        n_hard = int(len(item) * hard_share)
+        if n_hard:
+            negative[:n_hard] = self._hard_negatives(item[:n_hard], rng)
+        items = np.unique(np.concatenate([item, uniform, negative]))
+        actors = np.unique(actor)
+        sample = sample_neighbours(
+            self.graph,
+            NeighbourInput(
+                actor_seeds=actors,
+                item_seeds=items,
+                fanouts=(self.fanout,) * SAGE_HOPS,
+                exclude=self._edges_of(pair_index),
+            ),
+            rng,
+        )
+        return Batch(
+            self._graph(sample.node, sample.row, sample.col, sample.edge),
+            torch.as_tensor(np.searchsorted(actors, actor), device=self.device),
+            torch.arange(len(items), device=self.device),  # item seeds are listed first
+            torch.as_tensor(np.searchsorted(items, item), device=self.device),
+            torch.as_tensor(np.searchsorted(items, negative), device=self.device),
+        )
+
+    def _edges_of(self, pair_index: IntArray) -> IntArray:
+        start, stop = self.pair_start[pair_index], self.pair_start[pair_index + 1]
+        sizes = stop - start
+        offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        return self.pair_edges[np.repeat(start, sizes) + offsets]
+
+    def _hard_negatives(self, item: IntArray, rng: np.random.Generator) -> IntArray:
+        """One of the items most visited by random walks from each positive (uniform when a
+        walk finds none)."""
+        near = random_walk_neighbours(self.graph, RandomWalkInput(item_seeds=item), rng)
+        pick = near.neighbours[np.arange(len(item)), rng.integers(0, near.neighbours.shape[1])]
+        return np.where(pick >= 0, pick, rng.integers(0, self.data.num_items, len(item)))
+
+    def _graph(
+        self,
+        node: dict[str, IntArray],
+        row: dict[tuple[str, str, str], IntArray],
+        col: dict[tuple[str, str, str], IntArray],
+        edge: dict[tuple[str, str, str], IntArray],
+    ) -> Graph:
+        relations = [(ACTOR, b.relationship, ITEM) for b in BEHAVIOURS]
+        groups = [[r] for r in relations] if self.typed else [relations]
+        tensors, weights = [], []
+        for group in groups:
+            present = [r for r in group if r in row]
+            rows = np.concatenate([row[r] for r in present]) if present else np.zeros(0, np.int64)
+            cols = np.concatenate([col[r] for r in present]) if present else np.zeros(0, np.int64)
+            ids = np.concatenate([edge[r] for r in present]) if present else np.zeros(0, np.int64)
+            tensors.append(torch.as_tensor(np.stack([rows, cols])).to(self.device))
+            weights.append(self.weight[torch.as_tensor(ids)].to(self.device))
+        items = torch.as_tensor(node[ITEM])
+        return Graph(
+            num_actors=len(node[ACTOR]),
+            edges=tensors,
+            weights=weights,
+            ancestors=self.ancestors[items].to(self.device),
+            features=self.features[items].to(self.device),
+            item_ids=self.item_ids[items].to(self.device),
+        )
