@@ -56,7 +56,7 @@ class PairSampler:
         fanout: int,
         device: torch.device,
     ) -> None:
-        self.data, self.edges, self.typed, self.device = data, edges, typed, device
+        self.data, self.typed, self.device = data, typed, device
         self.graph = SamplerGraph.from_data(data.with_edges(edges))
         self.fanout = fanout
         now = float(data.edges.last_ts.max()) if len(data.edges) else 0.0
