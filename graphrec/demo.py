@@ -164,10 +164,19 @@ def _ask(
         f"{time.time() - sent:.2f} s after its first click was produced",
         response,
     )
-    ranked = stub.Recommend(
-        pb.RecommendRequest(subject=subject, k=1000, category="/".join(leaf), include_seen=True)
-    )
-    ids = [i.item_id for i in ranked.items]
+    # The item table can hold the new item a moment before a ranking over the whole category
+    # does (they are published separately), so ask until it shows up.
+    while True:
+        ranked = stub.Recommend(
+            pb.RecommendRequest(subject=subject, k=1000, category="/".join(leaf), include_seen=True)
+        )
+        ids = [i.item_id for i in ranked.items]
+        if new.item_id in ids:
+            break
+        if time.time() - sent > 30:
+            out.print(f"[red]{new.item_id} was not ranked in its category within 30 s[/red]")
+            return
+        time.sleep(0.01)
     out.print(
         f"cold-start item {new.item_id} (upserted after training, no interactions): ranked "
         f"{ids.index(new.item_id) + 1} of {len(ids)} in its category for that session"
