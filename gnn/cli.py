@@ -29,6 +29,14 @@ from graphstore import open_store
 
 log = logging.getLogger(__name__)
 
+TrainingModeOpt = Annotated[
+    str,
+    typer.Option(
+        help="sage: train on the full graph each step (full), on sampled neighbourhoods "
+        "(sampled), or sampled above 1M training edges (auto)."
+    ),
+]
+
 
 def eval_command(
     dataset: Annotated[str, typer.Option(help="ml-100k or synthetic.")] = "ml-100k",
@@ -60,13 +68,7 @@ def eval_command(
             "Empty: any interaction."
         ),
     ] = "",
-    mode: Annotated[
-        str,
-        typer.Option(
-            help="sage: train on the full graph each step (full), on sampled neighbourhoods "
-            "(sampled), or sampled above 1M training edges (auto)."
-        ),
-    ] = "auto",
+    mode: TrainingModeOpt = "auto",
 ) -> None:
     """Evaluate models on one split, same split for all, mean ± std over seeds (full ranking,
     training items masked; Recall, NDCG, MRR, HitRate at K)."""
@@ -79,6 +81,7 @@ def eval_command(
     if bad:
         raise typer.BadParameter(f"unknown behaviours {bad}: view, click, cart or purchase")
     target_idx = tuple(i for i, b in enumerate(BEHAVIOURS) if b.name in behaviours)
+    mode = _mode(mode)
     fixed = None
     if train_file or test_file:
         if not (train_file and test_file):
@@ -98,7 +101,7 @@ def eval_command(
         split,
         names,
         seeds,
-        TrainConfig(epochs=epochs, target=target_idx, mode=_mode(mode)),
+        TrainConfig(epochs=epochs, target=target_idx, mode=mode),
         k,
         fixed,
         progress=lambda line: typer.echo(line, err=True),
@@ -138,13 +141,7 @@ def train_command(
         int, typer.Option(help="Periodic mode: or after this many new events.")
     ] = 0,
     seed: Annotated[int, typer.Option()] = 0,
-    mode: Annotated[
-        str,
-        typer.Option(
-            help="sage: train on the full graph each step (full), on sampled neighbourhoods "
-            "(sampled), or sampled above 1M training edges (auto)."
-        ),
-    ] = "auto",
+    mode: TrainingModeOpt = "auto",
 ) -> None:
     """Train on the graph's current snapshot and publish models/<version>/ when its validation
     recall@20 is not worse than the current version's."""
