@@ -55,6 +55,8 @@ def test_produce_ingest_stats_round_trip(tmp_path: Path) -> None:
         (["stats", "--store", "redis://x"], "unknown graph store URL"),
         (["produce", "--dataset", "imdb"], "unknown dataset"),
         (["produce", "--to", "ftp://x"], "unknown log URL"),
+        (["eval", "--mode", "minibatch", "--models", "pop"], "unknown mode"),
+        (["train", "--mode", "minibatch"], "unknown mode"),
     ],
 )
 def test_bad_urls_and_names_get_clear_errors(args: list[str], message: str) -> None:
