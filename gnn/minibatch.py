@@ -1,8 +1,9 @@
 """Mini-batches for training on sampled neighbourhoods instead of the whole graph.
 
-For a batch of supervision pairs (actor, item), the sampler draws the actors' three-hop and the
-candidate items' two-hop neighbourhoods (what a three-layer ``SageRec`` reads), with the batch's
-own pairs excluded, so an answer never carries a message to its question. The model then runs
+For a batch of supervision pairs (actor, item), the sampler draws three hops around the batch's
+actors and candidate items (a three-layer ``SageRec`` reads three from an actor, two from an
+item), with the batch's own pairs excluded, so an answer never carries a message to its
+question. The model then runs
 on that subgraph as it would on the full graph. Candidates are the batch's positives, uniform
 random items and, on PinSage's curriculum, hard negatives: items that random walks from the
 positive visit most, so they look like it without being it.
@@ -125,7 +126,8 @@ class PairSampler:
         """One of the items most visited by random walks from each positive (uniform when a
         walk finds none)."""
         near = random_walk_neighbours(self.graph, RandomWalkInput(item_seeds=item), rng)
-        pick = near.neighbours[np.arange(len(item)), rng.integers(0, near.neighbours.shape[1])]
+        rank = rng.integers(0, near.neighbours.shape[1], len(item))
+        pick = near.neighbours[np.arange(len(item)), rank]
         return np.where(pick >= 0, pick, rng.integers(0, self.data.num_items, len(item)))
 
     def _graph(
