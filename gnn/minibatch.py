@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from gnn.data import BEHAVIOURS, GraphData, IntArray, Interactions
+from gnn.draws import ranges
 from gnn.models import Graph, edge_weight
 from gnn.sampler import (
     ACTOR,
@@ -117,10 +118,9 @@ class PairSampler:
         )
 
     def _edges_of(self, pair_index: IntArray) -> IntArray:
-        start, stop = self.pair_start[pair_index], self.pair_start[pair_index + 1]
-        sizes = stop - start
-        offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        return self.pair_edges[np.repeat(start, sizes) + offsets]
+        start = self.pair_start[pair_index]
+        position, _ = ranges(start, self.pair_start[pair_index + 1] - start)
+        return self.pair_edges[position]
 
     def _hard_negatives(self, item: IntArray, rng: np.random.Generator) -> IntArray:
         """One of the items most visited by random walks from each positive (uniform when a
@@ -142,9 +142,10 @@ class PairSampler:
         tensors, weights = [], []
         for group in groups:
             present = [r for r in group if r in row]
-            rows = np.concatenate([row[r] for r in present]) if present else np.zeros(0, np.int64)
-            cols = np.concatenate([col[r] for r in present]) if present else np.zeros(0, np.int64)
-            ids = np.concatenate([edge[r] for r in present]) if present else np.zeros(0, np.int64)
+            rows, cols, ids = (
+                np.concatenate([part[r] for r in present] or [np.zeros(0, np.int64)])
+                for part in (row, col, edge)
+            )
             tensors.append(torch.as_tensor(np.stack([rows, cols])).to(self.device))
             weights.append(self.weight[torch.as_tensor(ids)].to(self.device))
         items = torch.as_tensor(node[ITEM])
