@@ -73,6 +73,11 @@ class GraphData:
     def num_categories(self) -> int:
         return len(self.category_keys)
 
+    @property
+    def newest_ts(self) -> float:
+        """Timestamp of the newest edge (0 without edges): edge ages count back from here."""
+        return float(self.edges.last_ts.max()) if len(self.edges) else 0.0
+
     def with_edges(self, edges: Interactions) -> GraphData:
         return replace(self, edges=edges)
 

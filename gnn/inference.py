@@ -27,7 +27,7 @@ from torch_geometric.nn import GraphConv
 
 from gnn.checkpoint import load
 from gnn.data import BEHAVIOURS, IntArray, Interactions
-from gnn.models import Graph, SageRec, edge_weight
+from gnn.models import Graph, SageRec, interaction_weights
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -190,8 +190,7 @@ class SageInference:
         return out, float(layer.bias @ target)
 
     def _weights(self, edges: Interactions) -> torch.Tensor:
-        age = np.maximum(self.reference_ts - edges.last_ts, 0.0) / 86_400.0
-        return edge_weight(torch.as_tensor(edges.count), torch.as_tensor(age), self.half_life_days)
+        return interaction_weights(edges, self.reference_ts, self.half_life_days)
 
     def _kinds(self, edges: Interactions) -> IntArray:
         """The output layer's type index of each edge (all 0 when edges are merged)."""

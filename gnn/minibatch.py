@@ -19,7 +19,7 @@ from torch import Tensor
 
 from gnn.data import BEHAVIOURS, GraphData, IntArray, Interactions
 from gnn.draws import ranges
-from gnn.models import Graph, edge_weight
+from gnn.models import Graph, interaction_weights
 from gnn.sampler import (
     ACTOR,
     ITEM,
@@ -61,12 +61,7 @@ class PairSampler:
         self.data, self.typed, self.device = data, typed, device
         self.graph = SamplerGraph.from_data(data.with_edges(edges))
         self.fanout = fanout
-        now = float(data.edges.last_ts.max()) if len(data.edges) else 0.0
-        self.weight = edge_weight(
-            torch.as_tensor(edges.count),
-            torch.as_tensor((now - edges.last_ts) / 86_400.0),
-            half_life_days,
-        ).float()
+        self.weight = interaction_weights(edges, data.newest_ts, half_life_days)
         self.ancestors = torch.as_tensor(data.category_ancestors())
         self.features = torch.as_tensor(data.item_features, dtype=torch.float32)
         self.item_ids = torch.as_tensor(np.where(known_items, np.arange(data.num_items), -1))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GraphConv, HeteroConv
 
-from gnn.data import BEHAVIOURS
+from gnn.data import BEHAVIOURS, Interactions
 
 # Actors get no input of their own in some convolutions, by design; PyG warns about that.
 warnings.filterwarnings("ignore", message="There exist node types")
@@ -143,6 +144,12 @@ class SageRec(nn.Module):
 def edge_weight(count: Tensor, age_days: Tensor, half_life_days: float) -> Tensor:
     """Weight of an edge: log-damped count times exponential recency decay."""
     return torch.log1p(count.float()) * torch.pow(0.5, age_days.float() / half_life_days)
+
+
+def interaction_weights(edges: Interactions, reference_ts: float, half_life_days: float) -> Tensor:
+    """``edge_weight`` of every edge, its age counted back from ``reference_ts`` (never < 0)."""
+    age = np.maximum(reference_ts - edges.last_ts, 0.0) / 86_400.0
+    return edge_weight(torch.as_tensor(edges.count), torch.as_tensor(age), half_life_days)
 
 
 @dataclass(frozen=True)

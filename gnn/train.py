@@ -20,7 +20,7 @@ from gnn.baselines import Scores
 from gnn.data import GraphData, IntArray, Interactions
 from gnn.evaluate import evaluate
 from gnn.minibatch import PairSampler
-from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec, edge_weight
+from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec, interaction_weights
 from gnn.splits import make_split
 
 log = logging.getLogger(__name__)
@@ -79,17 +79,13 @@ def to_graph(
 
     Only ``known_items`` (default: all) use their ID embedding; others are represented by
     content and neighbours alone, as a brand-new item would be."""
-    now = float(data.edges.last_ts.max()) if len(data.edges) else 0.0
-    age = (now - edges.last_ts) / 86_400.0
+    all_weights = interaction_weights(edges, data.newest_ts, half_life_days)
     groups = [edges.behaviour == b for b in range(4)] if typed else [np.ones(len(edges), bool)]
     tensors, weights = [], []
     for mask in groups:
         e = torch.as_tensor(np.stack([edges.actor[mask], edges.item[mask]]), dtype=torch.long)
-        w = edge_weight(
-            torch.as_tensor(edges.count[mask]), torch.as_tensor(age[mask]), half_life_days
-        )
         tensors.append(e.to(device))
-        weights.append(w.to(device))
+        weights.append(all_weights[torch.as_tensor(mask)].to(device))
     return Graph(
         num_actors=data.num_actors,
         edges=tensors,
