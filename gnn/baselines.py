@@ -16,12 +16,16 @@ from gnn.data import GraphData, IntArray, Interactions
 Scores = npt.NDArray[np.float32]
 
 
-class Recommender(Protocol):
+class Scorer(Protocol):
+    """Scores every item for each of ``actors``: what evaluation needs."""
+
+    def score(self, actors: IntArray) -> Scores: ...
+
+
+class Recommender(Scorer, Protocol):
     name: str
 
     def fit(self, data: GraphData, train: Interactions, seed: int) -> None: ...
-
-    def score(self, actors: IntArray) -> Scores: ...
 
 
 class Pop:

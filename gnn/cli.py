@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from gnn.checkpoint import current_version, save
-from gnn.data import BEHAVIOURS, from_snapshot
+from gnn.data import BEHAVIOURS, GraphData, from_snapshot
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
 from gnn.experiment import (
     MODELS,
@@ -23,7 +23,9 @@ from gnn.experiment import (
     read_csv_interactions,
     run_experiment,
 )
-from gnn.splits import SPLITS, make_split
+from gnn.inference import SageInference
+from gnn.publish import held_out_recall
+from gnn.splits import SPLITS, Split, make_split
 from gnn.train import TRAINING_MODES, GnnRecommender, TrainConfig
 from graphstore import open_store
 
@@ -171,23 +173,35 @@ def _mode(mode: str) -> str:
 
 
 def train_once(snapshot, config: TrainConfig, models_dir: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """Train one version; publish it (``current`` pointer) only if validation did not get worse."""
+    """Train one version; publish it (``current`` pointer) only if its recall on held-out
+    pairs is not worse than the current version's on the same pairs."""
     data = from_snapshot(snapshot)
     split = make_split(data, "random", config.seed, 0.1)
     model = GnnRecommender(config)
     model.fit(data, split.train, config.seed)
-    version = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    metric = model.best_validation
-    current = _current(models_dir)
-    published = current is None or metric >= current[1]
+    version = _new_version(models_dir)
     directory = save(
         model,
         data,
         models_dir / version,
+        {"watermarks": snapshot.watermarks, "history": model.history},
+    )
+    metric = _held_out_recall(directory, data, split)
+    if metric is None:  # LightGCN cannot embed today's graph: its own validation score
+        metric = model.best_validation
+    current = _current(models_dir)
+    current_metric = None
+    if current is not None:
+        current_metric = _held_out_recall(models_dir / current[0], data, split)
+        if current_metric is None:
+            current_metric = current[1]
+    published = current_metric is None or metric >= current_metric
+    _update_meta(
+        directory,
         {
             "validation_recall@20": metric,
-            "watermarks": snapshot.watermarks,
-            "history": model.history,
+            "best_validation_recall@20": model.best_validation,
+            "current_recall@20": current_metric,
             "published": published,
         },
     )
@@ -199,10 +213,39 @@ def train_once(snapshot, config: TrainConfig, models_dir: Path) -> dict[str, obj
         "version": version,
         "path": str(directory),
         "validation_recall@20": round(metric, 4),
+        "current_recall@20": None if current_metric is None else round(current_metric, 4),
         "published": published,
         "previous": current[0] if current else None,
         "config": asdict(config),
     }
+
+
+def _new_version(models_dir: Path) -> str:
+    """A UTC timestamp name, suffixed when a version was already written in that second."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    version, n = stamp, 1
+    while (models_dir / version).exists():
+        n += 1
+        version = f"{stamp}-{n}"
+    return version
+
+
+def _held_out_recall(directory: Path, data: GraphData, split: Split) -> float | None:
+    """A saved version's recall@20 on ``split`` (None if it cannot embed today's graph)."""
+    try:
+        inference = SageInference.from_dir(directory, data.newest_ts)
+    except ValueError:
+        return None
+    return held_out_recall(inference, data, split)
+
+
+def _update_meta(directory: Path, extra: dict[str, object]) -> None:
+    path = directory / "meta.json"
+    meta = json.loads(path.read_text())
+    meta.update(extra)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(path)
 
 
 def _current(models_dir: Path) -> tuple[str, float] | None:

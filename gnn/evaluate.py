@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from gnn.baselines import Recommender
+from gnn.baselines import Scorer
 from gnn.data import GraphData
 from gnn.metrics import METRICS
 from gnn.splits import Split
 
 
 def evaluate(
-    model: Recommender, data: GraphData, split: Split, k: int = 20, chunk: int = 1_024
+    model: Scorer, data: GraphData, split: Split, k: int = 20, chunk: int = 1_024
 ) -> dict[str, float]:
     """Recall, NDCG, MRR and HitRate at ``k`` over actors with held-out items."""
     actors = np.unique(split.test_actor)
