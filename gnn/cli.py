@@ -196,6 +196,13 @@ def train_once(snapshot, config: TrainConfig, models_dir: Path) -> dict[str, obj
         if current_metric is None:
             current_metric = current[1]
     published = current_metric is None or metric >= current_metric
+    log.info(
+        "version %s: held-out recall@20 %.4f against %s for the current version: %s",
+        version,
+        metric,
+        "none" if current_metric is None else f"{current_metric:.4f}",
+        "published" if published else "kept, not published",
+    )
     _update_meta(
         directory,
         {
@@ -234,7 +241,8 @@ def _held_out_recall(directory: Path, data: GraphData, split: Split) -> float | 
     """A saved version's recall@20 on ``split`` (None if it cannot embed today's graph)."""
     try:
         inference = SageInference.from_dir(directory, data.newest_ts)
-    except ValueError:
+    except ValueError as exc:
+        log.info("%s; the gate uses its stored validation score", exc)
         return None
     return held_out_recall(inference, data, split)
 
