@@ -17,7 +17,7 @@ from gnn.splits import Split
 
 
 class _VersionScores:
-    """A saved SageRec version embedding every actor and item of ``data`` from ``edges``."""
+    """A saved SageRec version embedding every actor and item of ``data`` from ``split.train``."""
 
     def __init__(self, inference: SageInference, data: GraphData, split: Split) -> None:
         leaves = [data.category_keys[c] if c >= 0 else None for c in data.item_leaf]
