@@ -145,8 +145,8 @@ def train_command(
     seed: Annotated[int, typer.Option()] = 0,
     mode: TrainingModeOpt = "auto",
 ) -> None:
-    """Train on the graph's current snapshot and publish models/<version>/ when its validation
-    recall@20 is not worse than the current version's."""
+    """Train on the graph's current snapshot and publish models/<version>/ when its recall@20
+    on held-out pairs is not worse than the current version's on the same pairs."""
     config = TrainConfig(model=model, epochs=epochs, seed=seed, mode=_mode(mode))
     last_events = -1
     while True:
