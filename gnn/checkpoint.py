@@ -37,6 +37,16 @@ def save(model: GnnRecommender, data: GraphData, directory: Path, extra: dict[st
     return directory
 
 
+def update_meta(directory: Path, extra: dict[str, Any]) -> None:
+    """Add ``extra`` to a saved version's metadata (written whole, then renamed into place)."""
+    path = directory / "meta.json"
+    meta = json.loads(path.read_text())
+    meta.update(extra)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(path)
+
+
 def current_version(models_dir: Path) -> str | None:
     """The version ``models_dir/current`` points at (written by ``graphrec train``), if any."""
     pointer = models_dir / "current"

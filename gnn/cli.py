@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from gnn.checkpoint import current_version, save
-from gnn.data import BEHAVIOURS, GraphData, from_snapshot
+from gnn.checkpoint import current_version, save, update_meta
+from gnn.data import BEHAVIOURS, from_snapshot
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
 from gnn.experiment import (
     MODELS,
@@ -23,9 +23,8 @@ from gnn.experiment import (
     read_csv_interactions,
     run_experiment,
 )
-from gnn.inference import SageInference
-from gnn.publish import held_out_recall
-from gnn.splits import SPLITS, Split, make_split
+from gnn.publish import version_recall
+from gnn.splits import SPLITS, make_split
 from gnn.train import TRAINING_MODES, GnnRecommender, TrainConfig
 from graphstore import open_store
 
@@ -186,13 +185,13 @@ def train_once(snapshot, config: TrainConfig, models_dir: Path) -> dict[str, obj
         models_dir / version,
         {"watermarks": snapshot.watermarks, "history": model.history},
     )
-    metric = _held_out_recall(directory, data, split)
+    metric = version_recall(directory, data, split)
     if metric is None:  # LightGCN cannot embed today's graph: its own validation score
         metric = model.best_validation
     current = _current(models_dir)
     current_metric = None
     if current is not None:
-        current_metric = _held_out_recall(models_dir / current[0], data, split)
+        current_metric = version_recall(models_dir / current[0], data, split)
         if current_metric is None:
             current_metric = current[1]
     published = current_metric is None or metric >= current_metric
@@ -203,7 +202,7 @@ def train_once(snapshot, config: TrainConfig, models_dir: Path) -> dict[str, obj
         "none" if current_metric is None else f"{current_metric:.4f}",
         "published" if published else "kept, not published",
     )
-    _update_meta(
+    update_meta(
         directory,
         {
             "validation_recall@20": metric,
@@ -235,25 +234,6 @@ def _new_version(models_dir: Path) -> str:
         n += 1
         version = f"{stamp}-{n}"
     return version
-
-
-def _held_out_recall(directory: Path, data: GraphData, split: Split) -> float | None:
-    """A saved version's recall@20 on ``split`` (None if it cannot embed today's graph)."""
-    try:
-        inference = SageInference.from_dir(directory, data.newest_ts)
-    except ValueError as exc:
-        log.info("%s; the gate uses its stored validation score", exc)
-        return None
-    return held_out_recall(inference, data, split)
-
-
-def _update_meta(directory: Path, extra: dict[str, object]) -> None:
-    path = directory / "meta.json"
-    meta = json.loads(path.read_text())
-    meta.update(extra)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(path)
 
 
 def _current(models_dir: Path) -> tuple[str, float] | None:

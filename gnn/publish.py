@@ -8,12 +8,17 @@ is the best of several evaluations, so it is neither comparable nor unbiased.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 
 from gnn.data import GraphData, IntArray
 from gnn.evaluate import evaluate
 from gnn.inference import Float32Array, SageInference
 from gnn.splits import Split
+
+log = logging.getLogger(__name__)
 
 
 class _VersionScores:
@@ -32,3 +37,14 @@ class _VersionScores:
 def held_out_recall(inference: SageInference, data: GraphData, split: Split, k: int = 20) -> float:
     """Recall@k of a saved version on ``split``'s held-out pairs, its inputs ``split.train``."""
     return evaluate(_VersionScores(inference, data, split), data, split, k)[f"recall@{k}"]
+
+
+def version_recall(directory: Path, data: GraphData, split: Split) -> float | None:
+    """``held_out_recall`` of the version saved in ``directory`` (None for a model that cannot
+    embed today's graph, such as LightGCN)."""
+    try:
+        inference = SageInference.from_dir(directory, data.newest_ts)
+    except ValueError as exc:
+        log.info("%s; the gate uses its stored validation score", exc)
+        return None
+    return held_out_recall(inference, data, split)
