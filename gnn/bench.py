@@ -49,20 +49,21 @@ def _sample_rates(
         rng.choice(data.num_actors, min(seeds, data.num_actors), replace=False)
         for _ in range(rounds)
     ]
-    csr = graph.actor_to_item
+    indptr = graph.actor_to_item.indptr
+    indices = np.ascontiguousarray(graph.actor_to_item.indices)  # a plain CSR, as numpy has it
     raw_rate = rate = 0.0
     for _ in range(repeats):
         started, gathered = time.perf_counter(), 0
         for batch in batches:
-            start = csr.indptr[batch]
-            degree = csr.indptr[batch + 1] - start
+            start = indptr[batch]
+            degree = indptr[batch + 1] - start
             draws = np.where(
                 degree[:, None] <= fanout,
                 np.arange(fanout)[None, :],
                 (rng.random((len(batch), fanout)) * degree[:, None]).astype(np.int64),
             )
             keep = np.arange(fanout)[None, :] < np.minimum(degree, fanout)[:, None]
-            gathered += len(csr.indices[(start[:, None] + draws)[keep]])
+            gathered += len(indices[(start[:, None] + draws)[keep]])
         raw_rate = max(raw_rate, gathered / (time.perf_counter() - started))
         started, sampled = time.perf_counter(), 0
         for batch in batches:

@@ -1,4 +1,4 @@
-"""Our own sampler: vectorised numpy over CSR (pyg-lib is not on PyPI, so PyG's loaders are out).
+"""Our own sampler over CSR snapshots (pyg-lib is not on PyPI, so PyG's loaders are out).
 
 Two samplers over the actor–item bipartite graph, with dataclass inputs and outputs in the
 spirit of PyG's ``SamplerOutput``:
@@ -8,54 +8,46 @@ spirit of PyG's ``SamplerOutput``:
 * ``random_walk_neighbours`` — PinSage's importance neighbourhood: short item→actor→item
   random walks, keeping the top-T most visited items with visit counts as weights.
 
-A call costs O(sample), not O(graph): each hop draws for all frontier nodes at once
-(``gnn.draws``), reads a drawn edge's endpoint, id and behaviour in one packed gather, and
-relabels nodes and drops repeated edges through per-thread scratch maps reused across calls
-(no sort, no ``np.unique``). At a few thousand edges a call the cost is numpy's per-call
-overhead and cache misses, so the hot path counts its numpy calls and keeps its random-access
-maps small (int32 records). Filters still scan the frontier's edges once per hop.
+Both are loops compiled by numba (``gnn.draws`` says why), one pass over the frontier per
+hop. A call costs O(sample), not O(graph): nodes are relabelled and repeated edges dropped
+through per-thread scratch maps reused across calls, and an unfiltered draw reads only the
+drawn positions of a row (a filtered one scans the row's edges once).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch_geometric.data import HeteroData
 
 from gnn.data import BEHAVIOURS, GraphData, IntArray
-from gnn.draws import choose, ranges, scratch
+from gnn.draws import below, scratch, seed_from, stream, subset
 
 ACTOR, ITEM = "actor", "item"
-_EMPTY: IntArray = np.zeros(0, np.int64)
-
-
-_BEHAVIOUR_BITS = max(1, (len(BEHAVIOURS) - 1).bit_length())
+Relation = tuple[str, str, str]
+CsrArrays = tuple[IntArray, npt.NDArray[np.signedinteger[Any]], int, npt.NDArray[np.float64]]
+BEHAVIOUR_BITS = max(1, (len(BEHAVIOURS) - 1).bit_length())
 
 
 @dataclass(frozen=True)
 class Csr:
-    """Adjacency of one direction: neighbours of node ``v`` are ``indices[indptr[v]:indptr[v+1]]``;
-    ``edge``/``behaviour``/``ts`` give the global edge id, behaviour index and first-seen time.
+    """Adjacency of one direction: the neighbours of node ``v`` sit at positions
+    ``indptr[v] .. indptr[v+1] - 1``; ``ts[p]`` is the last-seen time of position ``p``'s edge.
 
-    ``record`` packs ``indices``, ``edge`` and ``behaviour`` of a position into one int32 or
-    int64 (``indices << record_shift | edge << _BEHAVIOUR_BITS | behaviour``; ``None`` when the
-    ids do not fit), so reading a drawn edge costs one random memory access, as a bare gather
-    of ``indices`` does, instead of three (and, in int32, half the cache lines)."""
+    ``record[p]`` packs the neighbour, global edge id and behaviour index of position ``p``
+    into one integer (``neighbour << shift | edge << BEHAVIOUR_BITS | behaviour``), int32
+    when they fit in 31 bits: reading a drawn edge then costs one random memory access in
+    an array as small as the neighbour ids alone, as it does for a bare CSR gather."""
 
     indptr: IntArray
-    indices: IntArray
-    edge: IntArray
-    behaviour: IntArray
+    record: npt.NDArray[np.signedinteger[Any]]
+    shift: int
     ts: npt.NDArray[np.float64]
-    record: npt.NDArray[np.signedinteger[Any]] | None = field(
-        default=None, repr=False, compare=False
-    )
-    record_shift: int = 0
 
     @classmethod
     def build(
@@ -63,39 +55,50 @@ class Csr:
         src: IntArray,
         dst: IntArray,
         n_src: int,
+        n_dst: int,
         behaviour: IntArray,
         ts: npt.NDArray[np.float64],
     ) -> Csr:
         order = np.lexsort((dst, src))
         indptr = np.zeros(n_src + 1, np.int64)
         np.cumsum(np.bincount(src, minlength=n_src), out=indptr[1:])
-        indices, edge, beh = dst[order], order.astype(np.int64), behaviour[order]
-        shift = _BEHAVIOUR_BITS + max(1, len(edge).bit_length())
-        record: npt.NDArray[np.signedinteger[Any]] | None = None
-        bits = shift + int(indices.max(initial=0)).bit_length()
-        if bits <= 63:
-            record = (indices << shift) | (edge << _BEHAVIOUR_BITS) | beh
-            if bits <= 31:
-                record = record.astype(np.int32)
-        return cls(indptr, indices, edge, beh, ts[order], record, shift)
+        shift = BEHAVIOUR_BITS + max(1, len(order).bit_length())
+        if shift + max(1, n_dst).bit_length() > 63:
+            raise ValueError(
+                f"{len(order)} edges to {n_dst} nodes do not fit the sampler's records"
+            )
+        record = (
+            (dst[order].astype(np.int64) << shift) | (order << BEHAVIOUR_BITS) | behaviour[order]
+        )
+        if shift + max(1, n_dst).bit_length() <= 31:
+            record = record.astype(np.int32)
+        return cls(indptr, record, shift, ts[order].astype(np.float64))
 
-    @cached_property
-    def degree(self) -> IntArray:
-        """Neighbours per node."""
-        return np.diff(self.indptr)
+    @property
+    def indices(self) -> IntArray:
+        """Neighbour at each position."""
+        return (self.record >> self.shift).astype(np.int64)
 
-    @cached_property
-    def behaviours(self) -> tuple[int, ...]:
-        """Behaviour indices that label at least one edge."""
-        return tuple(np.flatnonzero(np.bincount(self.behaviour, minlength=1)).tolist())
+    @property
+    def edge(self) -> IntArray:
+        """Global edge id at each position."""
+        return (
+            (self.record >> BEHAVIOUR_BITS) & ((1 << (self.shift - BEHAVIOUR_BITS)) - 1)
+        ).astype(np.int64)
 
-    def gather(self, position: IntArray) -> tuple[IntArray, IntArray, IntArray]:
-        """``indices``, ``edge`` and ``behaviour`` at ``position``."""
-        if self.record is None:
-            return self.indices[position], self.edge[position], self.behaviour[position]
-        packed = self.record.take(position).astype(np.int64, copy=False)
-        edge = (packed >> _BEHAVIOUR_BITS) & ((1 << (self.record_shift - _BEHAVIOUR_BITS)) - 1)
-        return packed >> self.record_shift, edge, packed & ((1 << _BEHAVIOUR_BITS) - 1)
+    @property
+    def behaviour(self) -> IntArray:
+        """Behaviour index at each position."""
+        return (self.record & ((1 << BEHAVIOUR_BITS) - 1)).astype(np.int64)
+
+    def widened(self) -> Csr:
+        """The same adjacency with int64 records."""
+        return replace(self, record=self.record.astype(np.int64))
+
+    @property
+    def arrays(self) -> CsrArrays:
+        """The fields as one tuple, as the compiled loops take them."""
+        return self.indptr, self.record, self.shift, self.ts
 
 
 @dataclass(frozen=True)
@@ -106,21 +109,20 @@ class SamplerGraph:
     item_to_actor: Csr
     num_actors: int
     num_items: int
-    position_of_edge: IntArray  # global edge id -> position in actor_to_item
 
     @classmethod
     def from_data(cls, data: GraphData) -> SamplerGraph:
         e = data.edges
-        a2i = Csr.build(e.actor, e.item, data.num_actors, e.behaviour, e.last_ts)
-        position = np.empty(len(a2i.edge), np.int64)
-        position[a2i.edge] = np.arange(len(a2i.edge))
-        return cls(
-            a2i,
-            Csr.build(e.item, e.actor, data.num_items, e.behaviour, e.last_ts),
-            data.num_actors,
-            data.num_items,
-            position,
-        )
+        a, i = data.num_actors, data.num_items
+        to_item = Csr.build(e.actor, e.item, a, i, e.behaviour, e.last_ts)
+        to_actor = Csr.build(e.item, e.actor, i, a, e.behaviour, e.last_ts)
+        if to_item.record.dtype != to_actor.record.dtype:  # the compiled loops take one type
+            to_item, to_actor = to_item.widened(), to_actor.widened()
+        return cls(to_item, to_actor, a, i)
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.actor_to_item.record)
 
 
 @dataclass(frozen=True)
@@ -140,10 +142,10 @@ class SamplerOutput:
     Relations are ``(actor, <BEHAVIOUR>, item)``; edges keep the actor → item direction."""
 
     node: dict[str, IntArray]
-    row: dict[tuple[str, str, str], IntArray]
-    col: dict[tuple[str, str, str], IntArray]
-    edge: dict[tuple[str, str, str], IntArray]
-    hop: dict[tuple[str, str, str], IntArray]
+    row: dict[Relation, IntArray]
+    col: dict[Relation, IntArray]
+    edge: dict[Relation, IntArray]
+    hop: dict[Relation, IntArray]
 
     @property
     def num_sampled_edges(self) -> int:
@@ -160,154 +162,6 @@ class SamplerOutput:
         return data
 
 
-@dataclass(frozen=True)
-class _Filter:
-    """Which CSR positions may carry messages: ``ts < cutoff``, edge not blocked (global edge
-    ids marked ``mark`` in the scratch map ``blocked``), behaviour allowed (by index)."""
-
-    cutoff: float | None
-    blocked: npt.NDArray[np.signedinteger[Any]] | None
-    mark: int
-    behaviours: npt.NDArray[np.bool_] | None
-
-    @classmethod
-    def of(cls, graph: SamplerGraph, spec: NeighbourInput) -> _Filter | None:
-        blocked, mark, behaviours = None, 0, None
-        if spec.exclude is not None and len(spec.exclude):
-            n = len(graph.position_of_edge)
-            blocked, mark = scratch.claim("blocked", n, 1, np.int32)
-            exclude = np.asarray(spec.exclude, np.int64)
-            blocked[exclude[(exclude >= 0) & (exclude < n)]] = mark  # others match no edge
-        if spec.behaviours is not None:
-            behaviours = np.zeros(len(BEHAVIOURS), bool)
-            behaviours[[b for b in spec.behaviours if 0 <= b < len(BEHAVIOURS)]] = True
-        if spec.cutoff is None and blocked is None and behaviours is None:
-            return None
-        return cls(spec.cutoff, blocked, mark, behaviours)
-
-    def allowed(self, csr: Csr, position: IntArray) -> npt.NDArray[np.bool_]:
-        ok = np.ones(len(position), bool)
-        if self.cutoff is not None:
-            ok &= csr.ts[position] < self.cutoff
-        if self.blocked is not None:
-            ok &= self.blocked[csr.edge[position]] != self.mark
-        if self.behaviours is not None:
-            ok &= self.behaviours[csr.behaviour[position]]
-        return ok
-
-
-def _pick(
-    csr: Csr, frontier: IntArray, fanout: int, allow: _Filter | None, rng: np.random.Generator
-) -> tuple[IntArray, IntArray | None]:
-    """CSR positions: at most ``fanout`` allowed edges per frontier node, uniformly at random
-    without replacement; and the frontier index each came from (``None``: position ``i`` came
-    from ``frontier[i % len(frontier)]``)."""
-    start = csr.indptr.take(frontier)
-    size = csr.degree.take(frontier)
-    if allow is None:
-        return choose(start, size, fanout, len(csr.indices), rng)
-    # Filtered: every allowed position of the frontier, packed per node, then the same draw.
-    position, owner = ranges(start, size)
-    ok = allow.allowed(csr, position)
-    position, owner = position[ok], owner[ok]
-    count = np.bincount(owner, minlength=len(frontier))
-    index, row = choose(np.cumsum(count) - count, count, fanout, len(position), rng)
-    return position[index], row
-
-
-_DENSE = 4  # a hop reaching >= 1/_DENSE as many nodes as its type has: mark them in a mask
-
-
-class _Nodes:
-    """One node type of a sample: global ids in order of discovery, and a scratch map from
-    global id to ``base + local id``."""
-
-    def __init__(self, num_nodes: int, name: str) -> None:
-        self.num_nodes = num_nodes
-        self.local, self.base = scratch.claim(name, num_nodes, 1 << 32)  # ids, tags < 2**32
-        self.parts: list[IntArray] = []
-        self.count = 0
-
-    def add_seeds(self, seeds: IntArray) -> IntArray:
-        """Adds ``seeds`` (the first nodes) in order of first occurrence; returns them."""
-        n, local, start = len(seeds), self.local, self.base
-        if not n:
-            return seeds
-        local[seeds] = np.arange(start, start + n)  # some occurrence of each wins
-        if not (local.take(seeds) == np.arange(start, start + n)).all():  # repeats
-            tag = np.arange(start + 2 * n - 1, start + n - 1, -1)  # above the first pass
-            np.maximum.at(local, seeds, tag)  # a node keeps the tag of its first occurrence
-            seeds = seeds[local.take(seeds) == tag]
-            local[seeds] = np.arange(start, start + len(seeds))
-        self.parts.append(seeds)
-        self.count = len(seeds)
-        return seeds
-
-    def add(self, candidates: IntArray) -> tuple[IntArray, IntArray]:
-        """Adds the nodes of ``candidates`` not seen yet; returns them (in no particular
-        order) and the local id of every candidate."""
-        base, local, start = self.base, self.local, self.base + self.count
-        if len(candidates) * _DENSE >= self.num_nodes:
-            hit = np.zeros(self.num_nodes, bool)
-            hit[candidates] = True
-            if self.count:
-                hit &= local[: self.num_nodes] < base
-            new = hit.nonzero()[0]  # ascending ids
-        else:
-            new = candidates[local.take(candidates) < base] if self.count else candidates
-            tag = np.arange(start + len(new) - 1, start - 1, -1)  # earlier: larger
-            np.maximum.at(local, new, tag)  # a node keeps the tag of its first occurrence
-            new = new[local.take(new) == tag]
-        if len(new):
-            local[new] = np.arange(start, start + len(new))
-            self.parts.append(new)
-            self.count += len(new)
-        ids = local.take(candidates)
-        ids -= base
-        return new, ids
-
-
-@dataclass
-class _Part:
-    """The edges one hop drew from the frontier of one side: the frontier-local id of their
-    source (``None``: edge ``i`` comes from frontier node ``i % width``), plus ``offset``; their
-    target (global id, local once added to its ``_Nodes``); their global id and behaviour."""
-
-    source: IntArray | None
-    width: int
-    offset: int
-    target: IntArray
-    edge: IntArray
-    behaviour: IntArray
-    hop: int | IntArray  # of every edge, or one per edge
-    from_actor: bool
-
-    def sources(self, which: IntArray | None = None) -> IntArray:
-        """Local source ids of the edges ``which`` (all if ``None``)."""
-        if self.source is None:
-            rows = scratch.cycle(self.width, len(self.edge))
-            local = rows.copy() if which is None else rows.take(which)
-        else:
-            local = self.source if which is None else self.source.take(which)
-        return local + self.offset if self.offset else local
-
-    def keep(self, keep: npt.NDArray[np.bool_]) -> _Part:
-        """Only the edges where ``keep``."""
-        source = self.source
-        if source is None:
-            source = scratch.cycle(self.width, len(self.edge))
-        return _Part(
-            source[keep],
-            self.width,
-            self.offset,
-            self.target[keep],
-            self.edge[keep],
-            self.behaviour[keep],
-            self.hop,
-            self.from_actor,
-        )
-
-
 def sample_neighbours(
     graph: SamplerGraph, spec: NeighbourInput, rng: np.random.Generator
 ) -> SamplerOutput:
@@ -315,88 +169,201 @@ def sample_neighbours(
 
     Each hop draws up to ``fanout`` allowed edges per frontier node, uniformly without
     replacement. An edge reached from both ends is kept once, with its earliest hop. Nodes
-    are listed seeds first (in the order given), then each hop's new nodes; edges by hop."""
-    allow = _Filter.of(graph, spec)
-    nodes = {ACTOR: _Nodes(graph.num_actors, ACTOR), ITEM: _Nodes(graph.num_items, ITEM)}
-    frontier: dict[str, tuple[IntArray, int]] = {}  # new nodes, local id of the first
-    for kind, seeds in ((ACTOR, spec.actor_seeds), (ITEM, spec.item_seeds)):
-        frontier[kind] = nodes[kind].add_seeds(np.asarray(seeds, np.int64)), 0
-    parts: list[_Part] = []
-    taken, mark, marked = _EMPTY, 0, 0  # edge ids of parts[:marked] are ``mark`` in ``taken``
-    for hop, fanout in enumerate(spec.fanouts, start=1):
-        new: dict[str, tuple[IntArray, int]] = {}
-        for kind, csr, other in (
-            (ACTOR, graph.actor_to_item, ITEM),
-            (ITEM, graph.item_to_actor, ACTOR),
-        ):
-            ids, offset = frontier[kind]
-            new[other] = _EMPTY, nodes[other].count
-            if not len(ids):
-                continue
-            position, row = _pick(csr, ids, fanout, allow, rng)
-            reached, edge, behaviour = csr.gather(position)
-            part = _Part(row, len(ids), offset, reached, edge, behaviour, hop, kind == ACTOR)
-            if parts:  # an edge met again from its other end keeps its earlier hop
-                if not mark:
-                    taken, mark = scratch.claim("edge", len(graph.position_of_edge), 1, np.int32)
-                for p in parts[marked:]:
-                    taken[p.edge] = mark
-                marked = len(parts)
-                again = taken.take(edge) == mark
-                if again.any():
-                    part = part.keep(~again)
-            fresh, part.target = nodes[other].add(part.target)  # global -> local ids
-            new[other] = fresh, nodes[other].count - len(fresh)
-            parts.append(part)
-        frontier = new
-    found = {kind: np.concatenate(n.parts) if n.parts else _EMPTY for kind, n in nodes.items()}
-    return _output(found, parts, graph.actor_to_item.behaviours)
-
-
-def _output(
-    nodes: dict[str, IntArray], parts: list[_Part], behaviours: tuple[int, ...]
-) -> SamplerOutput:
-    """Splits the sampled edges by behaviour (one of ``behaviours``) into relations."""
-    out: tuple[dict[tuple[str, str, str], IntArray], ...] = ({}, {}, {}, {})
-    for part in parts if len(parts) == 1 else [_merged(parts)]:
-        if not len(part.edge):
-            break
-        for b in behaviours:
-            which = None if len(behaviours) == 1 else (part.behaviour == b).nonzero()[0]
-            if which is not None and not len(which):
-                continue
-            source = part.sources(which)
-            target = part.target if which is None else part.target.take(which)
-            edge = part.edge if which is None else part.edge.take(which)
-            rel = (ACTOR, BEHAVIOURS[b].relationship, ITEM)
-            out[0][rel], out[1][rel] = (source, target) if part.from_actor else (target, source)
-            out[2][rel] = edge
-            hop = part.hop
-            if isinstance(hop, int):
-                out[3][rel] = np.empty(len(edge), np.int64)
-                out[3][rel].fill(hop)
-            else:
-                out[3][rel] = hop if which is None else hop.take(which)
-    return SamplerOutput(nodes, *out)
-
-
-def _merged(parts: list[_Part]) -> _Part:
-    """All ``parts`` as one, actor → item, with the hop of every edge."""
-    actor = [p.sources() if p.from_actor else p.target for p in parts]
-    item = [p.target if p.from_actor else p.sources() for p in parts]
-    edge = [p.edge for p in parts]
-    hop = np.repeat(np.array([p.hop for p in parts], np.int64), [len(e) for e in edge])
-    behaviour = np.concatenate([p.behaviour for p in parts])
-    return _Part(
-        np.concatenate(actor),
-        0,
-        0,
-        np.concatenate(item),
-        np.concatenate(edge),
-        behaviour,
-        hop,
-        True,
+    are listed seeds first (in the order given, repeats dropped), then each hop's new nodes
+    in the order found; edges by hop."""
+    actor_seeds = _checked(spec.actor_seeds, graph.num_actors, "actor_seeds")
+    item_seeds = _checked(spec.item_seeds, graph.num_items, "item_seeds")
+    if spec.fanouts and min(spec.fanouts) < 0:
+        raise ValueError(f"fanouts must be >= 0, got {spec.fanouts}")
+    blocked, blocked_mark = _NOTHING_BLOCKED, 0
+    if spec.exclude is not None and len(spec.exclude):
+        blocked, blocked_mark = scratch.claim("blocked", graph.num_edges, 1, np.int32)
+        exclude = np.asarray(spec.exclude, np.int64)
+        blocked[exclude[(exclude >= 0) & (exclude < graph.num_edges)]] = blocked_mark
+    allowed = _EVERY_BEHAVIOUR
+    if spec.behaviours is not None:
+        allowed = np.zeros(len(BEHAVIOURS), bool)
+        allowed[[b for b in spec.behaviours if 0 <= b < len(BEHAVIOURS)]] = True
+    cutoff = np.inf if spec.cutoff is None else float(spec.cutoff)
+    filtered = spec.cutoff is not None or blocked_mark != 0 or allowed is not _EVERY_BEHAVIOUR
+    actor_local, actor_base = scratch.claim(ACTOR, graph.num_actors, graph.num_actors)
+    item_local, item_base = scratch.claim(ITEM, graph.num_items, graph.num_items)
+    actors, items, edges, per_behaviour = _sample(
+        (graph.actor_to_item.arrays, graph.item_to_actor.arrays),
+        (actor_seeds, item_seeds),
+        np.asarray(spec.fanouts, np.int64),
+        (cutoff, blocked, blocked_mark, allowed, filtered),
+        (actor_local, item_local),
+        (actor_base, item_base),
+        scratch.claim("edge", graph.num_edges, 1, np.int32),
+        seed_from(rng),
     )
+    out: tuple[dict[Relation, IntArray], ...] = ({}, {}, {}, {})
+    for b, relation in enumerate(_RELATIONS):
+        n = per_behaviour[b]
+        if n:
+            for row, part in enumerate(out):
+                part[relation] = edges[b, row, :n]
+    return SamplerOutput({ACTOR: actors, ITEM: items}, *out)
+
+
+_RELATIONS = tuple((ACTOR, b.relationship, ITEM) for b in BEHAVIOURS)
+_NOTHING_BLOCKED = np.zeros(0, np.int32)
+_EVERY_BEHAVIOUR = np.ones(len(BEHAVIOURS), bool)
+_EVERY_BEHAVIOUR.flags.writeable = False
+
+
+def _checked(ids: IntArray, n: int, name: str) -> IntArray:
+    """``ids`` as int64, each in ``[0, n)`` (the compiled loops do not check bounds)."""
+    ids = np.asarray(ids, np.int64)
+    bad = _first_outside(ids, n) if len(ids) else -1
+    if bad >= 0:
+        raise ValueError(f"{name} must lie in [0, {n}), got {ids[bad]} at index {bad}")
+    return ids
+
+
+@numba.njit(nogil=True, cache=True)
+def _first_outside(ids: IntArray, n: int) -> int:
+    """Index of the first id outside ``[0, n)``, or -1."""
+    for i in range(len(ids)):
+        if ids[i] < 0 or ids[i] >= n:
+            return i
+    return -1
+
+
+_ACTOR_ROW, _ITEM_ROW, _EDGE_ROW, _HOP_ROW = range(4)  # per edge, in ``edges[behaviour]``
+
+
+@numba.njit(nogil=True, cache=True)
+def _sample(
+    csrs: tuple[CsrArrays, CsrArrays],
+    seeds: tuple[IntArray, IntArray],
+    fanouts: IntArray,
+    filter_: tuple[float, npt.NDArray[np.int32], int, npt.NDArray[np.bool_], bool],
+    local: tuple[IntArray, IntArray],
+    base: tuple[int, int],
+    taken_map: tuple[npt.NDArray[np.int32], int],
+    seed: int,
+) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """The compiled body of ``sample_neighbours``; kind 0 is actors, 1 items. Returns both
+    node lists, then every edge's (actor, item, edge, hop) as ``edges[behaviour, :, i]``
+    for ``i`` below that behaviour's count."""
+    state = stream(seed)
+    nodes = [np.empty(len(seeds[0]), np.int64), np.empty(len(seeds[1]), np.int64)]
+    count = np.zeros(2, np.int64)
+    for kind in range(2):
+        for v in seeds[kind]:
+            if local[kind][v] < base[kind]:
+                local[kind][v] = base[kind] + count[kind]
+                nodes[kind][count[kind]] = v
+                count[kind] += 1
+    lo, hi = np.zeros(2, np.int64), count.copy()  # each kind's frontier: nodes[kind][lo:hi]
+    per_behaviour = np.zeros(len(filter_[3]), np.int64)
+    edges = np.empty((len(per_behaviour), 4, 0), np.int64)  # room for a pass in any one
+    for h in range(len(fanouts)):
+        found = count.copy()  # nodes found from here on are the next frontier
+        for kind in range(2):
+            other = 1 - kind
+            frontier = nodes[kind][lo[kind] : hi[kind]]
+            indptr = csrs[kind][0]
+            degree = indptr[frontier + 1] - indptr[frontier]
+            bound = int(np.minimum(degree, fanouts[h]).sum())
+            filled = per_behaviour.max()
+            if filled + bound > edges.shape[2]:
+                grown = np.empty(
+                    (len(per_behaviour), 4, max(filled + bound, 2 * edges.shape[2])), np.int64
+                )
+                grown[:, :, :filled] = edges[:, :, :filled]
+                edges = grown
+            if count[other] + bound > len(nodes[other]):
+                grown_nodes = np.empty(max(count[other] + bound, 2 * len(nodes[other])), np.int64)
+                grown_nodes[: count[other]] = nodes[other][: count[other]]
+                nodes[other] = grown_nodes
+            # An edge met again from its other end keeps its first pass: check the edges
+            # taken so far, and mark these if another pass follows.
+            later = h + 1 < len(fanouts) or (kind == 0 and hi[1] > lo[1])
+            count[other] = _draw(
+                csrs[kind],
+                frontier,
+                lo[kind],
+                fanouts[h],
+                filter_,
+                (local[other], base[other], nodes[other], count[other]),
+                (taken_map[0], taken_map[1], per_behaviour.sum() > 0, later),
+                (edges, per_behaviour),
+                kind,
+                h + 1,
+                int(degree.max()) if len(degree) else 0,
+                state,
+            )
+        lo, hi = found, count.copy()
+    return nodes[0][: count[0]].copy(), nodes[1][: count[1]].copy(), edges, per_behaviour
+
+
+@numba.njit(nogil=True, cache=True)
+def _draw(
+    csr: CsrArrays,
+    frontier: IntArray,
+    first: int,
+    k: int,
+    filter_: tuple[float, npt.NDArray[np.int32], int, npt.NDArray[np.bool_], bool],
+    reached: tuple[IntArray, int, IntArray, int],
+    taken: tuple[npt.NDArray[np.int32], int, bool, bool],
+    out: tuple[IntArray, IntArray],
+    kind: int,
+    hop: int,
+    most: int,
+    state: npt.NDArray[np.uint64],
+) -> int:
+    """One pass: up to ``k`` allowed edges of each ``frontier`` node (local ids from
+    ``first``), drawn without replacement, appended to ``out`` = (edges, count per
+    behaviour), which has room for every draw in any behaviour. ``reached`` is the other
+    kind's (map, base, node list, count); ``taken`` the map of edges taken in this call, its
+    mark, whether to skip edges marked and whether to mark these. Returns the new count of
+    the other kind's nodes."""
+    indptr, record, shift, ts = csr
+    edge_mask, behaviour_mask = (1 << (shift - BEHAVIOUR_BITS)) - 1, (1 << BEHAVIOUR_BITS) - 1
+    cutoff, blocked, blocked_mark, allowed, filtered = filter_
+    into, into_base, into_nodes, into_count = reached
+    taken_map, taken_mark, check, mark = taken
+    edges, per_behaviour = out
+    drawn = np.empty(k, np.int64)  # offsets drawn for one node
+    eligible = np.empty(most if filtered else 0, np.int64)  # positions it may draw from
+    for q in range(len(frontier)):
+        start, end = indptr[frontier[q]], indptr[frontier[q] + 1]
+        size = end - start
+        if filtered:
+            size = 0
+            for p in range(start, end):
+                if (
+                    ts[p] < cutoff
+                    and allowed[record[p] & behaviour_mask]
+                    and (
+                        blocked_mark == 0
+                        or blocked[(record[p] >> BEHAVIOUR_BITS) & edge_mask] != blocked_mark
+                    )
+                ):
+                    eligible[size] = p
+                    size += 1
+        for j in range(subset(state, size, k, drawn, 0)):
+            p = eligible[drawn[j]] if filtered else start + drawn[j]
+            r = np.int64(record[p])
+            t, e, b = r >> shift, (r >> BEHAVIOUR_BITS) & edge_mask, r & behaviour_mask
+            if check and taken_map[e] == taken_mark:
+                continue
+            if mark:
+                taken_map[e] = taken_mark
+            if into[t] < into_base:
+                into[t] = into_base + into_count
+                into_nodes[into_count] = t
+                into_count += 1
+            i = per_behaviour[b]
+            edges[b, _ACTOR_ROW + kind, i] = first + q
+            edges[b, _ITEM_ROW - kind, i] = into[t] - into_base
+            edges[b, _EDGE_ROW, i] = e
+            edges[b, _HOP_ROW, i] = hop
+            per_behaviour[b] = i + 1
+    return into_count
 
 
 @dataclass(frozen=True)
@@ -420,39 +387,71 @@ class ImportanceNeighbours:
 def random_walk_neighbours(
     graph: SamplerGraph, spec: RandomWalkInput, rng: np.random.Generator
 ) -> ImportanceNeighbours:
-    """PinSage (Ying et al., 2018) importance neighbourhoods by item–actor–item walks."""
-    seeds = spec.item_seeds.astype(np.int64)
-    walker_seed = np.repeat(np.arange(len(seeds)), spec.walks)
-    at = seeds[walker_seed]
-    visits: list[tuple[IntArray, IntArray]] = []
-    alive = np.ones(len(at), bool)
-    for _ in range(spec.length):
-        actor, ok = _step(graph.item_to_actor, at, rng)
-        item, ok2 = _step(graph.actor_to_item, actor, rng)
-        alive &= ok & ok2
-        at = np.where(alive, item, at)
-        keep = alive & (at != seeds[walker_seed])
-        visits.append((walker_seed[keep], at[keep]))
-    who = np.concatenate([v[0] for v in visits]) if visits else np.zeros(0, np.int64)
-    what = np.concatenate([v[1] for v in visits]) if visits else np.zeros(0, np.int64)
-    out = np.full((len(seeds), spec.top), -1, np.int64)
-    weights = np.zeros((len(seeds), spec.top))
-    key = who * graph.num_items + what
-    uniq, counts = np.unique(key, return_counts=True)
+    """PinSage (Ying et al., 2018) importance neighbourhoods by item–actor–item walks: the
+    items visited most often (the seed itself aside), most visited first, ties by id."""
+    seeds = _checked(spec.item_seeds, graph.num_items, "item_seeds")
+    if spec.walks < 0 or spec.length < 0 or spec.top < 0:
+        raise ValueError(f"walks, length and top must be >= 0, got {spec}")
+    per_seed = spec.walks * spec.length  # visits at most
+    slot, base = scratch.claim("walk", graph.num_items, max(1, len(seeds) * per_seed))
+    neighbours, counts = _walk(
+        graph.item_to_actor.arrays,
+        graph.actor_to_item.arrays,
+        seeds,
+        spec.walks,
+        spec.length,
+        spec.top,
+        slot,
+        base,
+        seed_from(rng),
+    )
+    total = np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    return ImportanceNeighbours(seeds, neighbours, counts / total)
+
+
+@numba.njit(nogil=True, cache=True)
+def _walk(
+    to_actor: CsrArrays,
+    to_item: CsrArrays,
+    seeds: IntArray,
+    walks: int,
+    length: int,
+    top: int,
+    slot: IntArray,
+    base: int,
+    seed: int,
+) -> tuple[IntArray, IntArray]:
+    """The compiled body of ``random_walk_neighbours``: per seed, the top items and their
+    visit counts. ``slot`` maps an item to its place in the seed's visit list (values from
+    ``base`` on; each seed takes a fresh range of them)."""
+    state = stream(seed)
+    out = np.full((len(seeds), top), -1, np.int64)
+    counts = np.zeros((len(seeds), top), np.int64)
+    item_start, actors, actor_shift = to_actor[0], to_actor[1], to_actor[2]
+    actor_start, items, item_shift = to_item[0], to_item[1], to_item[2]
+    visited = np.empty(walks * length, np.int64)
+    visits = np.zeros(walks * length, np.int64)
     for s in range(len(seeds)):
-        mine = (uniq // graph.num_items) == s
-        items, c = uniq[mine] % graph.num_items, counts[mine]
-        best = np.lexsort((items, -c))[: spec.top]
-        out[s, : len(best)] = items[best]
-        weights[s, : len(best)] = c[best] / max(1, c[best].sum())
-    return ImportanceNeighbours(seeds, out, weights)
-
-
-def _step(
-    csr: Csr, at: IntArray, rng: np.random.Generator
-) -> tuple[IntArray, npt.NDArray[np.bool_]]:
-    degree = csr.indptr[at + 1] - csr.indptr[at]
-    ok = degree > 0
-    offset = (rng.random(len(at)) * np.maximum(degree, 1)).astype(np.int64)
-    nxt = csr.indices[np.minimum(csr.indptr[at] + offset, len(csr.indices) - 1)]
-    return np.where(ok, nxt, at), ok
+        seed, first, n = seeds[s], base + s * walks * length, 0
+        for _ in range(walks):
+            at = seed
+            for _ in range(length):
+                degree = item_start[at + 1] - item_start[at]
+                if degree == 0:
+                    break
+                actor = actors[item_start[at] + below(state, degree)] >> actor_shift
+                degree = actor_start[actor + 1] - actor_start[actor]
+                if degree == 0:
+                    break
+                at = items[actor_start[actor] + below(state, degree)] >> item_shift
+                if at == seed:
+                    continue
+                if slot[at] < first:
+                    slot[at] = first + n
+                    visited[n], visits[n] = at, 0
+                    n += 1
+                visits[slot[at] - first] += 1
+        order = np.argsort(-visits[:n] * (len(slot) + 1) + visited[:n], kind="mergesort")
+        for j in range(min(top, n)):
+            out[s, j], counts[s, j] = visited[order[j]], visits[order[j]]
+    return out, counts
