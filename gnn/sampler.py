@@ -32,6 +32,7 @@ ACTOR, ITEM = "actor", "item"
 Relation = tuple[str, str, str]
 CsrArrays = tuple[IntArray, npt.NDArray[np.signedinteger[Any]], int, npt.NDArray[np.float64]]
 BEHAVIOUR_BITS = max(1, (len(BEHAVIOURS) - 1).bit_length())
+_NO_IDS = np.zeros(0, np.int64)  # shared: an empty array has nothing to change
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,8 @@ class SamplerGraph:
 
 @dataclass(frozen=True)
 class NeighbourInput:
-    actor_seeds: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
-    item_seeds: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    actor_seeds: IntArray = field(default_factory=lambda: _NO_IDS)
+    item_seeds: IntArray = field(default_factory=lambda: _NO_IDS)
     fanouts: tuple[int, ...] = (10, 10)  # per hop
     cutoff: float | None = None  # only edges with ts < cutoff
     exclude: IntArray | None = None  # global edge ids that must not be sampled
@@ -171,8 +172,8 @@ def sample_neighbours(
     replacement. An edge reached from both ends is kept once, with its earliest hop. Nodes
     are listed seeds first (in the order given, repeats dropped), then each hop's new nodes
     in the order found; edges by hop."""
-    actor_seeds = _checked(spec.actor_seeds, graph.num_actors, "actor_seeds")
-    item_seeds = _checked(spec.item_seeds, graph.num_items, "item_seeds")
+    actor_seeds = np.asarray(spec.actor_seeds, np.int64)
+    item_seeds = np.asarray(spec.item_seeds, np.int64)
     if spec.fanouts and min(spec.fanouts) < 0:
         raise ValueError(f"fanouts must be >= 0, got {spec.fanouts}")
     blocked, blocked_mark = _NOTHING_BLOCKED, 0
@@ -188,7 +189,7 @@ def sample_neighbours(
     filtered = spec.cutoff is not None or blocked_mark != 0 or allowed is not _EVERY_BEHAVIOUR
     actor_local, actor_base = scratch.claim(ACTOR, graph.num_actors, graph.num_actors)
     item_local, item_base = scratch.claim(ITEM, graph.num_items, graph.num_items)
-    actors, items, edges, per_behaviour = _sample(
+    actors, items, edges, per_behaviour, bad = _sample(
         (graph.actor_to_item.arrays, graph.item_to_actor.arrays),
         (actor_seeds, item_seeds),
         np.asarray(spec.fanouts, np.int64),
@@ -198,6 +199,9 @@ def sample_neighbours(
         scratch.claim("edge", graph.num_edges, 1, np.int32),
         seed_from(rng),
     )
+    if bad >= 0:  # nothing was sampled
+        _checked(actor_seeds, graph.num_actors, "actor_seeds")
+        _checked(item_seeds, graph.num_items, "item_seeds")
     out: tuple[dict[Relation, IntArray], ...] = ({}, {}, {}, {})
     for b, relation in enumerate(_RELATIONS):
         n = per_behaviour[b]
@@ -244,30 +248,36 @@ def _sample(
     base: tuple[int, int],
     taken_map: tuple[npt.NDArray[np.int32], int],
     seed: int,
-) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+) -> tuple[IntArray, IntArray, IntArray, IntArray, int]:
     """The compiled body of ``sample_neighbours``; kind 0 is actors, 1 items. Returns both
     node lists, then every edge's (actor, item, edge, hop) as ``edges[behaviour, :, i]``
-    for ``i`` below that behaviour's count."""
+    for ``i`` below that behaviour's count, and the kind of a seed outside its range (-1 if
+    none; then nothing is sampled)."""
     state = stream(seed)
     nodes = [np.empty(len(seeds[0]), np.int64), np.empty(len(seeds[1]), np.int64)]
     count = np.zeros(2, np.int64)
+    per_behaviour = np.zeros(len(filter_[3]), np.int64)
+    edges = np.empty((len(per_behaviour), 4, 0), np.int64)  # room for a pass in any one
     for kind in range(2):
         for v in seeds[kind]:
+            if v < 0 or v >= len(csrs[kind][0]) - 1:  # indptr has one entry per node, + 1
+                return nodes[0][:0], nodes[1][:0], edges, per_behaviour, kind
             if local[kind][v] < base[kind]:
                 local[kind][v] = base[kind] + count[kind]
                 nodes[kind][count[kind]] = v
                 count[kind] += 1
     lo, hi = np.zeros(2, np.int64), count.copy()  # each kind's frontier: nodes[kind][lo:hi]
-    per_behaviour = np.zeros(len(filter_[3]), np.int64)
-    edges = np.empty((len(per_behaviour), 4, 0), np.int64)  # room for a pass in any one
     for h in range(len(fanouts)):
         found = count.copy()  # nodes found from here on are the next frontier
         for kind in range(2):
             other = 1 - kind
             frontier = nodes[kind][lo[kind] : hi[kind]]
             indptr = csrs[kind][0]
-            degree = indptr[frontier + 1] - indptr[frontier]
-            bound = int(np.minimum(degree, fanouts[h]).sum())
+            bound, most = 0, 0  # draws at most, and the largest degree
+            for v in frontier:
+                degree = indptr[v + 1] - indptr[v]
+                bound += min(degree, fanouts[h])
+                most = max(most, degree)
             filled = per_behaviour.max()
             if filled + bound > edges.shape[2]:
                 grown = np.empty(
@@ -293,11 +303,11 @@ def _sample(
                 (edges, per_behaviour),
                 kind,
                 h + 1,
-                int(degree.max()) if len(degree) else 0,
+                most,
                 state,
             )
         lo, hi = found, count.copy()
-    return nodes[0][: count[0]].copy(), nodes[1][: count[1]].copy(), edges, per_behaviour
+    return nodes[0][: count[0]].copy(), nodes[1][: count[1]].copy(), edges, per_behaviour, -1
 
 
 @numba.njit(nogil=True, cache=True)
