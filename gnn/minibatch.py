@@ -24,11 +24,10 @@ from gnn.sampler import (
     ACTOR,
     ITEM,
     NeighbourInput,
-    RandomWalkInput,
     SamplerGraph,
-    random_walk_neighbours,
     sample_neighbours,
 )
+from gnn.walks import RandomWalkInput, random_walk_neighbours
 
 SAGE_HOPS = 3  # actor ← item ← actor ← item: what SageRec's three layers read
 

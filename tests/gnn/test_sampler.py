@@ -10,11 +10,10 @@ from scipy import stats
 from gnn.data import GraphData
 from gnn.sampler import (
     NeighbourInput,
-    RandomWalkInput,
     SamplerGraph,
-    random_walk_neighbours,
     sample_neighbours,
 )
+from gnn.walks import RandomWalkInput, random_walk_neighbours
 
 
 def _edges_of(out, rel_filter=None):  # type: ignore[no-untyped-def]
