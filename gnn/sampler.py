@@ -78,18 +78,6 @@ class Csr:
         """Neighbour at each position, decoded from the records (O(E): not for hot paths)."""
         return (self.record >> self.shift).astype(np.int64)
 
-    @property
-    def edge(self) -> IntArray:
-        """Global edge id at each position, decoded (O(E))."""
-        return (
-            (self.record >> BEHAVIOUR_BITS) & ((1 << (self.shift - BEHAVIOUR_BITS)) - 1)
-        ).astype(np.int64)
-
-    @property
-    def behaviour(self) -> IntArray:
-        """Behaviour index at each position, decoded (O(E))."""
-        return (self.record & ((1 << BEHAVIOUR_BITS) - 1)).astype(np.int64)
-
     def widened(self) -> Csr:
         """The same adjacency with int64 records."""
         return replace(self, record=self.record.astype(np.int64))
