@@ -1,4 +1,5 @@
-"""Train/test splits over (actor, item) pairs: random per actor, temporal per actor, cold items.
+"""Train/test splits over (actor, item) pairs: random per actor, temporal per actor, a global
+time cut-off, cold items.
 
 By default any interaction is a test target. With ``target`` behaviours (e.g. purchase), only
 pairs where the actor did one of them are held out, as multi-behaviour recommenders are
@@ -16,7 +17,7 @@ import numpy.typing as npt
 
 from gnn.data import GraphData, IntArray, Interactions
 
-SPLITS = ("random", "temporal", "cold-items")
+SPLITS = ("random", "temporal", "cutoff", "cold-items")
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,17 @@ def make_split(
 ) -> Split:
     """Hold out ``test_share`` of each actor's items (random or latest), or of all items.
 
+    ``cutoff`` trains on every edge before the time by which ``1 − test_share`` of the edges
+    had happened and tests on the pairs after it of actors seen before, of items new to them:
+    whole sessions are hidden, as in deployment (the seed plays no part).
+
     ``target``: behaviour indices (into ``BEHAVIOURS``) whose pairs may be test pairs; empty
     means any behaviour. Per actor, ``test_share`` of its target pairs are held out (at least
     one, as long as the actor keeps another pair for training)."""
+    if kind == "cutoff":
+        return _cutoff_split(data, test_share, target)
     rng = np.random.default_rng(seed)
-    pair_actor, pair_item, pair_ts = _pairs(data.edges)
+    pair_actor, pair_item, pair_ts = distinct_pairs(data.edges)
     eligible = _has_behaviour(data.edges, pair_actor, pair_item, target)
     if kind == "cold-items":
         cold = rng.random(data.num_items) < test_share
@@ -67,8 +74,27 @@ def make_split(
     return Split(e.take(keep), pair_actor[test], pair_item[test], candidates, kind)
 
 
-def _pairs(e: Interactions) -> tuple[IntArray, IntArray, npt.NDArray[np.float64]]:
-    """Distinct (actor, item) pairs with their latest timestamp over behaviours."""
+def _cutoff_split(data: GraphData, test_share: float, target: tuple[int, ...]) -> Split:
+    e = data.edges
+    cut = float(np.quantile(e.last_ts, 1.0 - test_share)) if len(e) else 0.0
+    before = e.last_ts < cut
+    train = e.take(before)
+    known = set(zip(train.actor.tolist(), train.item.tolist(), strict=True))
+    seen_actor = np.zeros(data.num_actors, bool)
+    seen_actor[train.actor] = True
+    after = e.take(~before & seen_actor[e.actor])
+    if target:
+        after = after.take(np.isin(after.behaviour, target))
+    pairs = sorted(
+        {p for p in zip(after.actor.tolist(), after.item.tolist(), strict=True) if p not in known}
+    )
+    test = np.array(pairs, np.int64).reshape(-1, 2)
+    return Split(train, test[:, 0], test[:, 1], np.ones(data.num_items, bool), "cutoff")
+
+
+def distinct_pairs(e: Interactions) -> tuple[IntArray, IntArray, npt.NDArray[np.float64]]:
+    """Distinct (actor, item) pairs, sorted by actor then item, with their latest timestamp
+    over behaviours."""
     order = np.lexsort((e.item, e.actor))
     a, i, t = e.actor[order], e.item[order], e.last_ts[order]
     new = np.ones(len(a), bool)
