@@ -25,7 +25,7 @@ from gnn.experiment import (
 )
 from gnn.publish import version_recall
 from gnn.splits import SPLITS, make_split
-from gnn.train import TRAINING_MODES, GnnRecommender, TrainConfig
+from gnn.train import SUPERVISION, TRAINING_MODES, GnnRecommender, TrainConfig
 from graphstore import open_store
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,15 @@ TrainingModeOpt = Annotated[
     typer.Option(
         help="sage: train on the full graph each step (full), on sampled neighbourhoods "
         "(sampled), or sampled above 1M training edges (auto)."
+    ),
+]
+
+SupervisionOpt = Annotated[
+    str,
+    typer.Option(
+        help="sage, full mode: each epoch predicts a random half of the training pairs from "
+        "the rest (random), or each actor's pairs after a random point of its history from "
+        "the edges before it (temporal: learns what comes next; pairs with --split cutoff)."
     ),
 ]
 
@@ -70,6 +79,7 @@ def eval_command(
         ),
     ] = "",
     mode: TrainingModeOpt = "auto",
+    supervision: SupervisionOpt = "random",
 ) -> None:
     """Evaluate models on one split, same split for all, mean ± std over seeds (full ranking,
     training items masked; Recall, NDCG, MRR, HitRate at K)."""
@@ -83,6 +93,7 @@ def eval_command(
         raise typer.BadParameter(f"unknown behaviours {bad}: view, click, cart or purchase")
     target_idx = tuple(i for i, b in enumerate(BEHAVIOURS) if b.name in behaviours)
     mode = _mode(mode)
+    supervision = _supervision(supervision)
     fixed = None
     if train_file or test_file:
         if not (train_file and test_file):
@@ -102,7 +113,7 @@ def eval_command(
         split,
         names,
         seeds,
-        TrainConfig(epochs=epochs, target=target_idx, mode=mode),
+        TrainConfig(epochs=epochs, target=target_idx, mode=mode, supervision=supervision),
         k,
         fixed,
         progress=lambda line: typer.echo(line, err=True),
@@ -117,6 +128,7 @@ def eval_command(
                     "dataset": dataset,
                     "split": split,
                     "target": [b.lower() for b in behaviours],
+                    "supervision": supervision,
                     "seeds": seeds,
                     "results": results,
                 }
@@ -143,10 +155,17 @@ def train_command(
     ] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     mode: TrainingModeOpt = "auto",
+    supervision: SupervisionOpt = "random",
 ) -> None:
     """Train on the graph's current snapshot and publish models/<version>/ when its recall@20
     on held-out pairs is not worse than the current version's on the same pairs."""
-    config = TrainConfig(model=model, epochs=epochs, seed=seed, mode=_mode(mode))
+    config = TrainConfig(
+        model=model,
+        epochs=epochs,
+        seed=seed,
+        mode=_mode(mode),
+        supervision=_supervision(supervision),
+    )
     last_events = -1
     while True:
         with open_store(store) as graph:
@@ -169,6 +188,12 @@ def _mode(mode: str) -> str:
     if mode not in TRAINING_MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}: {', '.join(TRAINING_MODES)}")
     return mode
+
+
+def _supervision(supervision: str) -> str:
+    if supervision not in SUPERVISION:
+        raise typer.BadParameter(f"unknown supervision {supervision!r}: {', '.join(SUPERVISION)}")
+    return supervision
 
 
 def train_once(snapshot, config: TrainConfig, models_dir: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]

@@ -21,11 +21,12 @@ from gnn.data import GraphData, IntArray, Interactions
 from gnn.evaluate import evaluate
 from gnn.minibatch import PairSampler
 from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec, interaction_weights
-from gnn.splits import make_split
+from gnn.splits import distinct_pairs, make_split
 
 log = logging.getLogger(__name__)
 
 TRAINING_MODES = ("auto", "full", "sampled")
+SUPERVISION = ("random", "temporal")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,10 @@ class TrainConfig:
     l2: float = 1e-5  # weight decay
     loss: str = "softmax"  # "softmax" over all items, "bpr" (Rendle et al., 2009) or "margin"
     margin: float = 0.5  # for the max-margin loss
-    supervision_share: float = 0.5  # pairs held out of message passing each epoch (sage, full)
+    supervision: str = "random"  # sage, full: which pairs each epoch predicts from the rest:
+    # "random" (a supervision_share of them) or "temporal" (each actor's pairs after a random
+    # point of its history: learn what comes next, as a deployed recommender must)
+    supervision_share: float = 0.5  # random supervision: pairs held out of message passing
     mode: str = "auto"  # sage: "full" graph per step, "sampled" neighbourhoods, or "auto"
     full_graph_edges: int = 1_000_000  # auto: sampled above this many training edges
     fanout: int = 10  # sampled: neighbours drawn per node and hop
@@ -100,6 +104,20 @@ def to_graph(
     )
 
 
+def after_random_point(actor: IntArray, ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``[P]`` mask: per actor with two or more pairs, those after a uniformly drawn point of
+    its history (at least one pair on either side); actors with one pair get none."""
+    order = np.lexsort((ts, actor))
+    a = actor[order]
+    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]]) if len(a) else np.array([], np.int64)
+    sizes = np.diff(np.r_[starts, len(a)])
+    first_target = 1 + (rng.random(len(sizes)) * np.maximum(sizes - 1, 0)).astype(np.int64)
+    rank = np.arange(len(a)) - np.repeat(starts, sizes)
+    out = np.zeros(len(actor), bool)
+    out[order] = (rank >= np.repeat(first_target, sizes)) & np.repeat(sizes >= 2, sizes)
+    return out
+
+
 def pair_loss(pos: Tensor, neg: Tensor, config: TrainConfig) -> Tensor:
     """BPR: −log σ(s⁺ − s⁻); max-margin: max(0, m − s⁺ + s⁻)."""
     if config.loss == "bpr":
@@ -129,14 +147,21 @@ class GnnRecommender:
         seed_everything(seed)
         self.known_items = np.zeros(data.num_items, bool)
         self.known_items[train.item] = True  # items without training edges get no ID embedding
+        if self.config.supervision not in SUPERVISION:
+            raise ValueError(
+                f"unknown supervision {self.config.supervision!r}: {', '.join(SUPERVISION)}"
+            )
         inner = make_split(
             data.with_edges(train),
-            "random",
+            "random" if self.config.supervision == "random" else "temporal",
             seed,
             self.config.validation_share,
             tuple(self.config.target),
         )
         self.model = self._build(data)
+        sampled = self.sampled(len(inner.train))
+        if sampled and self.config.supervision != "random":
+            raise ValueError("temporal supervision needs mode 'full' (sampled steps are random)")
         self._sampler = (
             PairSampler(
                 data,
@@ -147,7 +172,7 @@ class GnnRecommender:
                 self.config.fanout,
                 self.device,
             )
-            if self.sampled(len(inner.train))
+            if sampled
             else None
         )
         best, best_state, waited = -1.0, None, 0
@@ -211,10 +236,15 @@ class GnnRecommender:
         )
         if self._sampler is not None:
             return self._sampled_epoch(self._sampler, opt, rng, hard_share)
-        pairs = np.unique(np.stack([train.actor, train.item], axis=1), axis=0)
+        pair_actor, pair_item, pair_ts = distinct_pairs(train)
+        pairs = np.stack([pair_actor, pair_item], axis=1)
+
         if isinstance(self.model, SageRec):
             # Supervision pairs never appear in the message-passing graph of the same epoch.
-            sup = rng.random(len(pairs)) < self.config.supervision_share
+            if self.config.supervision == "temporal":
+                sup = after_random_point(pair_actor, pair_ts, rng)
+            else:
+                sup = rng.random(len(pairs)) < self.config.supervision_share
             held = set(map(tuple, pairs[sup].tolist()))
             keep = np.fromiter(
                 (
