@@ -6,8 +6,12 @@ What it models (the REES46 cosmetics-shop data in the seeds has these properties
 * item popularity with a long tail (Zipf weights), items appearing over time;
 * users with a few favourite subtrees, and anonymous sessions;
 * sessions that go through a view → click → cart → purchase funnel, each step with a
-  lower probability, mostly within one category; sessions outside a user's taste are window
-  shopping: views that rarely convert (so behaviour types carry different signal).
+  lower probability; sessions outside a user's taste are window shopping: views that rarely
+  convert (so behaviour types carry different signal);
+* shopping journeys: a logged-in user's session serves one need, a product type such as
+  shampoo. A need with no purchase yet is usually still open at the next visit; a purchase
+  closes it, and the next visit often goes to the routine's next product type (shampoo →
+  conditioner). So what a user viewed and what they bought point at different next purchases.
 
 Same seed, same data. ``Dataset.ledger()`` gives the exact edge aggregates produced.
 """
@@ -48,6 +52,8 @@ class SyntheticConfig:
     p_click: float = 0.5  # view → click
     p_cart: float = 0.3  # click → cart
     p_purchase: float = 0.5  # cart → purchase
+    p_need_open: float = 0.8  # a need without a purchase is the next session's need too
+    p_routine_next: float = 0.7  # after a purchase, the next need is the routine's next type
 
 
 def leaf_paths() -> list[tuple[str, ...]]:
@@ -68,32 +74,83 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> Dataset:
     taste = [
         rng.choice(len(tops), size=rng.integers(1, 4), replace=False) for _ in range(config.users)
     ]
-    top_of_leaf = np.array([tops.index(leaves[j][0]) for j in leaf_of])
+    types = product_types()
+    type_of = np.array([types.index(leaves[j][:2]) for j in leaf_of])
+    journeys = _Journeys(config, types, taste)
 
-    span = config.days * 86_400.0
+    gap = config.days * 86_400.0 / _expected_sessions(config)
+    start = START_TS
     events: list[Interaction] = []
     n_session = 0
     while len(events) < config.events:
         n_session += 1
-        start = START_TS + float(rng.uniform(0, span))
+        start += float(rng.exponential(gap))
         user = int(rng.integers(config.users))
-        if rng.random() < config.anonymous_share:
+        anonymous = rng.random() < config.anonymous_share
+        if anonymous:
             actor = NodeRef(NodeKind.SESSION, f"s{config.seed}-{n_session}")
         else:
             actor = NodeRef(NodeKind.USER, f"u{user}")
-        top = int(rng.choice(taste[user])) if rng.random() < config.in_taste_share else None
-        pool = np.flatnonzero(
-            (appear <= start) & ((top_of_leaf == top) if top is not None else True)
-        )
+        in_taste = rng.random() < config.in_taste_share
+        need = journeys.need(rng, user, not anonymous) if in_taste else -1
+        pool = np.flatnonzero((appear <= start) & ((type_of == need) if need >= 0 else True))
         if len(pool) == 0:
             continue
         p = weight[pool] / weight[pool].sum()
         n_views = 1 + int(rng.poisson(config.views_per_session - 1))
         seen = rng.choice(pool, size=min(n_views, len(pool)), replace=False, p=p)
-        intent = 1.0 if top is not None else config.browse_intent
-        events.extend(_funnel(rng, config, actor, seen, start, n_session, intent))
+        intent = 1.0 if in_taste else config.browse_intent
+        session = _funnel(rng, config, actor, seen, start, n_session, intent)
+        if not anonymous and need >= 0:
+            bought = any(e.behaviour is Behaviour.PURCHASE for e in session)
+            journeys.close(rng, user, need, bought)
+        events.extend(session)
     events = sorted(events[: config.events], key=lambda i: (i.ts, i.event_id))
     return Dataset(f"synthetic-{config.seed}", items, events)
+
+
+def product_types() -> list[tuple[str, str]]:
+    """Every (top, mid) category pair: the needs a session shops for."""
+    return [(top, mid) for top, mids in TREE.items() for mid in mids]
+
+
+class _Journeys:
+    """Each logged-in user's open need: kept until a purchase closes it, then (often) the
+    routine's next product type within the same top-level category."""
+
+    def __init__(
+        self, config: SyntheticConfig, types: list[tuple[str, str]], taste: list[np.ndarray]
+    ) -> None:
+        self.config, self.types, self.taste = config, types, taste
+        self.routine_next = [
+            types.index((top, TREE[top][(TREE[top].index(mid) + 1) % len(TREE[top])]))
+            for top, mid in types
+        ]
+        self.open = np.full(config.users, -1)
+
+    def need(self, rng: np.random.Generator, user: int, logged_in: bool) -> int:
+        """The session's product type: the user's open need, or a fresh one in their taste
+        (an anonymous session has a taste but no journey)."""
+        if logged_in and self.open[user] >= 0:
+            return int(self.open[user])
+        top = list(TREE)[int(rng.choice(self.taste[user]))]
+        return self.types.index((top, TREE[top][int(rng.integers(len(TREE[top])))]))
+
+    def close(self, rng: np.random.Generator, user: int, need: int, bought: bool) -> None:
+        if bought:
+            keep = rng.random() < self.config.p_routine_next
+            self.open[user] = self.routine_next[need] if keep else -1
+        else:
+            self.open[user] = need if rng.random() < self.config.p_need_open else -1
+
+
+def _expected_sessions(config: SyntheticConfig) -> float:
+    """Sessions needed for ``config.events`` interactions, from the funnel's probabilities."""
+    deeper = config.p_cart * (1 + config.p_purchase)
+    in_taste = 1 + config.p_click * (1 + deeper)
+    outside = 1 + config.p_click * config.browse_intent * (1 + deeper)
+    per_view = config.in_taste_share * in_taste + (1 - config.in_taste_share) * outside
+    return max(1.0, config.events / (config.views_per_session * per_view))
 
 
 def _catalogue(
