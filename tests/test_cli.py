@@ -57,6 +57,8 @@ def test_produce_ingest_stats_round_trip(tmp_path: Path) -> None:
         (["produce", "--to", "ftp://x"], "unknown log URL"),
         (["eval", "--mode", "minibatch", "--models", "pop"], "unknown mode"),
         (["train", "--mode", "minibatch"], "unknown mode"),
+        (["eval", "--supervision", "future", "--models", "pop"], "unknown supervision"),
+        (["train", "--supervision", "future"], "unknown supervision"),
     ],
 )
 def test_bad_urls_and_names_get_clear_errors(args: list[str], message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from gnn.data import GraphData
 from gnn.metrics import hit_rate, mrr, ndcg, recall
 from gnn.models import SageConfig
 from gnn.splits import make_split
-from gnn.train import GnnRecommender, TrainConfig, pick_device, to_graph
+from gnn.train import GnnRecommender, TrainConfig, after_random_point, pick_device, to_graph
 
 
 def test_metrics_on_a_hand_checked_ranking() -> None:
@@ -26,7 +27,7 @@ def test_metrics_on_a_hand_checked_ranking() -> None:
     assert ndcg(hits, n_rel) == pytest.approx(((1 / np.log2(3)) / ideal + 0) / 2)
 
 
-@pytest.mark.parametrize("kind", ["random", "temporal", "cold-items"])
+@pytest.mark.parametrize("kind", ["random", "temporal", "cutoff", "cold-items"])
 def test_splits_hold_out_pairs_that_training_never_sees(small: GraphData, kind: str) -> None:
     split = make_split(small, kind, seed=0)
     train_pairs = set(zip(split.train.actor.tolist(), split.train.item.tolist(), strict=True))
@@ -65,6 +66,61 @@ def test_target_split_holds_out_only_target_pairs_with_all_their_edges(
         assert set(split.test_actor.tolist()) <= set(split.train.actor.tolist())
     else:
         assert not np.isin(split.train.item, np.flatnonzero(split.candidates)).any()
+
+
+def test_cutoff_split_trains_on_the_past_and_tests_what_known_actors_did_next(
+    small: GraphData,
+) -> None:
+    purchase = 3
+    split = make_split(small, "cutoff", seed=0, target=(purchase,))
+    e = small.edges
+    cut = np.quantile(e.last_ts, 0.8)
+    assert len(split.train) == int((e.last_ts < cut).sum())  # every edge before the cut
+    assert (split.train.last_ts < cut).all()
+    late = (e.last_ts >= cut) & (e.behaviour == purchase)
+    purchases_after = set(zip(e.actor[late].tolist(), e.item[late].tolist(), strict=True))
+    test_pairs = set(zip(split.test_actor.tolist(), split.test_item.tolist(), strict=True))
+    train_pairs = set(zip(split.train.actor.tolist(), split.train.item.tolist(), strict=True))
+    assert test_pairs and test_pairs <= purchases_after
+    assert not (test_pairs & train_pairs)  # items new to the actor
+    assert set(split.test_actor.tolist()) <= set(split.train.actor.tolist())
+    again = make_split(small, "cutoff", seed=1, target=(purchase,))
+    assert np.array_equal(again.test_item, split.test_item)  # the seed plays no part
+
+
+def test_temporal_supervision_predicts_each_actors_latest_pairs_from_its_earlier_ones() -> None:
+    rng = np.random.default_rng(0)
+    actor = rng.permutation(np.repeat(np.arange(400), rng.integers(1, 6, 400)))
+    ts = rng.random(len(actor))
+    supervised_counts = []
+    for _ in range(20):
+        sup = after_random_point(actor, ts, rng)
+        for a in range(400):
+            s, t = sup[actor == a], ts[actor == a]
+            if len(s) == 1:
+                assert not s.any()  # nothing to predict it from
+                continue
+            assert s.any() and (~s).any()
+            assert t[s].min() > t[~s].max()  # the latest pairs, predicted from the earlier
+            if len(s) == 5:
+                supervised_counts.append(int(s.sum()))
+    # the point is uniform over the four places between five pairs
+    shares = np.bincount(supervised_counts, minlength=5)[1:] / len(supervised_counts)
+    assert np.allclose(shares, 0.25, atol=0.06)
+
+
+def test_temporal_supervision_learns_and_needs_full_graph_steps(small: GraphData) -> None:
+    from gnn.evaluate import evaluate
+
+    split = make_split(small, "cutoff", 0)
+    config = TrainConfig(epochs=30, supervision="temporal", sage=SageConfig(dim=32))
+    sage = GnnRecommender(config)
+    sage.fit(small, split.train, 0)
+    assert evaluate(sage, small, split)["recall@20"] > 3 * 20 / small.num_items
+    with pytest.raises(ValueError, match="temporal supervision needs mode 'full'"):
+        GnnRecommender(replace(config, mode="sampled")).fit(small, split.train, 0)
+    with pytest.raises(ValueError, match="unknown supervision"):
+        GnnRecommender(replace(config, supervision="future")).fit(small, split.train, 0)
 
 
 def test_device_is_cuda_only_when_present() -> None:
