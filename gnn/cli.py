@@ -70,6 +70,13 @@ def eval_command(
         Path | None, typer.Option("--plot", help="Write metric bars and training curves to a PNG.")
     ] = None,
     events: Annotated[int, typer.Option(help="Synthetic interactions.")] = 50_000,
+    journeys: Annotated[
+        bool,
+        typer.Option(
+            help="Synthetic: sessions serve needs that stay open until bought, then move on "
+            "(what comes next depends on what was bought, not only viewed)."
+        ),
+    ] = False,
     target: Annotated[
         str,
         typer.Option(
@@ -104,7 +111,7 @@ def eval_command(
     elif dataset == "ml-100k":
         data = graph_of(load_ml100k())
     elif dataset == "synthetic":
-        data = graph_of(generate(SyntheticConfig(seed=0, events=events)))
+        data = graph_of(generate(SyntheticConfig(seed=0, events=events, journeys=journeys)))
     else:
         raise typer.BadParameter(f"unknown dataset {dataset!r}: ml-100k or synthetic")
     histories: dict[str, list[dict[str, float]]] = {}

@@ -8,10 +8,11 @@ What it models (the REES46 cosmetics-shop data in the seeds has these properties
 * sessions that go through a view → click → cart → purchase funnel, each step with a
   lower probability; sessions outside a user's taste are window shopping: views that rarely
   convert (so behaviour types carry different signal);
-* shopping journeys: a logged-in user's session serves one need, a product type such as
-  shampoo. A need with no purchase yet is usually still open at the next visit; a purchase
-  closes it, and the next visit often goes to the routine's next product type (shampoo →
-  conditioner). So what a user viewed and what they bought point at different next purchases.
+* with ``journeys`` on, shopping journeys: a logged-in user's session serves one need, a
+  product type such as shampoo. A need with no purchase yet is usually still open at the next
+  visit; a purchase closes it, and the next visit often goes to the routine's next product
+  type (shampoo → conditioner). So what a user viewed and what they bought point at different
+  next purchases.
 
 Same seed, same data. ``Dataset.ledger()`` gives the exact edge aggregates produced.
 """
@@ -52,8 +53,10 @@ class SyntheticConfig:
     p_click: float = 0.5  # view → click
     p_cart: float = 0.3  # click → cart
     p_purchase: float = 0.5  # cart → purchase
-    p_need_open: float = 0.8  # a need without a purchase is the next session's need too
-    p_routine_next: float = 0.7  # after a purchase, the next need is the routine's next type
+    journeys: bool = False  # sessions serve needs that persist until bought (off: each session
+    # browses one of the user's favourite subtrees, independently of the last)
+    p_need_open: float = 0.8  # journeys: a need not bought yet is the next session's need too
+    p_routine_next: float = 0.7  # journeys: after a purchase, the routine's next type follows
 
 
 def leaf_paths() -> list[tuple[str, ...]]:
@@ -74,17 +77,24 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> Dataset:
     taste = [
         rng.choice(len(tops), size=rng.integers(1, 4), replace=False) for _ in range(config.users)
     ]
+    top_of_leaf = np.array([tops.index(leaves[j][0]) for j in leaf_of])
     types = product_types()
     type_of = np.array([types.index(leaves[j][:2]) for j in leaf_of])
     journeys = _Journeys(config, types, taste)
 
-    gap = config.days * 86_400.0 / _expected_sessions(config)
+    span = config.days * 86_400.0
+    gap = span / _expected_sessions(config)
     start = START_TS
     events: list[Interaction] = []
     n_session = 0
     while len(events) < config.events:
         n_session += 1
-        start += float(rng.exponential(gap))
+        # journeys need each user's sessions in time order; otherwise any order will do
+        start = (
+            start + float(rng.exponential(gap))
+            if config.journeys
+            else START_TS + float(rng.uniform(0, span))
+        )
         user = int(rng.integers(config.users))
         anonymous = rng.random() < config.anonymous_share
         if anonymous:
@@ -92,8 +102,13 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> Dataset:
         else:
             actor = NodeRef(NodeKind.USER, f"u{user}")
         in_taste = rng.random() < config.in_taste_share
-        need = journeys.need(rng, user, not anonymous) if in_taste else -1
-        pool = np.flatnonzero((appear <= start) & ((type_of == need) if need >= 0 else True))
+        need, shelf = -1, np.ones(config.items, bool)
+        if in_taste and config.journeys:
+            need = journeys.need(rng, user, not anonymous)
+            shelf = type_of == need
+        elif in_taste:
+            shelf = top_of_leaf == int(rng.choice(taste[user]))
+        pool = np.flatnonzero((appear <= start) & shelf)
         if len(pool) == 0:
             continue
         p = weight[pool] / weight[pool].sum()

@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections import defaultdict
 from itertools import pairwise
 
+import pytest
+
 from gnn.datasets import SyntheticConfig, generate
 from gnn.datasets.synthetic import TREE, product_types
 from graphstore import Behaviour, Interaction, NodeKind
 
 
 def test_a_purchase_closes_a_need_and_an_open_need_returns() -> None:
-    dataset = generate(SyntheticConfig(seed=1, events=20_000))
+    dataset = generate(SyntheticConfig(seed=1, events=20_000, journeys=True))
     types = product_types()
     type_of = {item.item_id: types.index(item.category_path[:2]) for item in dataset.items}
     sessions: dict[str, list[Interaction]] = defaultdict(list)
@@ -46,9 +48,10 @@ def test_a_purchase_closes_a_need_and_an_open_need_returns() -> None:
     assert to_routine > 0.5  # shampoo → conditioner
 
 
-def test_same_seed_same_shop() -> None:
-    first = generate(SyntheticConfig(seed=4, events=3_000))
-    again = generate(SyntheticConfig(seed=4, events=3_000))
+@pytest.mark.parametrize("journeys", [False, True])
+def test_same_seed_same_shop(journeys: bool) -> None:
+    first = generate(SyntheticConfig(seed=4, events=3_000, journeys=journeys))
+    again = generate(SyntheticConfig(seed=4, events=3_000, journeys=journeys))
     assert first.interactions == again.interactions and first.items == again.items
     assert len(first.interactions) == 3_000
     span = first.interactions[-1].ts - first.interactions[0].ts
