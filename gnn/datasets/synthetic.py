@@ -6,8 +6,8 @@ What it models (the REES46 cosmetics-shop data in the seeds has these properties
 * item popularity with a long tail (Zipf weights), items appearing over time;
 * users with a few favourite subtrees, and anonymous sessions;
 * sessions that go through a view → click → cart → purchase funnel, each step with a
-  lower probability; sessions outside a user's taste are window shopping: views that rarely
-  convert (so behaviour types carry different signal);
+  lower probability, mostly within one category; sessions outside a user's taste are window
+  shopping: views that rarely convert (so behaviour types carry different signal);
 * with ``journeys`` on, shopping journeys: a logged-in user's session serves one need, a
   product type such as shampoo. A need with no purchase yet is usually still open at the next
   visit; a purchase closes it, and the next visit often goes to the routine's next product
