@@ -129,6 +129,13 @@ def product_types() -> list[tuple[str, str]]:
     return [(top, mid) for top, mids in TREE.items() for mid in mids]
 
 
+def routine_next(types: list[tuple[str, str]], need: int) -> int:
+    """The product type a routine goes on to after ``need`` (an index into ``types``): the
+    next one of its top-level category, shampoo → conditioner."""
+    top, mid = types[need]
+    return types.index((top, TREE[top][(TREE[top].index(mid) + 1) % len(TREE[top])]))
+
+
 class _Journeys:
     """Each logged-in user's open need: kept until a purchase closes it, then (often) the
     routine's next product type within the same top-level category."""
@@ -137,10 +144,7 @@ class _Journeys:
         self, config: SyntheticConfig, types: list[tuple[str, str]], taste: list[np.ndarray]
     ) -> None:
         self.config, self.types, self.taste = config, types, taste
-        self.routine_next = [
-            types.index((top, TREE[top][(TREE[top].index(mid) + 1) % len(TREE[top])]))
-            for top, mid in types
-        ]
+        self.routine_next = [routine_next(types, need) for need in range(len(types))]
         self.open = np.full(config.users, -1)
 
     def need(self, rng: np.random.Generator, user: int, logged_in: bool) -> int:

@@ -1,7 +1,7 @@
 """Quality, all models on the same splits: the numbers the issue asks for.
 
 ML-100K ships in the recbole wheel; these runs take a few minutes on 2 CPU cores, and so does
-the typed-vs-merged comparison on the synthetic shop.
+the temporal-vs-random supervision comparison on the synthetic shop's journeys.
 """
 
 from __future__ import annotations

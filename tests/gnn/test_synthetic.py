@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 
 from gnn.datasets import SyntheticConfig, generate
-from gnn.datasets.synthetic import TREE, product_types
+from gnn.datasets.synthetic import product_types, routine_next
 from graphstore import Behaviour, Interaction, NodeKind
 
 
@@ -31,10 +31,6 @@ def test_a_purchase_closes_a_need_and_an_open_need_returns() -> None:
             bought = any(e.behaviour is Behaviour.PURCHASE for e in events)
             journeys[events[0].actor.key].append((viewed.pop(), bought))
 
-    def routine_next(need: int) -> int:
-        top, mid = types[need]
-        return types.index((top, TREE[top][(TREE[top].index(mid) + 1) % len(TREE[top])]))
-
     after_purchase, after_none = [], []
     for steps in journeys.values():
         for (need, bought), (next_need, _) in pairwise(steps):
@@ -42,7 +38,7 @@ def test_a_purchase_closes_a_need_and_an_open_need_returns() -> None:
     assert len(after_purchase) > 200 and len(after_none) > 500
     same_open = sum(a == b for a, b in after_none) / len(after_none)
     same_closed = sum(a == b for a, b in after_purchase) / len(after_purchase)
-    to_routine = sum(routine_next(a) == b for a, b in after_purchase) / len(after_purchase)
+    to_routine = sum(routine_next(types, a) == b for a, b in after_purchase) / len(after_purchase)
     assert same_open > 0.6  # an open need is still being shopped for
     assert same_closed < 0.2  # a bought need is closed
     assert to_routine > 0.5  # shampoo → conditioner
