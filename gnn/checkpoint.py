@@ -76,7 +76,16 @@ def load(directory: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
         )
     else:
         model = LightGCN(config.lightgcn, len(meta["actor_keys"]), len(meta["item_keys"]))
-    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    missing, unexpected = model.load_state_dict(
+        load_file(str(directory / "model.safetensors")), strict=False
+    )
+    # versions saved before items without an ID had a stand-in load without one (zeros)
+    missing = [k for k in missing if k not in SageRec.STAND_INS]
+    if missing or unexpected:
+        raise ValueError(
+            f"{directory}: weights do not fit the model (missing {missing}, unexpected "
+            f"{unexpected})"
+        )
     model.eval()
     meta["train_config"] = config
     return model, meta

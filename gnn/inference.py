@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch_geometric.nn import GraphConv
 
 from gnn.checkpoint import load
 from gnn.data import BEHAVIOURS, IntArray, Interactions
-from gnn.models import Graph, SageRec, interaction_weights
+from gnn.models import BehaviourConv, Graph, SageRec, interaction_weights
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -153,18 +152,18 @@ class SageInference:
         from live neighbourhoods) this equals the full forward pass over the live 3-hop
         neighbourhood, at the cost of one layer over the actors' own edges.
 
-        Runs in numpy on the layer's weights (``h_a = Σ_b W_b · mean_{j∈N_b(a)} w_aj z_j +
-        Σ_b c_b``): on the few edges of one request, PyG's per-type message passing costs
-        ~30× more in dispatch than in arithmetic."""
+        Runs in numpy on the layer's weights (``h_a = Σ_e α_b w_e M_b z_j / Σ_e α_b w_e + c``,
+        see ``gnn.models.BehaviourConv``): on the few edges of one request, torch's dispatch
+        costs more than the arithmetic."""
         layer = self._output
-        types = len(self.model.types)
-        slot = edges.actor * types + self._kinds(edges)  # one mean per (actor, behaviour type)
-        weights = self._weights_np(edges)
+        types = len(layer.scale)
+        kind = self._kinds(edges)
+        alpha = layer.scale[kind] * self._weights_np(edges)
         sums = np.zeros((num_actors * types, self.dim), np.float32)
-        np.add.at(sums, slot, weights[:, None] * item_emb[edges.item])
-        counts = np.bincount(slot, minlength=num_actors * types).astype(np.float32)
-        means = sums / np.maximum(counts, 1.0)[:, None]
-        h = means.reshape(num_actors, types * self.dim) @ layer.weight + layer.bias
+        np.add.at(sums, edges.actor * types + kind, alpha[:, None] * item_emb[edges.item])
+        total = np.bincount(edges.actor, weights=alpha, minlength=num_actors)
+        h = sums.reshape(num_actors, types * self.dim) @ layer.weight
+        h = h / np.maximum(total, BehaviourConv.WEIGHT_FLOOR)[:, None] + layer.bias
         return np.asarray(h, np.float32)
 
     @torch.no_grad()
@@ -173,20 +172,19 @@ class SageInference:
     ) -> tuple[FloatArray, float]:
         """Split ``score(actor, target)`` over the actor's edges: ``(per_edge [E], bias)``.
 
-        The output layer is ``h_a = Σ_b (W_b · mean_{j∈N_b(a)} w_aj z_j + c_b)``, so edge
-        ``(a, j, b)`` contributes ``⟨W_b w_aj z_j / |N_b(a)|, target⟩`` and the rest is the
-        bias ``Σ_b ⟨c_b, target⟩``; they add up to the score. Edges of other actors get 0.
+        The output layer is ``h_a = Σ_e α_b w_e M_b z_j / Σ_e α_b w_e + c``, so edge
+        ``(a, j, b)`` contributes ``α_b w_e ⟨M_b z_j, target⟩ / Σ_e α_b w_e`` and the rest is
+        the bias ``⟨c, target⟩``; they add up to the score. Edges of other actors get 0.
         """
         layer, d = self._output, self.dim
         kind = self._kinds(edges)
-        projected = (layer.weight @ target.astype(np.float32)).reshape(-1, d)  # [types, d]: Wᵀt
+        projected = (layer.weight @ target.astype(np.float32)).reshape(-1, d)  # [types, d]: M_b t
         out = np.zeros(len(edges))
         rows = np.flatnonzero(edges.actor == actor)
         if len(rows):
-            per_type = np.bincount(kind[rows], minlength=len(projected))  # |N_b(a)|
-            w = self._weights_np(edges.take(rows))
+            alpha = layer.scale[kind[rows]] * self._weights_np(edges.take(rows))
             dots = np.einsum("ed,ed->e", item_emb[edges.item[rows]], projected[kind[rows]])
-            out[rows] = w * dots / per_type[kind[rows]]
+            out[rows] = alpha * dots / max(float(alpha.sum()), BehaviourConv.WEIGHT_FLOOR)
         return out, float(layer.bias @ target)
 
     def _weights(self, edges: Interactions) -> torch.Tensor:
@@ -225,19 +223,20 @@ class SageInference:
 
 @dataclass(frozen=True)
 class _OutputLayer:
-    """The actor output layer's weights: ``[types · d, d]`` stacked ``W_bᵀ`` and the summed
-    biases ``[d]`` (an actor's root input is zero, so ``lin_root`` adds nothing)."""
+    """The actor output layer (``BehaviourConv``) in numpy: ``weight`` ``[types · d, d]``
+    stacks the projections M_b (rows: input, columns: output), ``scale`` ``[types]`` holds
+    α_b and ``bias`` ``[d]`` is c (an actor has no root input)."""
 
     weight: Float32Array
+    scale: Float32Array
     bias: Float32Array
 
     @classmethod
+    @torch.no_grad()
     def of(cls, model: SageRec) -> _OutputLayer:
-        weight, bias = [], torch.zeros(model.config.dim)
-        for name in model.types:
-            conv = model.to_actor_out.convs[("item", name, "actor")]
-            assert isinstance(conv, GraphConv)
-            weight.append(conv.lin_rel.weight.detach().T)  # rows: input, columns: output
-            if conv.lin_rel.bias is not None:
-                bias = bias + conv.lin_rel.bias.detach()
-        return cls(torch.cat(weight).numpy().copy(), bias.numpy().copy())
+        conv = model.to_actor_out
+        return cls(
+            conv.type_matrices().reshape(-1, model.config.dim).numpy().copy(),
+            conv.type_weights().numpy().copy(),
+            conv.shared.bias.numpy().copy(),
+        )

@@ -161,9 +161,7 @@ class GnnRecommender:
         self.model = self._build(data)
         sampled = self.sampled(len(inner.train))
         if sampled and self.config.supervision != "random":
-            raise ValueError(
-                "temporal supervision needs mode 'full' (sampled steps supervise every pair)"
-            )
+            raise ValueError("temporal supervision needs mode 'full' (sampled steps are random)")
         self._sampler = (
             PairSampler(
                 data,
@@ -240,6 +238,7 @@ class GnnRecommender:
             return self._sampled_epoch(self._sampler, opt, rng, hard_share)
         pair_actor, pair_item, pair_ts = distinct_pairs(train)
         pairs = np.stack([pair_actor, pair_item], axis=1)
+
         if isinstance(self.model, SageRec):
             # Supervision pairs never appear in the message-passing graph of the same epoch.
             if self.config.supervision == "temporal":
@@ -351,6 +350,7 @@ class GnnRecommender:
                 self.device,
                 self.known_items,
             )
+            self.model.remember_categories(graph)
             h, z = self.model(graph)
         else:
             self.model.set_graph(torch.as_tensor(edges.actor), torch.as_tensor(edges.item))  # type: ignore[operator]
