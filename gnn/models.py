@@ -191,7 +191,7 @@ class BehaviourConv(nn.Module):
     Linear in ``x_src``, so a score splits exactly over the edges (``gnn.inference``).
     """
 
-    WEIGHT_FLOOR = 1e-12  # on a node's total edge weight: a node with no edges gets c
+    WEIGHT_FLOOR = 1e-12  # on a node's total edge weight: below it a node has no edges
 
     def __init__(self, num_types: int, dim: int) -> None:
         super().__init__()

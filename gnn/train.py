@@ -161,7 +161,9 @@ class GnnRecommender:
         self.model = self._build(data)
         sampled = self.sampled(len(inner.train))
         if sampled and self.config.supervision != "random":
-            raise ValueError("temporal supervision needs mode 'full' (sampled steps are random)")
+            raise ValueError(
+                "temporal supervision needs mode 'full' (sampled steps supervise every pair)"
+            )
         self._sampler = (
             PairSampler(
                 data,
@@ -238,7 +240,6 @@ class GnnRecommender:
             return self._sampled_epoch(self._sampler, opt, rng, hard_share)
         pair_actor, pair_item, pair_ts = distinct_pairs(train)
         pairs = np.stack([pair_actor, pair_item], axis=1)
-
         if isinstance(self.model, SageRec):
             # Supervision pairs never appear in the message-passing graph of the same epoch.
             if self.config.supervision == "temporal":
