@@ -1,7 +1,8 @@
 """Quality, all models on the same splits: the numbers the issue asks for.
 
-ML-100K ships in the recbole wheel; these runs take a few minutes on 2 CPU cores, and so does
-the temporal-vs-random supervision comparison on the synthetic shop's journeys.
+ML-100K ships in the recbole wheel; these runs take a few minutes on 2 CPU cores, and so do
+the comparisons on the synthetic shop's journeys (temporal vs random supervision, typed vs
+merged behaviour edges).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_temporal_supervision_predicts_next_purchases_better_than_random(
     """A global cut-off hides whole sessions; on shopping journeys what comes next depends on
     what came before, which random supervision ("what else") does not teach."""
     temporal = journeys["temporal"]["sage"]["recall@20"][0]
-    assert temporal > journeys["random"]["sage"]["recall@20"][0] + 0.01
+    assert temporal > journeys["random"]["sage"]["recall@20"][0] + 0.01  # .437 vs .392
 
 
 def test_typed_edges_predict_next_purchases_better_than_merged_edges(
@@ -76,5 +77,5 @@ def test_typed_edges_predict_next_purchases_better_than_merged_edges(
     """A bought need is closed and a viewed one still open: typed edges tell the two apart,
     merged edges cannot (docs/typed-vs-merged.md)."""
     typed, merged = journeys["temporal"]["sage"], journeys["temporal"]["sage-merged"]
-    assert typed["recall@20"][0] > merged["recall@20"][0]
-    assert typed["ndcg@20"][0] > merged["ndcg@20"][0]
+    assert typed["recall@20"][0] > merged["recall@20"][0]  # .437 vs .419 measured
+    assert typed["ndcg@20"][0] > merged["ndcg@20"][0]  # .257 vs .250
