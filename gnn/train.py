@@ -246,14 +246,9 @@ class GnnRecommender:
                 sup = after_random_point(pair_actor, pair_ts, rng)
             else:
                 sup = rng.random(len(pairs)) < self.config.supervision_share
-            held = set(map(tuple, pairs[sup].tolist()))
-            keep = np.fromiter(
-                (
-                    (a, i) not in held
-                    for a, i in zip(train.actor.tolist(), train.item.tolist(), strict=True)
-                ),
-                bool,
-                len(train),
+            edge_pair = train.actor.astype(np.int64) * data.num_items + train.item
+            keep = ~np.isin(
+                edge_pair, pairs[sup, 0].astype(np.int64) * data.num_items + pairs[sup, 1]
             )
             graph = to_graph(
                 data,
@@ -278,14 +273,17 @@ class GnnRecommender:
                 h, z = self.model(graph, drop)
             else:
                 h, z = self.model()
+            # index_select, not h[a]: indexing's backward accumulates in a thread-dependent order
+            h_a = h.index_select(0, a)
             neg = (
-                None if self.config.loss == "softmax" else self._negatives(h[a], z, hard_share, rng)
+                None if self.config.loss == "softmax" else self._negatives(h_a, z, hard_share, rng)
             )
-            loss = self._loss(h[a], z, i, neg)
+            loss = self._loss(h_a, z, i, neg)
             if isinstance(self.model, LightGCN):
                 ego = self.model.embedding.weight
                 loss = loss + 1e-4 * (
-                    ego[a].pow(2).sum() + ego[self.model.num_actors + i].pow(2).sum()
+                    ego.index_select(0, a).pow(2).sum()
+                    + ego.index_select(0, self.model.num_actors + i).pow(2).sum()
                 ) / len(batch)
             opt.zero_grad()
             loss.backward()
@@ -310,7 +308,9 @@ class GnnRecommender:
             drop = torch.rand(b.graph.num_items, device=self.device) < self.config.sage.id_dropout
             h, z = self.model(b.graph, drop)
             neg = None if self.config.loss == "softmax" else b.negative
-            loss = self._loss(h[b.actor], z[b.candidates], b.label, neg)
+            loss = self._loss(
+                h.index_select(0, b.actor), z.index_select(0, b.candidates), b.label, neg
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -322,7 +322,8 @@ class GnnRecommender:
         BPR/margin against ``z[negative[k]]``."""
         if negative is None:
             return F.cross_entropy(h @ z.T, positive)
-        return pair_loss((h * z[positive]).sum(-1), (h * z[negative]).sum(-1), self.config)
+        pos, neg = z.index_select(0, positive), z.index_select(0, negative)
+        return pair_loss((h * pos).sum(-1), (h * neg).sum(-1), self.config)
 
     def _negatives(
         self, h: Tensor, z: Tensor, hard_share: float, rng: np.random.Generator

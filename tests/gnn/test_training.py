@@ -123,6 +123,25 @@ def test_temporal_supervision_learns_and_needs_full_graph_steps(small: GraphData
         GnnRecommender(replace(config, supervision="future")).fit(small, split.train, 0)
 
 
+@pytest.mark.parametrize("model", ["sage", "lightgcn"])
+def test_training_is_bit_for_bit_the_same_for_a_seed_whatever_the_thread_count(
+    small: GraphData, model: str
+) -> None:
+    split = make_split(small, "random", 0)
+    threads = torch.get_num_threads()
+    states = []
+    try:
+        for n in (2, 2, 1):
+            torch.set_num_threads(n)
+            rec = GnnRecommender(TrainConfig(model=model, epochs=3, eval_every=3))
+            rec.fit(small, split.train, seed=0)
+            states.append(rec.model.state_dict())
+    finally:
+        torch.set_num_threads(threads)
+    for other in states[1:]:
+        assert all(torch.equal(states[0][k], other[k]) for k in states[0])
+
+
 def test_device_is_cuda_only_when_present() -> None:
     assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
 
