@@ -124,14 +124,10 @@ class SageRec(nn.Module):
         )
         counts[-1] = float(int(known.sum()))
         self.category_known.copy_(counts)
-        for buffer, values in (
-            (self.category_messages, message[known]),
-            *(
-                [(self.category_ids, self.ids.weight[graph.item_ids[known]])]
-                if self.ids is not None
-                else []
-            ),
-        ):
+        averaged = [(self.category_messages, message[known])]
+        if self.ids is not None:
+            averaged.append((self.category_ids, self.ids.weight[graph.item_ids[known]]))
+        for buffer, values in averaged:
             vectors = values[:, None, :].expand(-1, anc.shape[1], -1)[valid]
             sums = torch.zeros_like(buffer).index_add_(0, rows, vectors)
             sums[-1] = values.sum(dim=0)
