@@ -12,7 +12,21 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from graphstore.base import Batch, GraphStore, GraphStoreError, InvalidInput, Positioned
+from graphstore.base import (
+    MAX_CLOCK_SKEW_S,
+    MAX_FANOUT,
+    MAX_HOPS,
+    MAX_ID_LENGTH,
+    MAX_SEEDS,
+    Batch,
+    GraphStore,
+    GraphStoreError,
+    InvalidId,
+    InvalidInput,
+    Positioned,
+    category_keys,
+    check_id,
+)
 from graphstore.snapshot import CsrRelation, CsrSnapshot, Neighbourhood
 from graphstore.types import (
     ALL_RELATIONSHIPS,
@@ -34,6 +48,11 @@ __all__ = [
     "ALL_RELATIONSHIPS",
     "INTERACTION_RELATIONSHIPS",
     "IN_CATEGORY",
+    "MAX_CLOCK_SKEW_S",
+    "MAX_FANOUT",
+    "MAX_HOPS",
+    "MAX_ID_LENGTH",
+    "MAX_SEEDS",
     "SUBCATEGORY_OF",
     "ApplyResult",
     "Batch",
@@ -44,6 +63,7 @@ __all__ = [
     "GraphStore",
     "GraphStoreError",
     "Interaction",
+    "InvalidId",
     "InvalidInput",
     "ItemRecord",
     "Neighbourhood",
@@ -52,6 +72,8 @@ __all__ = [
     "Position",
     "Positioned",
     "StoreStats",
+    "category_keys",
+    "check_id",
     "open_store",
 ]
 

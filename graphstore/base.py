@@ -29,6 +29,7 @@ MAX_ID_LENGTH = 256
 MAX_HOPS = 4
 MAX_FANOUT = 10_000
 MAX_SEEDS = 10_000
+MAX_CLOCK_SKEW_S = 24 * 3600.0  # a timestamp further in the future than this is a clock bug
 
 
 class GraphStoreError(Exception):
@@ -37,6 +38,14 @@ class GraphStoreError(Exception):
 
 class InvalidInput(GraphStoreError, ValueError):
     """A caller passed something the store cannot accept; the message says what."""
+
+
+class InvalidId(InvalidInput):
+    """An id that is empty (``reason == "empty"``) or too long (``reason == "too-long"``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +162,7 @@ class GraphStore(abc.ABC):
         if any(not 0 < f <= MAX_FANOUT for f in fanouts):
             raise InvalidInput(f"every fan-out must be in 1..{MAX_FANOUT}, got {list(fanouts)}")
         for seed in seeds:
-            _check_id("seed", seed.key)
+            check_id("seed id", seed.key)
         rels = tuple(ALL_RELATIONSHIPS if relationships is None else relationships)
         unknown = set(rels) - set(ALL_RELATIONSHIPS)
         if unknown:
@@ -222,18 +231,24 @@ def category_keys(path: Sequence[str]) -> list[str]:
     return ["/".join(path[: i + 1]) for i in range(len(path))]
 
 
-def _check_id(what: str, value: str) -> None:
+def check_id(what: str, value: str) -> str:
+    """Return ``value`` if it can be a node id; else raise ``InvalidId`` naming ``what``.
+
+    The one id rule of graphrec: the sink, the gRPC service and the store all apply it, so a
+    record that passes one cannot fail another. Blank counts as empty.
+    """
     if not value or not value.strip():
-        raise InvalidInput(f"{what} id is empty")
+        raise InvalidId(f"{what} is empty", "empty")
     if len(value) > MAX_ID_LENGTH:
-        raise InvalidInput(f"{what} id is longer than {MAX_ID_LENGTH} characters")
+        raise InvalidId(f"{what} is longer than {MAX_ID_LENGTH} characters", "too-long")
+    return value
 
 
 def _check_interaction(i: Interaction) -> None:
     if i.actor.kind not in (NodeKind.USER, NodeKind.SESSION):
         raise InvalidInput(f"actor must be a User or Session, got {i.actor.kind}")
-    _check_id(i.actor.kind.value, i.actor.key)
-    _check_id("item", i.item_id)
+    check_id(f"{i.actor.kind.value} id", i.actor.key)
+    check_id("item id", i.item_id)
     if not isinstance(i.behaviour, Behaviour):
         raise InvalidInput(f"unknown behaviour {i.behaviour!r}")
     if not math.isfinite(i.ts):
@@ -241,9 +256,9 @@ def _check_interaction(i: Interaction) -> None:
 
 
 def _check_item(item: ItemRecord) -> None:
-    _check_id("item", item.item_id)
+    check_id("item id", item.item_id)
     for name in item.category_path:
-        _check_id("category", name)
+        check_id("category name", name)
         if "/" in name:
             raise InvalidInput(f"category name {name!r} contains '/'")
     if not math.isfinite(item.ts):

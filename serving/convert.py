@@ -7,8 +7,7 @@ import math
 import time
 from collections.abc import Iterable
 
-from graphstore import Behaviour
-from graphstore.base import MAX_ID_LENGTH
+from graphstore import MAX_CLOCK_SKEW_S, MAX_ID_LENGTH, Behaviour, InvalidId, check_id
 from protos import graphrec_pb2 as pb
 from serving.types import (
     BadRequest,
@@ -25,7 +24,6 @@ from serving.types import (
 MAX_SESSION_EVENTS = 1_000
 MAX_LISTED_IDS = 10_000  # exclusions, or candidates of ScoreItems
 MAX_PATHS = 50
-MAX_CLOCK_SKEW_S = 24 * 3600.0
 
 
 def subject_of(msg: pb.Subject) -> Subject:
@@ -139,8 +137,7 @@ def _ids(field: str, values: Iterable[str]) -> list[str]:
 
 
 def _id(field: str, value: str) -> str:
-    if not value or not value.strip():
-        raise BadRequest(f"{field} is empty")
-    if len(value) > MAX_ID_LENGTH:
-        raise BadRequest(f"{field} is longer than {MAX_ID_LENGTH} characters")
-    return value
+    try:
+        return check_id(field, value)
+    except InvalidId as exc:
+        raise BadRequest(str(exc)) from None

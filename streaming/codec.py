@@ -14,15 +14,22 @@ from typing import TypeVar
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
-from graphstore.base import MAX_ID_LENGTH
-from graphstore.types import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef
+from graphstore import (
+    MAX_CLOCK_SKEW_S,
+    Behaviour,
+    Interaction,
+    InvalidId,
+    ItemRecord,
+    NodeKind,
+    NodeRef,
+    check_id,
+)
 from protos import graphrec_pb2 as pb
 
 M = TypeVar("M", bound=Message)
 
 MAX_RECORD_BYTES = 64 * 1024
 EARLIEST_TS = 631_152_000.0  # 1990-01-01: anything earlier is a unit or clock bug
-MAX_CLOCK_SKEW_S = 24 * 3600.0
 MAX_CATEGORY_DEPTH = 8
 MAX_FEATURES = 64
 _BEHAVIOURS = {b.value: b for b in Behaviour}
@@ -128,12 +135,14 @@ def _parse(data: bytes, kind: type[M]) -> M:
 
 
 def _check_id(what: str, value: str) -> None:
-    # Blank counts as empty, as in GraphStore.apply: a record that passed here but failed there
-    # would stop the sink (InvalidInput is not retried) instead of being dead-lettered.
-    if not value or not value.strip():
-        raise BadRecord("missing-field", f"{what} is empty")
-    if len(value) > MAX_ID_LENGTH:
-        raise BadRecord("too-large", f"{what} longer than {MAX_ID_LENGTH} characters")
+    # The store's own rule: a record that passed here but failed there would stop the sink
+    # (InvalidInput is not retried) instead of being dead-lettered.
+    try:
+        check_id(what, value)
+    except InvalidId as exc:
+        raise BadRecord(
+            "missing-field" if exc.reason == "empty" else "too-large", str(exc)
+        ) from None
 
 
 def _timestamp(msg: pb.Event | pb.ItemUpsert, now: float | None) -> float:
