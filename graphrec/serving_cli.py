@@ -22,7 +22,8 @@ from graphstore import open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
 from serving.app import Serving
-from serving.recommender import Popular, Settings
+from serving.fallback import Popular
+from serving.recommender import Settings
 from serving.server import ServerConfig
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,10 @@ from pathlib import Path
 import torch
 
 from graphstore import GraphStore, ItemRecord
+from serving.engine import Engine
+from serving.fallback import Popular
 from serving.metrics import Metrics
-from serving.recommender import Engine, Popular, Recommender, Settings
+from serving.recommender import Recommender, Settings
 from serving.registry import ModelRegistry
 from serving.server import RecommenderServer, ServerConfig
 
@@ -39,7 +41,7 @@ class Serving:
         self.metrics = Metrics()
         self.registry: ModelRegistry[Engine] = ModelRegistry(
             models_dir,
-            lambda d: Engine.load(d, store, self.settings),
+            lambda d: Engine.load(d, store, self.settings.exact_threshold),
             reload_every_s,
             self._swapped,
         )

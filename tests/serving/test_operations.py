@@ -273,7 +273,7 @@ def test_requests_that_outwait_their_deadline_in_the_queue_end_as_deadline_excee
         release.set()
         assert len(busy.result(timeout=10).items) == 3
         assert len(served.stub.Recommend(request, timeout=10).items) == 3
-        assert served.serving.server.servicer._inflight == 0
+        assert served.serving.server.servicer.admission.inflight == 0
     finally:
         release.set()
         close(served)
