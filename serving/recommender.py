@@ -1,9 +1,10 @@
 """The serving core: recommend, score and explain over live neighbourhoods (no gRPC here).
 
-Per request: one graph round trip for the subject's own edges (fan-out capped), then the
-model's output layer over them, reading the items' final embeddings from the item table
-(kept fresh from live 2-hop neighbourhoods as the graph changes), then top-K over the item
-table. Subjects with nothing to go on get popular items, and the result says so.
+Per request: one graph round trip for the subject's own edges (fan-out capped; Explain also
+fetches the other actors of its items), then the model's output layer over those edges,
+reading the items' final embeddings from the item table (kept fresh from live 2-hop
+neighbourhoods as the graph changes), then top-K over the item table. Subjects with nothing
+to go on get popular items, and the result says so.
 """
 
 from __future__ import annotations
