@@ -23,7 +23,7 @@ from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
 from serving.app import Serving
 from serving.fallback import Popular
-from serving.recommender import Settings
+from serving.recommender import RecommenderConfig
 from serving.server import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -115,12 +115,12 @@ def serve_command(
         tls_key=tls_key,
         metrics_port=metrics_port,
     )
-    settings = Settings(fanouts=_fanouts(fanouts), browser_url=browser_url)
+    recommender_config = RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url)
     graph = open_store(store or config.store_url)
     serving = Serving(
         graph,
         models_dir or config.models_path,
-        settings,
+        recommender_config,
         server,
         popular=trending_client(trending) if trending else None,
     )

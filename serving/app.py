@@ -13,7 +13,7 @@ from graphstore import GraphStore, ItemRecord
 from serving.engine import Engine
 from serving.fallback import Popular
 from serving.metrics import Metrics
-from serving.recommender import Recommender, Settings
+from serving.recommender import Recommender, RecommenderConfig
 from serving.registry import ModelRegistry
 from serving.server import RecommenderServer, ServerConfig
 
@@ -32,21 +32,25 @@ class Serving:
         self,
         store: GraphStore,
         models_dir: Path,
-        settings: Settings | None = None,
+        recommender_config: RecommenderConfig | None = None,
         config: ServerConfig | None = None,
         popular: Popular | None = None,
         reload_every_s: float = 1.0,
     ) -> None:
-        self.settings = settings or Settings()
+        self.recommender_config = recommender_config or RecommenderConfig()
         self.metrics = Metrics()
         self.registry: ModelRegistry[Engine] = ModelRegistry(
             models_dir,
-            lambda d: Engine.load(d, store, self.settings.exact_threshold),
+            lambda d: Engine.load(d, store, self.recommender_config.exact_threshold),
             reload_every_s,
             self._swapped,
         )
         self.recommender = Recommender(
-            store, self.registry.current, self.settings, popular, self.metrics.freshness.observe
+            store,
+            self.registry.current,
+            self.recommender_config,
+            popular,
+            self.metrics.freshness.observe,
         )
         self.server = RecommenderServer(self.recommender, config or ServerConfig(), self.metrics)
         self._pending: tuple[set[str], dict[str, ItemRecord]] = (set(), {})

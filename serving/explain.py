@@ -23,7 +23,7 @@ from graphstore import (
 )
 from serving.engine import Engine
 from serving.subgraph import LocalGraph
-from serving.types import Path
+from serving.types import ExplanationPath
 
 ActorsOfTarget = dict[NodeRef, tuple[str, int]]  # actor → (relationship, count)
 
@@ -34,7 +34,7 @@ def strongest_paths(
     mine: npt.NDArray[np.int64],
     target: str,
     target_actors: ActorsOfTarget,
-) -> list[Path]:
+) -> list[ExplanationPath]:
     """One path per item the subject (actor 0 of ``graph``) touched through its edges
     ``mine``, from the edge that contributes most to the ``target`` item's score; paths that
     reach the target first, then by contribution."""
@@ -83,7 +83,7 @@ def path_for_edge(
     leaves: tuple[str | None, str | None],
     target_actors: ActorsOfTarget,
     contribution: float,
-) -> Path:
+) -> ExplanationPath:
     """The subject's edge ``edge`` continued to ``target``. ``leaves`` are the leaf category
     keys of the edge's item and of the target; ``target_actors`` maps actors who touched the
     target to (relationship, count)."""
@@ -98,7 +98,7 @@ def path_for_edge(
             nodes.append(node)
             rels.append(rel)
             forward.append(fwd)
-    return Path(tuple(nodes), tuple(rels), tuple(forward), contribution)
+    return ExplanationPath(tuple(nodes), tuple(rels), tuple(forward), contribution)
 
 
 Hop = tuple[NodeRef, str, bool]
@@ -146,7 +146,7 @@ def _through_categories(
     return hops
 
 
-def cypher_for(paths: list[Path]) -> tuple[str, dict[str, str]]:
+def cypher_for(paths: list[ExplanationPath]) -> tuple[str, dict[str, str]]:
     """One ``MATCH p = … RETURN p`` per path joined by ``UNION ALL``; ids are parameters.
 
     Labels and relationship types cannot be parameters in Cypher; they come from the fixed

@@ -27,11 +27,11 @@ from serving.subgraph import LocalGraph
 from serving.types import (
     BadRequest,
     Explanation,
+    ItemScores,
     NotFound,
     NotReady,
     Query,
     Recommendation,
-    Scores,
     SessionEvent,
     Subject,
     SubjectKind,
@@ -39,7 +39,9 @@ from serving.types import (
 
 
 @dataclass(frozen=True)
-class Settings:
+class RecommenderConfig:
+    """How the core fetches, ranks and links; one per served model directory."""
+
     fanouts: tuple[int, ...] = (50, 10)  # subject → its items (the history the model reads and
     # that counts as seen) → their other actors (Explain only)
     refresh_fanouts: tuple[int, int] = (50, 10)  # item → actors → items, when it changes
@@ -51,18 +53,22 @@ class Settings:
 
 
 class Recommender:
-    """Recommend / ScoreItems / Explain for users, sessions and items; thread-safe."""
+    """Recommend / ScoreItems / Explain for users, sessions and items; thread-safe.
+
+    The domain core behind the gRPC ``Recommender`` service (``serving.servicer`` converts
+    each request to a call here and the result back).
+    """
 
     def __init__(
         self,
         store: GraphStore,
         engine: Callable[[], Engine | None],
-        settings: Settings | None = None,
+        config: RecommenderConfig | None = None,
         popular: Popular | None = None,
         on_fresh: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
-        self.settings = settings or Settings()
+        self.config = config or RecommenderConfig()
         self._engine = engine
         self._popular = popular
         self._freshness = FreshnessTracker(on_fresh) if on_fresh is not None else None
@@ -147,14 +153,14 @@ class Recommender:
         return Recommendation(items, engine.version, True, reason)
 
     def _k(self, query: Query) -> int:
-        return query.k or self.settings.default_k
+        return query.k or self.config.default_k
 
     def _check_k(self, query: Query) -> None:
         k = self._k(query)
-        if not 0 < k <= self.settings.max_k:
-            raise BadRequest(f"k must be between 1 and {self.settings.max_k}, got {k}")
+        if not 0 < k <= self.config.max_k:
+            raise BadRequest(f"k must be between 1 and {self.config.max_k}, got {k}")
 
-    def score_items(self, subject: Subject, item_ids: Sequence[str]) -> Scores:
+    def score_items(self, subject: Subject, item_ids: Sequence[str]) -> ItemScores:
         """The subject's score for each known item, in order; unknown ids are listed apart."""
         engine = self.engine()
         graph, _ = self._fetch([self._as_actor(engine, subject)])
@@ -164,7 +170,7 @@ class Recommender:
         found = np.array([r for r in rows if r >= 0], np.int64)
         vectors = engine.table.embeddings.vectors()
         scores = vectors[found] @ vector if len(found) else np.zeros(0)
-        return Scores(engine.scored(found, scores), engine.version, unknown)
+        return ItemScores(engine.scored(found, scores), engine.version, unknown)
 
     def explain(self, subject: Subject, item_id: str, max_paths: int = 5) -> Explanation:
         """The paths through which the subject's neighbourhood contributes most to the item's
@@ -177,10 +183,10 @@ class Recommender:
         mine = graph.subject_edges[graph.in_graph[graph.subject_edges]]
         if not len(mine):
             raise NotFound(f"{subject.kind} {subject.key!r} has no interactions in the graph")
-        target_actors = actors_of(self.store, item_id, self.settings.refresh_fanouts[0])
+        target_actors = actors_of(self.store, item_id, self.config.refresh_fanouts[0])
         paths = strongest_paths(engine, graph, mine, item_id, target_actors)[:max_paths]
         cypher, params = cypher_for(paths)
-        link = browser_url(self.settings.browser_url, self.settings.browser_dbms, cypher, params)
+        link = browser_url(self.config.browser_url, self.config.browser_dbms, cypher, params)
         return Explanation(paths, cypher, params, link, engine.version)
 
     # ------------------------------------------------------------------ freshness of items
@@ -191,11 +197,11 @@ class Recommender:
         if engine is None:
             return 0
         with self._refresh_lock:  # rows are appended and embedded in order
-            return re_embed(self.store, engine, item_ids, records, self.settings.refresh_fanouts)
+            return re_embed(self.store, engine, item_ids, records, self.config.refresh_fanouts)
 
     # ------------------------------------------------------------------ helpers
     def _fetch(self, subjects: Sequence[Subject], hops: int = 1) -> tuple[LocalGraph, Failed]:
-        graph, failed = fetch_subjects(self.store, subjects, self.settings.fanouts, hops)
+        graph, failed = fetch_subjects(self.store, subjects, self.config.fanouts, hops)
         if self._freshness is not None:
             self._freshness.observe(subjects, graph)
         return graph, failed

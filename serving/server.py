@@ -105,10 +105,6 @@ class RecommenderServer:
             self._loop.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def wait(self) -> None:
-        """Block until the server stops (Ctrl-C in the CLI)."""
-        self._thread.join()
-
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
 
