@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from graphstore import Behaviour, GraphStore, ItemRecord
 from serving.engine import Engine
@@ -22,7 +23,7 @@ from serving.fallback import Popular, popular_items, why_fallback
 from serving.fetch import Failed, fetch_subjects
 from serving.filters import allowed_rows, excluded_rows
 from serving.freshness import FreshnessTracker
-from serving.refresh import item_from_graph, re_embed
+from serving.refresh import items_from_graph, re_embed
 from serving.subgraph import LocalGraph
 from serving.types import (
     BadRequest,
@@ -165,9 +166,9 @@ class Recommender:
         engine = self.engine()
         graph, _ = self._fetch([self._as_actor(engine, subject)])
         vector = engine.actor_vectors(graph)[0]
-        rows = [self._known_row(engine, i) for i in item_ids]
-        unknown = [i for i, r in zip(item_ids, rows, strict=True) if r < 0]
-        found = np.array([r for r in rows if r >= 0], np.int64)
+        rows = self._known_rows(engine, item_ids)
+        unknown = [i for i, r in zip(item_ids, rows.tolist(), strict=True) if r < 0]
+        found = rows[rows >= 0]
         vectors = engine.table.embeddings.vectors()
         scores = vectors[found] @ vector if len(found) else np.zeros(0)
         return ItemScores(engine.scored(found, scores), engine.version, unknown)
@@ -217,18 +218,23 @@ class Recommender:
         return Subject(SubjectKind.SESSION, "", (event,))  # no key: not a node of the graph
 
     def _item_row(self, engine: Engine, item_id: str) -> int:
-        row = self._known_row(engine, item_id)
+        row = int(self._known_rows(engine, [item_id])[0])
         if row < 0:
             raise NotFound(f"item {item_id!r} is not in the catalogue")
         return row
 
-    def _known_row(self, engine: Engine, item_id: str) -> int:
-        """The item's row, adding an item the graph holds but the table has not seen yet."""
-        row = engine.table.index.get(item_id, -1)
-        if row < 0 or row >= engine.table.size:
-            record = item_from_graph(self.store, item_id)
-            if record is None:
-                return -1
-            self.refresh([], [record])
-            row = engine.table.index.get(item_id, -1)
-        return row
+    def _known_rows(self, engine: Engine, item_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Each item's row, -1 for items the graph does not hold either. Items the graph
+        holds but the table has not seen yet are added, all of them in one graph round trip
+        and one table update."""
+        table = engine.table
+        rows = table.rows_of(item_ids)
+        missing = (rows < 0) | (rows >= table.size)
+        if missing.any():
+            ids = [i for i, m in zip(item_ids, missing.tolist(), strict=True) if m]
+            records = items_from_graph(self.store, sorted(set(ids)))
+            if records:
+                self.refresh([], records)
+            rows[missing] = table.rows_of(ids)
+            rows[rows >= table.size] = -1
+        return rows

@@ -47,11 +47,19 @@ def re_embed(
     return len(keys)
 
 
-def item_from_graph(store: GraphStore, item_id: str) -> ItemRecord | None:
-    """What the graph holds about an item the table lacks (its category), or None."""
-    seed = NodeRef(NodeKind.ITEM, item_id)
-    hood = store.neighbourhood([seed], [1], (IN_CATEGORY,))
-    if not hood.found[0]:
-        return None
-    leaf = next((n.key for n in hood.nodes if n.kind is NodeKind.CATEGORY), "")
-    return ItemRecord(item_id, tuple(leaf.split("/")) if leaf else ())
+def items_from_graph(store: GraphStore, item_ids: Sequence[str]) -> list[ItemRecord]:
+    """What the graph holds about items the table lacks (their category), for those of
+    ``item_ids`` the graph has; one round trip per ``MAX_SEEDS`` ids."""
+    records = []
+    for start in range(0, len(item_ids), MAX_SEEDS):
+        seeds = [NodeRef(NodeKind.ITEM, k) for k in item_ids[start : start + MAX_SEEDS]]
+        hood = store.neighbourhood(seeds, [1], (IN_CATEGORY,))
+        leaves: dict[int, str] = {}
+        for src, dst in zip(hood.src.tolist(), hood.dst.tolist(), strict=True):
+            if src < len(seeds) and hood.nodes[dst].kind is NodeKind.CATEGORY:
+                leaves[src] = hood.nodes[dst].key
+        for i, seed in enumerate(seeds):
+            if hood.found[i]:
+                leaf = leaves.get(i, "")
+                records.append(ItemRecord(seed.key, tuple(leaf.split("/")) if leaf else ()))
+    return records

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,10 +21,21 @@ from gnn.cli import train_once
 from gnn.train import TrainConfig
 from graphrec.changefeed import ChangeFeed
 from graphrec.pipeline import ingest
-from graphstore import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef, open_store
+from graphstore import (
+    Behaviour,
+    GraphStore,
+    Interaction,
+    ItemRecord,
+    Neighbourhood,
+    NodeKind,
+    NodeRef,
+    open_store,
+)
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
+from serving.recommender import Recommender
 from serving.server import ServerConfig
+from serving.types import Subject, SubjectKind
 from streaming.codec import encode_event, encode_item
 from streaming.records import OutRecord
 from streaming.urls import open_writer
@@ -346,3 +358,44 @@ def test_concurrent_requests_agree_with_sequential_ones(served: Served, world: W
     sequential = [top(u) for u in users]
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(top, users)) == sequential
+
+
+class CountingStore:
+    """The served graph store, counting the neighbourhood round trips made through it."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+        self.neighbourhood_calls = 0
+
+    def neighbourhood(self, *args: Any, **kwargs: Any) -> Neighbourhood:
+        self.neighbourhood_calls += 1
+        return self.store.neighbourhood(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_score_items_looks_up_all_ids_the_table_lacks_in_one_round_trip(
+    own_world: World,
+) -> None:
+    served = serve(own_world)
+    try:
+        template = own_world.dataset.items[5]
+        added = [ItemRecord(f"graph-only-{n}", template.category_path) for n in range(3)]
+        served.store.upsert_items(added)  # in the graph, not yet in the item table
+        counting = CountingStore(served.store)
+        recommender = Recommender(counting, served.serving.registry.current)  # type: ignore[arg-type]
+        user = next(
+            i.actor for i in own_world.dataset.interactions if i.actor.kind is NodeKind.USER
+        )
+        unknown = [f"no-such-{n}" for n in range(2_000)]
+        known = [i.item_id for i in own_world.dataset.items[:10]]
+        ids = [*known, *unknown, *(r.item_id for r in added)]
+        scored = recommender.score_items(Subject(SubjectKind.USER, user.key), ids)
+        assert scored.unknown_item_ids == unknown
+        assert [s.item_id for s in scored.items] == [*known, *(r.item_id for r in added)]
+        assert all(np.isfinite(s.score) for s in scored.items)
+        # the subject's edges, the ids the table lacks, the re-embedding of the three found
+        assert counting.neighbourhood_calls == 3
+    finally:
+        close(served)
