@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +19,6 @@ from graphstore import open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
 from serving.app import Serving
-from serving.fallback import Popular
 from serving.recommender import RecommenderConfig
 from serving.server import ServerConfig
 
@@ -122,7 +118,7 @@ def serve_command(
         models_dir or config.models_path,
         recommender_config,
         server,
-        popular=trending_client(trending) if trending else None,
+        trending_url=trending or "",
     )
     port = serving.start()
     feed = ChangeFeed(log or config.log_url, graph, serving.items_changed) if follow else None
@@ -153,18 +149,6 @@ def _wait_for_a_stop_signal() -> None:
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: stopped.set())
     stopped.wait()
-
-
-def trending_client(base: str, timeout_s: float = 0.5) -> Popular:
-    """Top items from the faust trending app's HTTP endpoint."""
-
-    def popular(k: int, category: str) -> list[tuple[str, float]]:
-        query = {"k": str(k), **({"category": category} if category else {})}
-        url = f"{base.rstrip('/')}/trending/items/?{urllib.parse.urlencode(query)}"
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return [(str(i), float(c)) for i, c in json.load(response)["items"]]
-
-    return popular
 
 
 def recommend_command(
