@@ -192,18 +192,20 @@ def test_hot_reload_under_load_fails_no_request(own_world: World) -> None:
         threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
-        with open_store(own_world.store_url) as store:
-            # a second version, published with the same validation metric gate
-            result = train_once(store.snapshot(), TrainConfig(epochs=20, seed=0), own_world.models)
-        assert result["published"]
-        wait_for(lambda: served.serving.registry.version == result["version"], 30)
-        time.sleep(0.5)
-        stop.set()
-        for t in threads:
-            t.join()
+        try:
+            wait_for(lambda: versions[first] >= 20)  # under load on the first version
+            with open_store(own_world.store_url) as store:
+                # a second version, published with the same validation metric gate
+                snapshot = store.snapshot()
+            result = train_once(snapshot, TrainConfig(epochs=20, seed=0), own_world.models)
+            assert result["published"]
+            wait_for(lambda: served.serving.registry.version == result["version"], 30)
+            wait_for(lambda: versions[str(result["version"])] >= 20)  # and on the new one
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
         assert not failures, failures[:3]
-        assert versions[first] > 0 and versions[str(result["version"])] > 0
     finally:
         close(served)
 
@@ -269,7 +271,10 @@ def test_requests_that_outwait_their_deadline_in_the_queue_end_as_deadline_excee
     real = recommender.recommend_many
     release = threading.Event()
 
+    holding = threading.Event()
+
     def slow_first(queries: list) -> list:  # holds the only worker until released
+        holding.set()
         release.wait(10)
         return real(queries)
 
@@ -277,7 +282,7 @@ def test_requests_that_outwait_their_deadline_in_the_queue_end_as_deadline_excee
     try:
         recommender.recommend_many = slow_first  # type: ignore[method-assign]
         busy = served.stub.Recommend.future(request)
-        time.sleep(0.2)  # the worker holds the first batch
+        wait_for(holding.is_set)  # the worker holds the first batch
         with pytest.raises(grpc.RpcError) as late:
             served.stub.Recommend(request, timeout=0.3)
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
