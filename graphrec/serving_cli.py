@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +19,7 @@ from graphstore import open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
 from serving.app import Serving
-from serving.recommender import Popular, Settings
+from serving.recommender import RecommenderConfig
 from serving.server import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -36,50 +33,65 @@ TokenOpt = Annotated[
 ]
 
 
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Graph store URL.")]
+ModelsOpt = Annotated[Path | None, typer.Option(help="Model versions (hot-reloaded).")]
+LogOpt = Annotated[
+    str | None,
+    typer.Option("--from", help="Event log URL to follow for item refreshes (default: config)."),
+]
+FollowOpt = Annotated[
+    bool, typer.Option(help="Follow the event log and re-embed the items that change.")
+]
+TrendingOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Base URL of `graphrec trending` (e.g. http://127.0.0.1:6066) for "
+        "the popularity fallback; default: the store's counts."
+    ),
+]
+FanoutsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Fan-out caps of the live fetch: the subject's edges, then (Explain) the "
+        "other actors of its items."
+    ),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Threads doing model work; each answers the Recommend requests waiting for it "
+        "as one batch.",
+    ),
+]
+MaxBatchOpt = Annotated[
+    int, typer.Option(min=1, help="Most Recommend requests one worker answers together.")
+]
+MaxInflightOpt = Annotated[
+    int, typer.Option(min=1, help="Requests in progress before RESOURCE_EXHAUSTED.")
+]
+TlsCertOpt = Annotated[Path | None, typer.Option(help="PEM certificate chain (TLS).")]
+TlsKeyOpt = Annotated[Path | None, typer.Option(help="PEM private key (TLS).")]
+MetricsPortOpt = Annotated[int, typer.Option(help="Prometheus /metrics port (0: off).")]
+BrowserOpt = Annotated[str, typer.Option(help="Neo4j Browser base for Explain links.")]
+
+
 def serve_command(
-    store: Annotated[str | None, typer.Option("--store", help="Graph store URL.")] = None,
-    models_dir: Annotated[Path | None, typer.Option(help="Model versions (hot-reloaded).")] = None,
+    store: StoreOpt = None,
+    models_dir: ModelsOpt = None,
     address: AddressOpt = None,
-    follow: Annotated[
-        str | None,
-        typer.Option(help="Event log URL to follow for item refreshes (default: the config's)."),
-    ] = None,
-    no_follow: Annotated[bool, typer.Option(help="Do not follow the event log.")] = False,
-    trending: Annotated[
-        str | None,
-        typer.Option(
-            help="Base URL of `graphrec trending` (e.g. http://127.0.0.1:6066) for "
-            "the popularity fallback; default: the store's counts."
-        ),
-    ] = None,
-    fanouts: Annotated[
-        str,
-        typer.Option(
-            help="Fan-out caps of the live fetch: the subject's edges, then (Explain) the "
-            "other actors of its items."
-        ),
-    ] = "50,10",
-    workers: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Threads doing model work; each answers the Recommend requests waiting for it "
-            "as one batch.",
-        ),
-    ] = 1,
-    max_batch: Annotated[
-        int, typer.Option(min=1, help="Most Recommend requests one worker answers together.")
-    ] = 32,
-    max_inflight: Annotated[
-        int, typer.Option(min=1, help="Requests in progress before RESOURCE_EXHAUSTED.")
-    ] = 64,
+    log: LogOpt = None,
+    follow: FollowOpt = True,
+    trending: TrendingOpt = None,
+    fanouts: FanoutsOpt = "50,10",
+    workers: WorkersOpt = 1,
+    max_batch: MaxBatchOpt = 32,
+    max_inflight: MaxInflightOpt = 64,
     token: TokenOpt = "",
-    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate chain (TLS).")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM private key (TLS).")] = None,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: off).")] = 9464,
-    browser_url: Annotated[
-        str, typer.Option(help="Neo4j Browser base for Explain links.")
-    ] = "http://127.0.0.1:7474/browser/",
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    metrics_port: MetricsPortOpt = 9464,
+    browser_url: BrowserOpt = "http://127.0.0.1:7474/browser/",
 ) -> None:
     """Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.
 
@@ -89,57 +101,54 @@ def serve_command(
     config = load_config()
     if bool(tls_cert) != bool(tls_key):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
-    try:
-        caps = tuple(int(f) for f in fanouts.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"--fanouts takes integers like 50,10, got {fanouts!r}") from None
+    server = ServerConfig(
+        address=address or config.grpc_address,
+        workers=workers,
+        max_batch=max_batch,
+        max_inflight=max_inflight,
+        token=token,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        metrics_port=metrics_port,
+    )
+    recommender_config = RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url)
     graph = open_store(store or config.store_url)
     serving = Serving(
         graph,
         models_dir or config.models_path,
-        Settings(fanouts=caps, browser_url=browser_url),
-        ServerConfig(
-            address=address or config.grpc_address,
-            workers=workers,
-            max_batch=max_batch,
-            max_inflight=max_inflight,
-            token=token,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            metrics_port=metrics_port,
-        ),
-        popular=trending_client(trending) if trending else None,
+        recommender_config,
+        server,
+        trending_url=trending or "",
     )
     port = serving.start()
-    feed = None
-    if not no_follow:
-        feed = ChangeFeed(follow or config.log_url, graph, serving.items_changed)
+    feed = ChangeFeed(log or config.log_url, graph, serving.items_changed) if follow else None
+    if feed is not None:
         feed.start()
     metrics = f"; metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""
     out.print(
         f"serving graphrec.v1.Recommender on port {port} "
         f"(model {serving.registry.version}){metrics}"
     )
-    stopped = threading.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *_: stopped.set())
-    stopped.wait()
+    _wait_for_a_stop_signal()
     if feed is not None:
         feed.stop()
     serving.stop()
     graph.close()
 
 
-def trending_client(base: str, timeout_s: float = 0.5) -> Popular:
-    """Top items from the faust trending app's HTTP endpoint."""
+def _fanouts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(f) for f in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--fanouts takes integers like 50,10, got {text!r}") from None
 
-    def popular(k: int, category: str) -> list[tuple[str, float]]:
-        query = {"k": str(k), **({"category": category} if category else {})}
-        url = f"{base.rstrip('/')}/trending/items/?{urllib.parse.urlencode(query)}"
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return [(str(i), float(c)) for i, c in json.load(response)["items"]]
 
-    return popular
+def _wait_for_a_stop_signal() -> None:
+    """Block until SIGTERM or SIGINT (Ctrl-C)."""
+    stopped = threading.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: stopped.set())
+    stopped.wait()
 
 
 def recommend_command(

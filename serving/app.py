@@ -10,10 +10,12 @@ from pathlib import Path
 import torch
 
 from graphstore import GraphStore, ItemRecord
+from serving.engine import Engine
 from serving.metrics import Metrics
-from serving.recommender import Engine, Popular, Recommender, Settings
+from serving.recommender import Recommender, RecommenderConfig
 from serving.registry import ModelRegistry
 from serving.server import RecommenderServer, ServerConfig
+from serving.trending import TrendingCache, http_trending
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +32,26 @@ class Serving:
         self,
         store: GraphStore,
         models_dir: Path,
-        settings: Settings | None = None,
+        recommender_config: RecommenderConfig | None = None,
         config: ServerConfig | None = None,
-        popular: Popular | None = None,
+        trending_url: str = "",
         reload_every_s: float = 1.0,
     ) -> None:
-        self.settings = settings or Settings()
+        self.recommender_config = recommender_config or RecommenderConfig()
         self.metrics = Metrics()
         self.registry: ModelRegistry[Engine] = ModelRegistry(
             models_dir,
-            lambda d: Engine.load(d, store, self.settings),
+            lambda d: Engine.load(d, store, self.recommender_config.exact_threshold),
             reload_every_s,
             self._swapped,
         )
+        self.trending = TrendingCache(http_trending(trending_url)) if trending_url else None
         self.recommender = Recommender(
-            store, self.registry.current, self.settings, popular, self.metrics.freshness.observe
+            store,
+            self.registry.current,
+            self.recommender_config,
+            self.trending,
+            self.metrics.freshness.observe,
         )
         self.server = RecommenderServer(self.recommender, config or ServerConfig(), self.metrics)
         self._pending: tuple[set[str], dict[str, ItemRecord]] = (set(), {})
@@ -59,6 +66,8 @@ class Serving:
         (a request took 5× longer with two of them on two cores).
         """
         torch.set_num_threads(1)
+        if self.trending is not None:
+            self.trending.start()
         port = self.server.start()
         self._started = True
         if not self.registry.check() and self.registry.current() is None:
@@ -72,6 +81,8 @@ class Serving:
     def stop(self) -> None:
         self.registry.stop()
         self.server.stop()
+        if self.trending is not None:
+            self.trending.stop()
 
     def items_changed(self, item_ids: Sequence[str], records: Sequence[ItemRecord] = ()) -> int:
         """Re-embed items whose neighbourhood or catalogue entry changed; returns how many."""

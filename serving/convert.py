@@ -12,10 +12,10 @@ from protos import graphrec_pb2 as pb
 from serving.types import (
     BadRequest,
     Explanation,
+    ItemScores,
     Query,
     Recommendation,
     ScoredItem,
-    Scores,
     SessionEvent,
     Subject,
     SubjectKind,
@@ -74,7 +74,7 @@ def recommendation_msg(r: Recommendation) -> pb.RecommendResponse:
     )
 
 
-def scores_msg(s: Scores) -> pb.ScoreItemsResponse:
+def scores_msg(s: ItemScores) -> pb.ScoreItemsResponse:
     return pb.ScoreItemsResponse(
         items=[_scored(i) for i in s.items],
         model_version=s.model_version,

@@ -11,10 +11,69 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import numpy as np
+import numpy.typing as npt
 
-from graphstore import IN_CATEGORY, INTERACTION_RELATIONSHIPS, SUBCATEGORY_OF, NodeKind, NodeRef
+from graphstore import (
+    IN_CATEGORY,
+    INTERACTION_RELATIONSHIPS,
+    SUBCATEGORY_OF,
+    GraphStore,
+    NodeKind,
+    NodeRef,
+)
+from serving.engine import Engine
 from serving.subgraph import LocalGraph
-from serving.types import Path
+from serving.types import ExplanationPath
+
+ActorsOfTarget = dict[NodeRef, tuple[str, int]]  # actor → (relationship, count)
+
+
+def strongest_paths(
+    engine: Engine,
+    graph: LocalGraph,
+    mine: npt.NDArray[np.int64],
+    target: str,
+    target_actors: ActorsOfTarget,
+) -> list[ExplanationPath]:
+    """One path per item the subject (actor 0 of ``graph``) touched through its edges
+    ``mine``, from the edge that contributes most to the ``target`` item's score; paths that
+    reach the target first, then by contribution."""
+    table = engine.table
+    row = table.index[target]
+    z = engine.item_vectors(graph.items)
+    target_vector = table.embeddings.vectors()[row].copy()
+    contributions, _ = engine.inference.actor_contributions(0, graph.edges, z, target_vector)
+    per_item: dict[int, list[int]] = {}
+    for edge in mine.tolist():
+        per_item.setdefault(int(graph.edges.item[edge]), []).append(edge)
+    ranked = sorted(
+        (
+            (sum(contributions[es]), max(es, key=lambda x: contributions[x]))
+            for es in per_item.values()
+        ),
+        reverse=True,
+    )
+    paths = []
+    for total, edge in ranked:
+        via = table.index.get(graph.items[int(graph.edges.item[edge])], -1)
+        leaves = (table.leaves[via] if via >= 0 else None, table.leaves[row])
+        paths.append(path_for_edge(graph, edge, target, leaves, target_actors, float(total)))
+    paths.sort(key=lambda p: (p.nodes[-1].key == target, p.contribution), reverse=True)
+    return paths
+
+
+def actors_of(store: GraphStore, item_id: str, fanout: int) -> ActorsOfTarget:
+    """Actors who touched the item (most recent first, at most ``fanout`` edges): the
+    relationship of their strongest edge to it and its count."""
+    hood = store.neighbourhood(
+        [NodeRef(NodeKind.ITEM, item_id)], [fanout], INTERACTION_RELATIONSHIPS
+    )
+    out: ActorsOfTarget = {}
+    for s, rel, count in zip(hood.src.tolist(), hood.rel, hood.count.tolist(), strict=True):
+        actor = hood.nodes[s]
+        if actor not in out or count > out[actor][1]:
+            out[actor] = (rel, int(count))
+    return out
 
 
 def path_for_edge(
@@ -22,9 +81,9 @@ def path_for_edge(
     edge: int,
     target: str,
     leaves: tuple[str | None, str | None],
-    target_actors: dict[NodeRef, tuple[str, int]],
+    target_actors: ActorsOfTarget,
     contribution: float,
-) -> Path:
+) -> ExplanationPath:
     """The subject's edge ``edge`` continued to ``target``. ``leaves`` are the leaf category
     keys of the edge's item and of the target; ``target_actors`` maps actors who touched the
     target to (relationship, count)."""
@@ -39,14 +98,14 @@ def path_for_edge(
             nodes.append(node)
             rels.append(rel)
             forward.append(fwd)
-    return Path(tuple(nodes), tuple(rels), tuple(forward), contribution)
+    return ExplanationPath(tuple(nodes), tuple(rels), tuple(forward), contribution)
 
 
 Hop = tuple[NodeRef, str, bool]
 
 
 def _through_actor(
-    graph: LocalGraph, via: int, target: str, target_actors: dict[NodeRef, tuple[str, int]]
+    graph: LocalGraph, via: int, target: str, target_actors: ActorsOfTarget
 ) -> list[Hop] | None:
     """via <-rel- actor -rel-> target, through the other actor with the most interactions."""
     e = graph.edges
@@ -87,7 +146,7 @@ def _through_categories(
     return hops
 
 
-def cypher_for(paths: list[Path]) -> tuple[str, dict[str, str]]:
+def cypher_for(paths: list[ExplanationPath]) -> tuple[str, dict[str, str]]:
     """One ``MATCH p = … RETURN p`` per path joined by ``UNION ALL``; ids are parameters.
 
     Labels and relationship types cannot be parameters in Cypher; they come from the fixed

@@ -1,4 +1,5 @@
-"""A request's local graph: the live k-hop neighbourhood as model-ready edge arrays.
+"""A local graph: a live neighbourhood as model-ready edge arrays (a request's subjects and
+their one-hop edges, two hops for Explain; or the 2-hop neighbourhood of items re-embedded).
 
 Actors (users and sessions) and items of the neighbourhood get local indices. The subjects of
 the requests come first, in order (actor ``i`` is subject ``i``; a batch of requests shares one

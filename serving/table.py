@@ -16,8 +16,7 @@ import numpy.typing as npt
 
 from gnn.data import from_snapshot
 from gnn.inference import Content, FeatureScaler, SageInference
-from graphstore import IN_CATEGORY, CsrSnapshot, ItemRecord, NodeKind
-from graphstore.base import category_keys
+from graphstore import IN_CATEGORY, CsrSnapshot, ItemRecord, NodeKind, category_keys
 from serving.topk import ItemIndex
 
 IntArray = npt.NDArray[np.int64]

@@ -72,6 +72,8 @@ class ScoredItem:
 
 @dataclass(frozen=True)
 class Recommendation:
+    """Top-k items, best first; ``fallback`` when they are popular items, with the reason."""
+
     items: list[ScoredItem]
     model_version: str
     fallback: bool = False
@@ -79,14 +81,16 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
-class Scores:
+class ItemScores:
+    """A subject's scores for named candidate items (ScoreItems), and the ids not known."""
+
     items: list[ScoredItem]
     model_version: str
     unknown_item_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class Path:
+class ExplanationPath:
     """``nodes[i] -[relationships[i]]-> nodes[i + 1]`` when ``forward[i]``, else the reverse."""
 
     nodes: tuple[NodeRef, ...]
@@ -97,7 +101,7 @@ class Path:
 
 @dataclass(frozen=True)
 class Explanation:
-    paths: list[Path]
+    paths: list[ExplanationPath]
     cypher: str
     params: dict[str, str]
     browser_url: str

@@ -15,7 +15,7 @@ import pytest
 
 from gnn.datasets import SyntheticConfig, generate
 from graphrec.pipeline import produce_dataset
-from graphrec.serving_cli import trending_client
+from serving.trending import http_trending
 from tests.integration.servers import Servers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,7 +65,7 @@ def test_trending_counts_match_what_was_produced(servers: Servers, tmp_path) -> 
         )["items"]
         assert in_category and all(leaf[item] == top_category for item, _ in in_category)
         # what the recommender's popularity fallback reads (graphrec serve --trending URL)
-        popular = trending_client(f"http://127.0.0.1:{port}")
+        popular = http_trending(f"http://127.0.0.1:{port}")
         assert popular(10, "") == [(item, float(c)) for item, c in got]
         assert popular(3, top_category) == [(item, float(c)) for item, c in in_category]
         categories = get_json(f"http://127.0.0.1:{port}/trending/categories/?k=50")["categories"]

@@ -10,7 +10,7 @@ import pytest
 from gnn.data import Interactions
 from graphstore import NodeKind, NodeRef
 from serving.explain import _through_categories, browser_url, cypher_for
-from serving.types import Path
+from serving.types import ExplanationPath
 from tests.serving.conftest import Served, World
 
 
@@ -52,7 +52,7 @@ def test_category_route_climbs_to_the_common_ancestor() -> None:
 
 
 def test_cypher_is_parameterised_and_browser_link_carries_no_ampersand_or_hash() -> None:
-    path = Path(
+    path = ExplanationPath(
         (NodeRef(NodeKind.USER, "u&1"), NodeRef(NodeKind.ITEM, "it'#2")),
         ("CLICKED",),
         (True,),

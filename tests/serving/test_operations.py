@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,10 +21,21 @@ from gnn.cli import train_once
 from gnn.train import TrainConfig
 from graphrec.changefeed import ChangeFeed
 from graphrec.pipeline import ingest
-from graphstore import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef, open_store
+from graphstore import (
+    Behaviour,
+    GraphStore,
+    Interaction,
+    ItemRecord,
+    Neighbourhood,
+    NodeKind,
+    NodeRef,
+    open_store,
+)
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
+from serving.recommender import Recommender
 from serving.server import ServerConfig
+from serving.types import Subject, SubjectKind
 from streaming.codec import encode_event, encode_item
 from streaming.records import OutRecord
 from streaming.urls import open_writer
@@ -180,18 +192,20 @@ def test_hot_reload_under_load_fails_no_request(own_world: World) -> None:
         threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
-        with open_store(own_world.store_url) as store:
-            # a second version, published with the same validation metric gate
-            result = train_once(store.snapshot(), TrainConfig(epochs=20, seed=0), own_world.models)
-        assert result["published"]
-        wait_for(lambda: served.serving.registry.version == result["version"], 30)
-        time.sleep(0.5)
-        stop.set()
-        for t in threads:
-            t.join()
+        try:
+            wait_for(lambda: versions[first] >= 20)  # under load on the first version
+            with open_store(own_world.store_url) as store:
+                # a second version, published with the same validation metric gate
+                snapshot = store.snapshot()
+            result = train_once(snapshot, TrainConfig(epochs=20, seed=0), own_world.models)
+            assert result["published"]
+            wait_for(lambda: served.serving.registry.version == result["version"], 30)
+            wait_for(lambda: versions[str(result["version"])] >= 20)  # and on the new one
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
         assert not failures, failures[:3]
-        assert versions[first] > 0 and versions[str(result["version"])] > 0
     finally:
         close(served)
 
@@ -257,7 +271,10 @@ def test_requests_that_outwait_their_deadline_in_the_queue_end_as_deadline_excee
     real = recommender.recommend_many
     release = threading.Event()
 
+    holding = threading.Event()
+
     def slow_first(queries: list) -> list:  # holds the only worker until released
+        holding.set()
         release.wait(10)
         return real(queries)
 
@@ -265,7 +282,7 @@ def test_requests_that_outwait_their_deadline_in_the_queue_end_as_deadline_excee
     try:
         recommender.recommend_many = slow_first  # type: ignore[method-assign]
         busy = served.stub.Recommend.future(request)
-        time.sleep(0.2)  # the worker holds the first batch
+        wait_for(holding.is_set)  # the worker holds the first batch
         with pytest.raises(grpc.RpcError) as late:
             served.stub.Recommend(request, timeout=0.3)
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
@@ -273,7 +290,7 @@ def test_requests_that_outwait_their_deadline_in_the_queue_end_as_deadline_excee
         release.set()
         assert len(busy.result(timeout=10).items) == 3
         assert len(served.stub.Recommend(request, timeout=10).items) == 3
-        assert served.serving.server.servicer._inflight == 0
+        assert served.serving.server.servicer.admission.inflight == 0
     finally:
         release.set()
         close(served)
@@ -346,3 +363,44 @@ def test_concurrent_requests_agree_with_sequential_ones(served: Served, world: W
     sequential = [top(u) for u in users]
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(top, users)) == sequential
+
+
+class CountingStore:
+    """The served graph store, counting the neighbourhood round trips made through it."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+        self.neighbourhood_calls = 0
+
+    def neighbourhood(self, *args: Any, **kwargs: Any) -> Neighbourhood:
+        self.neighbourhood_calls += 1
+        return self.store.neighbourhood(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_score_items_looks_up_all_ids_the_table_lacks_in_one_round_trip(
+    own_world: World,
+) -> None:
+    served = serve(own_world)
+    try:
+        template = own_world.dataset.items[5]
+        added = [ItemRecord(f"graph-only-{n}", template.category_path) for n in range(3)]
+        served.store.upsert_items(added)  # in the graph, not yet in the item table
+        counting = CountingStore(served.store)
+        recommender = Recommender(counting, served.serving.registry.current)  # type: ignore[arg-type]
+        user = next(
+            i.actor for i in own_world.dataset.interactions if i.actor.kind is NodeKind.USER
+        )
+        unknown = [f"no-such-{n}" for n in range(2_000)]
+        known = [i.item_id for i in own_world.dataset.items[:10]]
+        ids = [*known, *unknown, *(r.item_id for r in added)]
+        scored = recommender.score_items(Subject(SubjectKind.USER, user.key), ids)
+        assert scored.unknown_item_ids == unknown
+        assert [s.item_id for s in scored.items] == [*known, *(r.item_id for r in added)]
+        assert all(np.isfinite(s.score) for s in scored.items)
+        # the subject's edges, the ids the table lacks, the re-embedding of the three found
+        assert counting.neighbourhood_calls == 3
+    finally:
+        close(served)
