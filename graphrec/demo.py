@@ -20,8 +20,7 @@ from gnn.cli import train_once
 from gnn.datasets import Dataset
 from gnn.train import TrainConfig
 from graphrec.changefeed import ChangeFeed
-from graphrec.freshness import running_sink
-from graphrec.pipeline import ingest, load_dataset, produce_dataset
+from graphrec.pipeline import ingest, load_dataset, produce_dataset, running_sink
 from graphrec.serving_cli import format_path
 from graphstore import Behaviour, GraphStore, Interaction, ItemRecord, NodeKind, NodeRef, open_store
 from protos import graphrec_pb2 as pb

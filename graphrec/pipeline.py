@@ -113,6 +113,22 @@ def open_sink(
 
 
 @contextmanager
+def running_sink(
+    log_url: str, store: GraphStore, group: str, batch_size: int = 500
+) -> Iterator[Sink]:
+    """A sink following ``log_url`` in a background thread until the block ends."""
+    sink = open_sink(log_url, store, group, SinkConfig(batch_size=batch_size, poll_timeout_s=0.01))
+    thread = threading.Thread(target=sink.run, name="sink", daemon=True)
+    thread.start()
+    with closing_all(sink.source, sink.dead_letters):
+        try:
+            yield sink
+        finally:
+            sink.stop()
+            thread.join(timeout=30)
+
+
+@contextmanager
 def closing_all(*things: object) -> Iterator[None]:
     """Close each thing that has a ``close()`` (consumers, producers, logs) on the way out."""
     try:

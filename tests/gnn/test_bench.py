@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gnn.bench import bench_sample, bench_train
+from benchmarks.learning import bench_sample, bench_train
 from gnn.data import GraphData
 
 

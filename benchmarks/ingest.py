@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import LiteralString
 from urllib.parse import urlsplit
 
+from benchmarks.freshness import measure_freshness
 from gnn.datasets import Dataset, SyntheticConfig, generate
-from graphrec.freshness import measure_freshness
 from graphrec.pipeline import closing_all, ingest, produce_dataset
 from graphstore import Batch, GraphStore, open_store
 from streaming.sink import decode_batch

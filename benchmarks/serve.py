@@ -10,8 +10,8 @@ bytes, on its own thread and event loop, in the same process as the service: the
 the service runs on (``serving.server`` is a ``grpc.aio`` server on a thread of its own), minus
 the service's work. Both get the same serialized ``RecommendRequest`` payloads.
 
-The clients run in a separate Python process (``graphrec.loadgen``), so their work does not take the
-service's GIL: closed-loop threads with blocking calls at each concurrency level, then an
+The clients run in a separate Python process (``benchmarks.loadgen``), so their work does not
+take the service's GIL: closed-loop threads with blocking calls at each concurrency level, then an
 open-loop schedule of futures at twice the best closed-loop throughput for the overload run,
 sent to the echo server too: at high rates the client process and the transport are a limit of
 their own on two shared cores, and the echo's answers show where it lies.
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
-from graphrec.loadgen import ECHO_METHOD, Clients, EchoServer
+from benchmarks.loadgen import ECHO_METHOD, Clients, EchoServer
 
 if TYPE_CHECKING:
     from gnn.datasets import Dataset
