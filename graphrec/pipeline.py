@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
@@ -128,16 +128,15 @@ def running_sink(
             thread.join(timeout=30)
 
 
-@contextmanager
-def closing_all(*things: object) -> Iterator[None]:
-    """Close each thing that has a ``close()`` (consumers, producers, logs) on the way out."""
-    try:
-        yield
-    finally:
-        for thing in things:
-            close = getattr(thing, "close", None)
-            if close is not None:
-                close()
+def closing_all(*things: object) -> ExitStack:
+    """A context that closes, on the way out, each thing with a ``close()`` (consumers,
+    producers, logs: the streaming protocols do not all declare one)."""
+    stack = ExitStack()
+    for thing in things:
+        close = getattr(thing, "close", None)
+        if close is not None:
+            stack.callback(close)
+    return stack
 
 
 @contextmanager
