@@ -87,6 +87,9 @@ def _sample_rates(
         "sampled_neighbours_per_s": round(rate),
         "raw_csr_gather_per_s": round(raw_rate),
         "ratio": round(rate / raw_rate, 3),
+        # per pass: both sides must fetch the same neighbours for the ratio to compare them
+        "sampled_neighbours": sampled,
+        "raw_gathered_neighbours": gathered,
     }
 
 
