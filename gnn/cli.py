@@ -1,7 +1,8 @@
-"""Commands of the learning half, mounted into the ``graphrec`` CLI: eval, train, bench."""
+"""Commands of the learning half, mounted into the ``graphrec`` CLI: eval and train."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import time
@@ -48,6 +49,14 @@ SupervisionOpt = Annotated[
 ]
 
 
+def _needs_matplotlib(path: Path | None) -> Path | None:
+    """``--plot`` needs the ``plot`` extra: say so in one line before any work starts."""
+    if path is not None and importlib.util.find_spec("matplotlib") is None:
+        typer.echo("error: --plot needs matplotlib: pip install 'graphrec[plot]'", err=True)
+        raise typer.Exit(2)
+    return path
+
+
 def eval_command(
     dataset: Annotated[str, typer.Option(help="ml-100k or synthetic.")] = "ml-100k",
     split: Annotated[str, typer.Option(help=f"One of: {', '.join(SPLITS)}.")] = "random",
@@ -67,7 +76,12 @@ def eval_command(
         Path | None, typer.Option("--test", help="CSV of held-out interactions.")
     ] = None,
     plot_path: Annotated[
-        Path | None, typer.Option("--plot", help="Write metric bars and training curves to a PNG.")
+        Path | None,
+        typer.Option(
+            "--plot",
+            callback=_needs_matplotlib,
+            help="Write metric bars and training curves to a PNG (needs graphrec[plot]).",
+        ),
     ] = None,
     events: Annotated[int, typer.Option(help="Synthetic interactions.")] = 50_000,
     journeys: Annotated[
@@ -274,26 +288,3 @@ def _current(models_dir: Path) -> tuple[str, float] | None:
         return None
     meta = json.loads((models_dir / version / "meta.json").read_text())
     return version, float(meta["validation_recall@20"])
-
-
-def bench_sample_command(
-    dataset: Annotated[str, typer.Option(help="ml-100k or synthetic.")] = "ml-100k",
-    seeds: Annotated[int, typer.Option(min=1)] = 512,
-    fanout: Annotated[int, typer.Option(min=1)] = 10,
-) -> None:
-    """Sampled neighbours/s beside a raw numpy CSR gather of the same seeds (JSON last line)."""
-    from gnn.bench import bench_sample
-
-    data = graph_of(load_ml100k() if dataset == "ml-100k" else generate(SyntheticConfig()))
-    typer.echo(json.dumps(bench_sample(data, seeds, fanout)))
-
-
-def bench_train_command(
-    dataset: Annotated[str, typer.Option(help="ml-100k or synthetic.")] = "ml-100k",
-    epochs: Annotated[int, typer.Option(min=1)] = 3,
-) -> None:
-    """LightGCN epoch time beside a bare sparse-matmul LightGCN loop (JSON last line)."""
-    from gnn.bench import bench_train
-
-    data = graph_of(load_ml100k() if dataset == "ml-100k" else generate(SyntheticConfig()))
-    typer.echo(json.dumps(bench_train(data, epochs)))

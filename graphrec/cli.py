@@ -7,8 +7,6 @@ import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -18,11 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gnn.datasets.movielens import DatasetUnavailable
+from graphrec.bench_cli import bench_app
 from graphrec.config import Config, ConfigError, load_config
+from graphrec.console import err
+from graphrec.console import user_errors as _user_errors
 from graphrec.pipeline import DATASETS, ingest, load_dataset, produce_dataset
-from graphstore import GraphStore, GraphStoreError, open_store
-from streaming.urls import UnknownLogUrl
+from graphstore import GraphStore, open_store
 
 app = typer.Typer(
     help="graphrec: a graph-backed recommender fed by streaming events.\n\n"
@@ -34,14 +33,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Benchmarks: each prints its figure beside a same-run baseline.")
-app.add_typer(bench_app, name="bench")
-err = Console(stderr=True)
 
 StoreOpt = Annotated[
     str | None, typer.Option("--store", help="Graph store URL (memory://PATH, neo4j://HOST:PORT).")
 ]
-LogOpt = Annotated[str | None, typer.Option(help="Event log URL (log://PATH, kafka://HOST:PORT).")]
 
 
 def _config() -> Config:
@@ -234,78 +229,11 @@ def demo_cmd(
         )
 
 
-@bench_app.command("ingest")
-def bench_ingest_cmd(
-    events: Annotated[int, typer.Option(min=1_000, help="Synthetic events to ingest.")] = 50_000,
-    batch_size: Annotated[int, typer.Option(min=1, help="Records per graph transaction.")] = 2_000,
-    store: Annotated[
-        str | None,
-        typer.Option("--store", help="Store URL (emptied!); default a fresh embedded one."),
-    ] = None,
-    source: Annotated[
-        str | None,
-        typer.Option("--from", help="kafka://HOST:PORT to go through Kafka (new topics)."),
-    ] = None,
-    trials: Annotated[int, typer.Option(min=1, help="Freshness trials.")] = 100,
-) -> None:
-    """Sink events/s beside a raw baseline in the same run, plus freshness p50/p99.
-
-    The baseline is the store's bare `apply` (embedded) or a raw neo4j-driver UNWIND MERGE loop
-    (Neo4j). Prints the figures and their ratio as JSON on the last line.
-    """
-    from graphrec.bench import bench_ingest
-
-    with _user_errors():
-        print(json.dumps(bench_ingest(events, batch_size, store, source, trials)))
-
-
-@bench_app.command("serve")
-def bench_serve_cmd(
-    items: Annotated[int, typer.Option(min=100, help="Catalogue items.")] = 100_000,
-    events: Annotated[int, typer.Option(min=1_000, help="Synthetic interactions.")] = 200_000,
-    users: Annotated[int, typer.Option(min=10, help="Synthetic users.")] = 20_000,
-    seconds: Annotated[float, typer.Option(min=0.1, help="Seconds per concurrency level.")] = 8.0,
-    levels: Annotated[str, typer.Option(help="Concurrency levels, comma-separated.")] = "1,8,32",
-    overload_seconds: Annotated[
-        float, typer.Option(min=0.1, help="Seconds of open-loop load at 2x saturation.")
-    ] = 10.0,
-    workers: Annotated[int, typer.Option(min=1, help="Service threads doing model work.")] = 1,
-    max_inflight: Annotated[
-        int, typer.Option(min=1, help="Service requests in progress before it sheds load.")
-    ] = 64,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 2,
-) -> None:
-    """Recommend p50/p99 at each concurrency beside a bare gRPC echo server, top-K beside numpy
-    exact search, and status codes and goodput at 2x the saturating load (JSON last line)."""
-    from graphrec.bench_serve import bench_serve
-
-    with _user_errors():
-        steps = tuple(int(c) for c in levels.split(",") if c.strip())
-        if not steps or min(steps) < 1:
-            raise ValueError(f"--levels takes positive integers like 1,8,32, got {levels!r}")
-        figures = bench_serve(
-            items, events, users, seconds, steps, overload_seconds, workers, max_inflight, epochs
-        )
-        print(json.dumps(figures))
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn mistakes a user can fix (bad URL, unknown name, missing file) into exit code 2."""
-    try:
-        yield
-    except (GraphStoreError, UnknownLogUrl, DatasetUnavailable, ValueError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
-
-
 def _mount_gnn() -> None:
     from gnn import cli as gnn_cli
 
     app.command("eval")(gnn_cli.eval_command)
     app.command("train")(gnn_cli.train_command)
-    bench_app.command("sample")(gnn_cli.bench_sample_command)
-    bench_app.command("train")(gnn_cli.bench_train_command)
 
 
 def _mount_serving() -> None:
@@ -318,6 +246,7 @@ def _mount_serving() -> None:
 
 _mount_gnn()
 _mount_serving()
+app.add_typer(bench_app, name="bench")
 
 
 def _open(url: str) -> GraphStore:

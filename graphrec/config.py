@@ -1,12 +1,15 @@
-"""Configuration, read only at entry points: defaults ◂ TOML file ◂ GRAPHREC_* environment."""
+"""Configuration, read only at entry points: defaults ◂ ``[graphrec]`` TOML table ◂ GRAPHREC_*
+environment (command-line options override all three where the commands take them)."""
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_ENV = "GRAPHREC_CONFIG"
 DEFAULT_CONFIG_FILE = Path("graphrec.toml")
@@ -16,15 +19,30 @@ class ConfigError(ValueError):
     """The configuration file or environment holds something unusable."""
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(BaseSettings):
+    """What the commands default to; ``load_config`` reads it."""
+
+    model_config = SettingsConfigDict(env_prefix="GRAPHREC_", extra="forbid", frozen=True)
+
     data_dir: Path = Path("data")  # where the embedded store, log and models live
     store: str = ""  # graph store URL; default memory://<data_dir>/graph
     log: str = ""  # event log URL; default log://<data_dir>/log
     models_dir: str = ""  # default <data_dir>/models
     group: str = "graphrec-sink"  # consumer group of the sink
-    batch_size: int = 2_000  # records per graph transaction
+    batch_size: int = Field(2_000, ge=1)  # records per graph transaction
     grpc_address: str = "127.0.0.1:50051"  # where `graphrec serve` listens
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment beats the constructor's arguments, which carry the TOML table.
+        return env_settings, init_settings
 
     @property
     def store_url(self) -> str:
@@ -39,40 +57,32 @@ class Config:
         return Path(self.models_dir) if self.models_dir else self.data_dir / "models"
 
 
-def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
-    """Defaults, then the TOML file (``$GRAPHREC_CONFIG`` or ./graphrec.toml), then environment."""
-    env = dict(os.environ if env is None else env)
-    file = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else DEFAULT_CONFIG_FILE)
-    values: dict[str, Any] = {}
+def load_config(path: Path | None = None) -> Config:
+    """Defaults, then the ``[graphrec]`` table of the TOML file (``path``, ``$GRAPHREC_CONFIG``
+    or ./graphrec.toml), then the GRAPHREC_* environment."""
+    named = path or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    file = named or DEFAULT_CONFIG_FILE
+    table: dict[str, Any] = {}
     if file.is_file():
         try:
-            values.update(tomllib.loads(file.read_text()).get("graphrec", {}))
+            table = tomllib.loads(file.read_text()).get("graphrec", {})
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    elif path is not None or env.get(CONFIG_ENV):
+    elif named is not None:
         raise ConfigError(f"config file {file} does not exist")
-    for f in fields(Config):
-        key = f"GRAPHREC_{f.name.upper()}"
-        if key in env:
-            values[f.name] = env[key]
-    return _coerce(values, source=str(file))
+    try:
+        return Config(**table)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, file)) from None
 
 
-def _coerce(values: dict[str, Any], source: str) -> Config:
-    known = {f.name: f for f in fields(Config)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"{source}: unknown settings {unknown}; known: {sorted(known)}")
-    typed: dict[str, Any] = {}
-    for name, value in values.items():
-        default = getattr(Config(), name)
-        try:
-            typed[name] = type(default)(value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"setting {name}={value!r} is not a valid {type(default).__name__}"
-            ) from None
-    config = replace(Config(), **typed)
-    if config.batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {config.batch_size}")
-    return config
+def _explain(exc: ValidationError, file: Path) -> str:
+    """One line per bad setting, naming where settings come from."""
+    lines = [f"bad configuration (from {file} [graphrec] and GRAPHREC_* variables):"]
+    for e in exc.errors():
+        name = ".".join(str(part) for part in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  unknown setting {name}; known: {', '.join(Config.model_fields)}")
+        else:
+            lines.append(f"  {name}={e['input']!r}: {e['msg']}")
+    return "\n".join(lines)

@@ -10,8 +10,10 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from rich.console import Console
@@ -20,8 +22,7 @@ from gnn.cli import train_once
 from gnn.datasets import Dataset
 from gnn.train import TrainConfig
 from graphrec.changefeed import ChangeFeed
-from graphrec.freshness import running_sink
-from graphrec.pipeline import ingest, load_dataset, produce_dataset
+from graphrec.pipeline import ingest, load_dataset, produce_dataset, running_sink
 from graphrec.serving_cli import format_path
 from graphstore import Behaviour, GraphStore, Interaction, ItemRecord, NodeKind, NodeRef, open_store
 from protos import graphrec_pb2 as pb
@@ -32,6 +33,9 @@ from streaming.codec import encode_item
 from streaming.produce import event_record
 from streaming.records import OutRecord
 from streaming.urls import open_writer, parse_log_url
+
+T = TypeVar("T")
+LIVE_TIMEOUT_S = 30.0  # for a live event to show in the answers
 
 
 def run_demo(
@@ -50,20 +54,16 @@ def run_demo(
         if kafka
         else f"log://{data_dir / 'log'}"
     )
-    store_url = neo4j or f"memory://{data_dir / 'graph'}"
-    malformed = max(1, events // 100)
-
     out.rule("1. produce")
     dataset = load_dataset("synthetic", events, seed=0)
-    report = produce_dataset(log_url, dataset, malformed=malformed)
+    report = produce_dataset(log_url, dataset, malformed=max(1, events // 100))
     out.print(
         f"wrote {report.items} items and {report.events} events "
         f"(+{report.malformed} malformed) to {log_url}"
     )
-
-    with open_store(store_url) as store:
+    with open_store(neo4j or f"memory://{data_dir / 'graph'}") as store:
         if neo4j:
-            store.reset()  # type: ignore[attr-defined]
+            store.reset()
         out.rule("2. ingest")
         summary = ingest(log_url, store, group=f"demo-{run}", idle_exit_s=1.0 if kafka else 0.5)
         out.print(
@@ -71,7 +71,6 @@ def run_demo(
             f"dead-lettered {summary.dead_lettered} to events.dlq {summary.dead_letter_reasons}"
         )
         out.print_json(json.dumps(asdict(store.stats())))
-
         out.rule("3. train")
         trained = train_once(
             store.snapshot(), TrainConfig(epochs=train_epochs), data_dir / "models"
@@ -80,23 +79,7 @@ def run_demo(
             f"trained {trained['version']} (inductive GraphSAGE, validation recall@20 "
             f"{trained['validation_recall@20']}) → {trained['path']}"
         )
-
-        out.rule("4. serve")
-        serving = Serving(store, data_dir / "models", config=ServerConfig("127.0.0.1:0"))
-        port = serving.start()
-        feed = ChangeFeed(log_url, store, serving.items_changed)
-        feed.start()
-        out.print(f"gRPC Recommender on 127.0.0.1:{port}, model {serving.registry.version}")
-        try:
-            with (
-                running_sink(log_url, store, group=f"demo-{run}"),
-                grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-            ):
-                _ask(pb_grpc.RecommenderStub(channel), dataset, log_url, store, serving, out)
-        finally:
-            feed.stop()
-            feed.join(timeout=10)
-            serving.stop()
+        _serve_and_ask(store, dataset, log_url, data_dir / "models", f"demo-{run}", out)
     result: dict[str, object] = {f"ingest_{k}": v for k, v in summary.as_dict().items()}
     result["validation_recall@20"] = trained["validation_recall@20"]
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -104,14 +87,32 @@ def run_demo(
     return result
 
 
-def _ask(
-    stub: pb_grpc.RecommenderStub,
-    dataset: Dataset,
-    log_url: str,
-    store: GraphStore,
-    serving: Serving,
-    out: Console,
+def _serve_and_ask(
+    store: GraphStore, dataset: Dataset, log_url: str, models: Path, group: str, out: Console
 ) -> None:
+    """Serve the trained model with the sink and the change feed following the log; ask it."""
+    out.rule("4. serve")
+    serving = Serving(store, models, config=ServerConfig("127.0.0.1:0"))
+    port = serving.start()
+    feed = ChangeFeed(log_url, store, serving.items_changed)
+    feed.start()
+    out.print(f"gRPC Recommender on 127.0.0.1:{port}, model {serving.registry.version}")
+    try:
+        with (
+            running_sink(log_url, store, group=group),
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+        ):
+            stub = pb_grpc.RecommenderStub(channel)
+            _ask(stub, dataset, out)
+            _ask_live(stub, dataset, log_url, serving, out)
+    finally:
+        feed.stop()
+        feed.join(timeout=10)
+        serving.stop()
+
+
+def _ask(stub: pb_grpc.RecommenderStub, dataset: Dataset, out: Console) -> None:
+    """Recommend for the busiest user and Explain its top item; a fresh session; an item."""
     users = Counter(i.actor.key for i in dataset.interactions if i.actor.kind is NodeKind.USER)
     user = users.most_common(1)[0][0]
     response = stub.Recommend(pb.RecommendRequest(subject=pb.Subject(user_id=user), k=5))
@@ -125,9 +126,9 @@ def _ask(
     out.print(f"   Cypher: {why.cypher.splitlines()[0]} …  ({len(why.paths)} paths)")
 
     leaf = dataset.items[7].category_path
-    browsed = [i.item_id for i in dataset.items if i.category_path == leaf][:3]
     session = pb.SessionContext(
-        session_id="demo-fresh", events=[pb.Event(item_id=i, type=pb.CLICK) for i in browsed]
+        session_id="demo-fresh",
+        events=[pb.Event(item_id=i, type=pb.CLICK) for i in _browsed(dataset)],
     )
     response = stub.Recommend(pb.RecommendRequest(subject=pb.Subject(session=session), k=5))
     _show(out, f"Recommend(fresh session that clicked 3 items in {'/'.join(leaf)})", response)
@@ -136,51 +137,72 @@ def _ask(
     response = stub.Recommend(pb.RecommendRequest(subject=pb.Subject(item_id=item), k=5))
     _show(out, f"Recommend(similar to item {item})", response)
 
-    # live: a new item and a click by a brand-new session go through the log and the sink
+
+def _browsed(dataset: Dataset) -> list[str]:
+    """Three items of one leaf category (the demo's fresh sessions click them)."""
+    leaf = dataset.items[7].category_path
+    return [i.item_id for i in dataset.items if i.category_path == leaf][:3]
+
+
+def _ask_live(
+    stub: pb_grpc.RecommenderStub, dataset: Dataset, log_url: str, serving: Serving, out: Console
+) -> None:
+    """A new item and a click by a brand-new session go through the log and the sink; ask
+    until the session is recommended for, then until the new item is ranked in its category."""
     writer, address = open_writer(log_url), parse_log_url(log_url)
+    leaf = dataset.items[7].category_path
     new = ItemRecord(
         "demo-new-item", leaf, "a brand-new product", dataset.items[7].numeric_features
     )
     sent = time.time()
     writer.send(address.items, [OutRecord(encode_item(new), new.item_id.encode())])
     actor = NodeRef(NodeKind.SESSION, "demo-live")
-    click = Interaction("demo-click", actor, browsed[0], Behaviour.CLICK, sent)
+    click = Interaction("demo-click", actor, _browsed(dataset)[0], Behaviour.CLICK, sent)
     writer.send(address.events, [event_record(click, "proto")])
     subject = pb.Subject(session=pb.SessionContext(session_id="demo-live"))
-    while True:
-        response = stub.Recommend(
-            pb.RecommendRequest(subject=subject, k=5, category="/".join(leaf))
-        )
+    category = "/".join(leaf)
+
+    def recommended() -> pb.RecommendResponse | None:
+        response = stub.Recommend(pb.RecommendRequest(subject=subject, k=5, category=category))
         engine = serving.registry.current()
-        if not response.fallback and engine is not None and new.item_id in engine.table.index:
-            break
-        if time.time() - sent > 30:
-            out.print("[red]the live click did not reach the recommendations within 30 s[/red]")
-            return
-        time.sleep(0.01)
+        live = engine is not None and new.item_id in engine.table.index
+        return response if live and not response.fallback else None
+
+    response = _poll(recommended, sent + LIVE_TIMEOUT_S)
+    if response is None:
+        out.print("[red]the live click did not reach the recommendations within 30 s[/red]")
+        return
     _show(
         out,
-        f"Recommend(session demo-live, in {'/'.join(leaf)}) "
+        f"Recommend(session demo-live, in {category}) "
         f"{time.time() - sent:.2f} s after its first click was produced",
         response,
     )
+
     # The item table can hold the new item a moment before a ranking over the whole category
     # does (they are published separately), so ask until it shows up.
-    while True:
-        ranked = stub.Recommend(
-            pb.RecommendRequest(subject=subject, k=1000, category="/".join(leaf), include_seen=True)
-        )
-        ids = [i.item_id for i in ranked.items]
-        if new.item_id in ids:
-            break
-        if time.time() - sent > 30:
-            out.print(f"[red]{new.item_id} was not ranked in its category within 30 s[/red]")
-            return
-        time.sleep(0.01)
+    def ranked() -> list[str] | None:
+        request = pb.RecommendRequest(subject=subject, k=1000, category=category, include_seen=True)
+        ids = [i.item_id for i in stub.Recommend(request).items]
+        return ids if new.item_id in ids else None
+
+    ids = _poll(ranked, sent + LIVE_TIMEOUT_S)
+    if ids is None:
+        out.print(f"[red]{new.item_id} was not ranked in its category within 30 s[/red]")
+        return
     out.print(
         f"cold-start item {new.item_id} (upserted after training, no interactions): ranked "
         f"{ids.index(new.item_id) + 1} of {len(ids)} in its category for that session"
     )
+
+
+def _poll(found: Callable[[], T | None], deadline: float) -> T | None:
+    """``found()``'s first answer that is not None, or None once ``deadline`` (time.time) passes."""
+    while True:
+        answer = found()
+        if answer is not None or time.time() > deadline:
+            return answer
+        time.sleep(0.01)
 
 
 def _show(out: Console, title: str, response: pb.RecommendResponse) -> None:

@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
@@ -113,15 +113,30 @@ def open_sink(
 
 
 @contextmanager
-def closing_all(*things: object) -> Iterator[None]:
-    """Close each thing that has a ``close()`` (consumers, producers, logs) on the way out."""
-    try:
-        yield
-    finally:
-        for thing in things:
-            close = getattr(thing, "close", None)
-            if close is not None:
-                close()
+def running_sink(
+    log_url: str, store: GraphStore, group: str, batch_size: int = 500
+) -> Iterator[Sink]:
+    """A sink following ``log_url`` in a background thread until the block ends."""
+    sink = open_sink(log_url, store, group, SinkConfig(batch_size=batch_size, poll_timeout_s=0.01))
+    thread = threading.Thread(target=sink.run, name="sink", daemon=True)
+    thread.start()
+    with closing_all(sink.source, sink.dead_letters):
+        try:
+            yield sink
+        finally:
+            sink.stop()
+            thread.join(timeout=30)
+
+
+def closing_all(*things: object) -> ExitStack:
+    """A context that closes, on the way out, each thing with a ``close()`` (consumers,
+    producers, logs: the streaming protocols do not all declare one)."""
+    stack = ExitStack()
+    for thing in things:
+        close = getattr(thing, "close", None)
+        if close is not None:
+            stack.callback(close)
+    return stack
 
 
 @contextmanager

@@ -56,6 +56,15 @@ BACKENDS = [
 ]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Only tests marked ``integration`` may use the servers, so that ``-m "not integration"``
+    never contacts them."""
+    for item in items:
+        uses = "servers" in getattr(item, "fixturenames", ())
+        if uses and item.get_closest_marker("integration") is None:
+            raise pytest.UsageError(f"{item.nodeid} uses the servers but is not marked integration")
+
+
 @pytest.fixture(scope="session")
 def servers() -> Servers:
     """Real Kafka and Neo4j on 127.0.0.1 (see tests/integration/servers.py)."""

@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from graphrec.bench_serve import bench_serve
+from benchmarks.serve import bench_serve
 from graphrec.cli import app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -77,6 +78,51 @@ def test_bench_ingest_prints_ratio_json_last(tmp_path: Path) -> None:
         figures["sink_events_per_s"] / figures["baseline_events_per_s"], rel=1e-3
     )
     assert 0 < figures["freshness_p50_ms"] <= figures["freshness_p99_ms"]
+
+
+def test_plot_without_matplotlib_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the `plot` extra were absent
+    result = runner.invoke(app, ["eval", "--models", "pop", "--plot", "out.png"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --plot needs matplotlib: pip install 'graphrec[plot]'"
+    ]
+
+
+def test_bench_commands_are_mounted() -> None:
+    shown = runner.invoke(app, ["bench", "--help"])
+    assert shown.exit_code == 0
+    for command in ("ingest", "sample", "train", "serve"):
+        assert command in shown.output
+
+
+def test_product_code_never_imports_benchmarks() -> None:
+    """Only the `graphrec bench` commands load benchmarks, and only when they run."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, graphrec.cli; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "'benchmarks" not in loaded
+    root = Path(__file__).resolve().parents[1]
+    importers = [
+        path.relative_to(root).as_posix()
+        for package in ("graphrec", "graphstore", "streaming", "gnn", "serving")
+        for path in (root / package).rglob("*.py")
+        if "benchmarks" in {n.split(".")[0] for n in _imported(path)}
+    ]
+    assert importers == ["graphrec/bench_cli.py"]
+
+
+def _imported(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
 
 
 @pytest.mark.slow

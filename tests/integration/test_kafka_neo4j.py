@@ -6,6 +6,7 @@ Each test uses its own topics and consumer group; the Neo4j database is emptied 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,15 +16,17 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from gnn.datasets import Dataset, SyntheticConfig, generate, ledger_of
 from graphrec.pipeline import ingest, open_sink, produce_dataset
 from graphstore import GraphStore
 from graphstore.neo4j import Neo4jGraphStore
-from streaming.records import header
+from streaming.records import LogRecord, header
 from streaming.urls import open_source
 from tests.contract.test_graphstore_contract import edge_table
 from tests.integration.servers import Servers, services
+from tests.integration.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,16 +54,30 @@ def assert_matches_ledger(store: GraphStore, data: Dataset) -> None:
     assert got == expected
 
 
-def read_all(url: str, expected: int, timeout_s: float = 60.0) -> list:  # type: ignore[type-arg]
+def topic_size(bootstrap: str, topic: str) -> int:
+    """Records the topic holds: the sum of its partitions' end offsets."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
+def read_all(url: str, expected: int, timeout_s: float = 60.0) -> list[LogRecord]:
+    """The first ``expected`` records from the start of the topics; fails if they do not come."""
     source = open_source(url, f"check-{uuid.uuid4().hex[:6]}")
-    records: list = []  # type: ignore[type-arg]
+    records: list[LogRecord] = []
     source.on_assign(lambda tps: [source.seek(tp, 0) for tp in tps])
-    deadline = time.monotonic() + timeout_s
-    while len(records) < expected and time.monotonic() < deadline:
-        records += source.poll(5_000, 0.5)
-    time.sleep(1.0)
-    records += source.poll(5_000, 0.5)  # anything beyond the expected count shows up too
-    source.close()  # type: ignore[attr-defined]
+
+    def read() -> bool:
+        records.extend(source.poll(5_000, 0.5))
+        return len(records) >= expected
+
+    try:
+        wait_until(f"{expected} records from {url}", read, timeout_s)
+    finally:
+        source.close()  # type: ignore[attr-defined]
     return records
 
 
@@ -84,11 +101,11 @@ def test_poison_records_go_to_the_dead_letter_topic(servers: Servers, neo4j: Gra
     assert summary.dead_lettered == 1_000
     assert_matches_ledger(neo4j, data)
     events_topic = url.split("/")[-1].split("?")[0]
+    assert topic_size(servers.kafka, f"{events_topic}.dlq") == 1_000
     letters = read_all(
         f"kafka://{servers.kafka}/{events_topic}.dlq?items=unused-{events_topic}", 1_000
     )
-    letters = [r for r in letters if r.topic.endswith(".dlq")]
-    assert len(letters) == 1_000
+    assert len(letters) == 1_000 and all(r.topic.endswith(".dlq") for r in letters)
     assert all(header(r.headers, "error") for r in letters)
     assert {header(r.headers, "source.topic") for r in letters} == {events_topic.encode()}
 
@@ -103,16 +120,27 @@ def test_sink_killed_with_sigkill_then_restarted_gives_the_same_graph(
     child = subprocess.Popen(
         [sys.executable, "-m", "graphrec", "ingest", *args, "--idle-exit", "30"]
     )
-    deadline = time.monotonic() + 120
-    while neo4j.stats().interactions == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
+    # a few batches of 300 in, most of the 30,000 still to go: the kill lands mid-stream
+    wait_until("the child's first batches", lambda: neo4j.stats().interactions >= 1_500, 120)
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL
     partial = neo4j.stats().interactions
     assert 0 < partial < 30_000, "the kill should land mid-stream"
     ingest(url, neo4j, group="it-kill", idle_exit_s=20.0)  # the old member's session must expire
     assert_matches_ledger(neo4j, data)
+
+
+KAFKA_OUTAGE_S = 5.0  # how long Kafka stays down; its consumers reconnect in the background
+
+
+def listening(address: str) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 class FollowingSink:
@@ -123,10 +151,13 @@ class FollowingSink:
         self.thread = threading.Thread(target=self.sink.run, daemon=True)
         self.thread.start()
 
-    def wait_idle(self, store: GraphStore, expected: int, timeout_s: float = 240.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while store.stats().interactions < expected and time.monotonic() < deadline:
-            time.sleep(0.5)
+    def wait_applied(self, records: int, timeout_s: float = 240.0) -> None:
+        """Until the sink has applied ``records`` records (items and events) in all."""
+        wait_until(
+            f"the sink to apply {records} records (at {self.sink.stats.applied})",
+            lambda: self.sink.stats.applied >= records,
+            timeout_s,
+        )
 
     def stop(self) -> None:
         self.sink.stop()
@@ -141,16 +172,26 @@ def test_server_outage_during_ingest_loses_and_duplicates_nothing(
     url = topics_url(servers)
     follower = FollowingSink(url, neo4j, group=f"it-outage-{server}")
     half = len(data.interactions) // 2
-    produce_dataset(url, Dataset(data.name, data.items, data.interactions[:half]))
-    follower.wait_idle(neo4j, half)
+    first, second = data.interactions[:half], data.interactions[half:]
+    produce_dataset(url, Dataset(data.name, data.items, first))
+    follower.wait_applied(len(data.items) + half)
     services("down", server)
-    time.sleep(30 if server == "neo4j" else 5)
+    if server == "neo4j":
+        # events arrive while the graph is down: the sink's writes fail and it retries
+        retries = follower.sink.stats.retries
+        produce_dataset(url, Dataset(data.name, [], second))
+        wait_until("the sink to retry", lambda: follower.sink.stats.retries > retries, 60)
+    else:
+        wait_until("Kafka to stop listening", lambda: not listening(servers.kafka), 60)
+        time.sleep(KAFKA_OUTAGE_S)  # the outage itself, not a wait for anything
     assert follower.thread.is_alive(), "the sink must ride out the outage"
     services("up", server)
-    produce_dataset(url, Dataset(data.name, [], data.interactions[half:]))
-    follower.wait_idle(neo4j, len(data.interactions))
-    time.sleep(2.0)  # anything extra (a duplicate) would land now
+    if server == "kafka":
+        produce_dataset(url, Dataset(data.name, [], second))
+    total = len(data.items) + len(data.interactions)
+    follower.wait_applied(total)
     follower.stop()
+    assert follower.sink.stats.applied == total  # each record applied once, replays skipped
     assert_matches_ledger(neo4j, data)
 
 

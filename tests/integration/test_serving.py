@@ -22,8 +22,7 @@ from gnn.cli import train_once
 from gnn.datasets import Dataset, SyntheticConfig, generate
 from gnn.train import TrainConfig
 from graphrec.changefeed import ChangeFeed
-from graphrec.freshness import running_sink
-from graphrec.pipeline import ingest, produce_dataset
+from graphrec.pipeline import ingest, produce_dataset, running_sink
 from graphstore import Behaviour, Interaction, NodeKind, NodeRef
 from graphstore.neo4j import Neo4jGraphStore
 from protos import graphrec_pb2 as pb

@@ -9,9 +9,20 @@ import numpy as np
 import torch
 
 from gnn.data import GraphData
+from gnn.datasets import SyntheticConfig, generate, load_ml100k
+from gnn.experiment import graph_of
 from gnn.models import LightGCN, LightGCNConfig
 from gnn.sampler import NeighbourInput, SamplerGraph, sample_neighbours
 from gnn.train import TrainConfig
+
+
+def load_graph(dataset: str) -> GraphData:
+    """The graph of ``ml-100k`` or of ``synthetic`` (the generator's defaults)."""
+    if dataset == "ml-100k":
+        return graph_of(load_ml100k())
+    if dataset == "synthetic":
+        return graph_of(generate(SyntheticConfig()))
+    raise ValueError(f"unknown dataset {dataset!r}: ml-100k or synthetic")
 
 
 def bench_sample(
@@ -76,6 +87,9 @@ def _sample_rates(
         "sampled_neighbours_per_s": round(rate),
         "raw_csr_gather_per_s": round(raw_rate),
         "ratio": round(rate / raw_rate, 3),
+        # per pass: both sides must fetch the same neighbours for the ratio to compare them
+        "sampled_neighbours": sampled,
+        "raw_gathered_neighbours": gathered,
     }
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import LiteralString
 from urllib.parse import urlsplit
 
+from benchmarks.freshness import measure_freshness
 from gnn.datasets import Dataset, SyntheticConfig, generate
-from graphrec.freshness import measure_freshness
 from graphrec.pipeline import closing_all, ingest, produce_dataset
 from graphstore import Batch, GraphStore, open_store
 from streaming.sink import decode_batch
@@ -161,16 +161,11 @@ def _fresh_log(url: str | None, work: Path) -> str:
 
 @contextmanager
 def _fresh_store(url: str | None, path: Path) -> Iterator[GraphStore]:
-    if url is None:
-        store = open_store(f"memory://{path}")
-    else:
-        store = open_store(url)
-        reset = getattr(store, "reset", None)
-        if reset is None:
-            store.close()
-            raise ValueError(f"{url}: this store cannot be emptied for a benchmark")
-        reset()
+    """A new embedded store at ``path``, or the store at ``url`` emptied."""
+    store = open_store(url or f"memory://{path}")
     try:
+        if url is not None:
+            store.reset()
         yield store
     finally:
         store.close()

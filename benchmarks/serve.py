@@ -10,8 +10,8 @@ bytes, on its own thread and event loop, in the same process as the service: the
 the service runs on (``serving.server`` is a ``grpc.aio`` server on a thread of its own), minus
 the service's work. Both get the same serialized ``RecommendRequest`` payloads.
 
-The clients run in a separate Python process (``graphrec.loadgen``), so their work does not take the
-service's GIL: closed-loop threads with blocking calls at each concurrency level, then an
+The clients run in a separate Python process (``benchmarks.loadgen``), so their work does not
+take the service's GIL: closed-loop threads with blocking calls at each concurrency level, then an
 open-loop schedule of futures at twice the best closed-loop throughput for the overload run,
 sent to the echo server too: at high rates the client process and the transport are a limit of
 their own on two shared cores, and the echo's answers show where it lies.
@@ -25,7 +25,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,16 +33,20 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
-from graphrec.loadgen import ECHO_METHOD, Clients, EchoServer
+from benchmarks.loadgen import ECHO_METHOD, Clients, EchoServer
+from benchmarks.serve_figures import (
+    GOALS,
+    goals_met,
+    level_figures,
+    overload_figures,
+    topk_figures,
+)
 
 if TYPE_CHECKING:
     from gnn.datasets import Dataset
     from graphstore import GraphStore
+    from serving.app import Serving
 
-GOALS = (
-    "p50 <= 5x echo p50 and p99 <= 20 ms at every level; top-K index <= 1.2x numpy exact; "
-    "at 2x saturation only OK / RESOURCE_EXHAUSTED and goodput >= 0.9x saturation"
-)
 Progress = Callable[[str], None]
 
 
@@ -130,6 +133,16 @@ def _build_world(
 
 
 # ------------------------------------------------------------------------------- measurement
+@dataclass(frozen=True)
+class _Targets:
+    """Where the timed requests go (the service and the echo baseline), and what they carry."""
+
+    serve: str
+    echo: str
+    recommend: str  # the service's Recommend method path
+    payloads: list[bytes]
+
+
 def _measure(
     world: _World,
     seconds: float,
@@ -140,19 +153,9 @@ def _measure(
     topk_queries: int,
     say: Progress,
 ) -> dict[str, object]:
-    from serving.app import Serving
-    from serving.server import SERVICE_NAME, ServerConfig
+    from serving.server import SERVICE_NAME
 
-    say(f"loading the model into the service (workers={workers}, max_inflight={max_inflight})")
-    started = time.perf_counter()
-    serving = Serving(
-        world.store,
-        world.models,
-        config=ServerConfig(address="127.0.0.1:0", workers=workers, max_inflight=max_inflight),
-        reload_every_s=3600.0,  # one version for the whole run
-    )
-    port = serving.start()
-    load_s = time.perf_counter() - started
+    serving, port, load_s = _start_service(world, workers, max_inflight, say)
     echo = EchoServer()
     clients = Clients()
     try:
@@ -160,72 +163,21 @@ def _measure(
         if engine is None:
             raise RuntimeError("the service did not load the trained model")
         say(f"service on 127.0.0.1:{port} ({engine.table.size:,} items, {load_s:.1f} s to load)")
-        echo_port = echo.start()
-        payloads = _payloads(world.dataset, 2_000)
-        serve_target, echo_target = f"127.0.0.1:{port}", f"127.0.0.1:{echo_port}"
-        recommend = f"/{SERVICE_NAME}/Recommend"
-        sample = _sample(serve_target, recommend, payloads[:100])
-
-        say(f"top-K: {topk_queries} queries, usearch index vs numpy exact")
-        index = engine.table.embeddings
-        topk = _topk(index, topk_queries)
-
-        measured: dict[str, dict[str, Any]] = {}
-        for concurrency in levels:
-            say(f"concurrency {concurrency}: echo, then Recommend, {seconds:g} s each")
-            bare = clients.call(
-                "closed_loop",
-                target=echo_target,
-                method=ECHO_METHOD,
-                payloads=payloads,
-                concurrency=concurrency,
-                seconds=seconds,
-            )
-            real = clients.call(
-                "closed_loop",
-                target=serve_target,
-                method=recommend,
-                payloads=payloads,
-                concurrency=concurrency,
-                seconds=seconds,
-            )
-            measured[str(concurrency)] = _level(real, bare)
-            say(f"  {measured[str(concurrency)]}")
-
-        saturation = max(float(m["rps"]) for m in measured.values())
-        rate = 2.0 * saturation
-        say(
-            f"overload: open loop at {rate:.0f} req/s (2x {saturation:.0f}), {overload_seconds:g} s"
+        targets = _Targets(
+            serve=f"127.0.0.1:{port}",
+            echo=f"127.0.0.1:{echo.start()}",
+            recommend=f"/{SERVICE_NAME}/Recommend",
+            payloads=_payloads(world.dataset, 2_000),
         )
-        floods = {
-            name: clients.call(
-                "open_loop",
-                target=target,
-                method=method,
-                payloads=payloads,
-                rate=rate,
-                seconds=overload_seconds,
-                timeout_s=5.0,
-            )
-            for name, target, method in (
-                ("echo", echo_target, ECHO_METHOD),
-                ("service", serve_target, recommend),
-            )
-        }
-        overload = _overload(floods["service"], saturation, max_inflight, floods["echo"])
-        say(f"  {overload}")
+        sample = _sample(targets.serve, targets.recommend, targets.payloads[:100])
+        say(f"top-K: {topk_queries} queries, usearch index vs numpy exact")
+        topk = topk_figures(engine.table.embeddings, topk_queries)
+        measured = _closed_loops(clients, targets, levels, seconds, say)
+        overload = _open_loop(clients, targets, measured, overload_seconds, max_inflight, say)
     finally:
         clients.close()
         echo.stop()
         serving.stop()
-
-    met = {
-        "p50_within_5x_echo": all(float(m["ratio_p50"]) <= 5.0 for m in measured.values()),
-        "p99_within_20ms": all(float(m["p99_ms"]) <= 20.0 for m in measured.values()),
-        "topk_within_1.2x_exact": float(topk["ratio"]) <= 1.2,
-        "overload_only_ok_or_shed": set(overload["codes"]) <= {"OK", "RESOURCE_EXHAUSTED"},
-        "goodput_at_least_0.9x": float(overload["ratio"]) >= 0.9,
-    }
     return {
         "bench": "serve",
         "items": len(world.dataset.items),
@@ -237,14 +189,88 @@ def _measure(
         "baseline": "grpc.aio echo server (generic unary handler returning the request bytes) "
         "on its own thread and event loop, same process as the service; clients in another "
         "process, bytes in and out on both",
-        "request_bytes": round(float(np.mean([len(p) for p in payloads])), 1),
+        "request_bytes": round(float(np.mean([len(p) for p in targets.payloads])), 1),
         "sample": sample,
         "levels": measured,
         "topk": topk,
         "overload": overload,
         "goals": GOALS,
-        "met": met,
+        "met": goals_met(measured, topk, overload),
     }
+
+
+def _start_service(
+    world: _World, workers: int, max_inflight: int, say: Progress
+) -> tuple[Serving, int, float]:
+    """The service on the world's store and model: (it, its port, seconds it took to load)."""
+    from serving.app import Serving
+    from serving.server import ServerConfig
+
+    say(f"loading the model into the service (workers={workers}, max_inflight={max_inflight})")
+    started = time.perf_counter()
+    serving = Serving(
+        world.store,
+        world.models,
+        config=ServerConfig(address="127.0.0.1:0", workers=workers, max_inflight=max_inflight),
+        reload_every_s=3600.0,  # one version for the whole run
+    )
+    port = serving.start()
+    return serving, port, time.perf_counter() - started
+
+
+def _closed_loops(
+    clients: Clients, targets: _Targets, levels: Sequence[int], seconds: float, say: Progress
+) -> dict[str, dict[str, Any]]:
+    """At each concurrency level: the echo server, then the service, ``seconds`` each."""
+    measured: dict[str, dict[str, Any]] = {}
+    for concurrency in levels:
+        say(f"concurrency {concurrency}: echo, then Recommend, {seconds:g} s each")
+        bare, real = (
+            clients.call(
+                "closed_loop",
+                target=target,
+                method=method,
+                payloads=targets.payloads,
+                concurrency=concurrency,
+                seconds=seconds,
+            )
+            for target, method in ((targets.echo, ECHO_METHOD), (targets.serve, targets.recommend))
+        )
+        measured[str(concurrency)] = level_figures(real, bare)
+        say(f"  {measured[str(concurrency)]}")
+    return measured
+
+
+def _open_loop(
+    clients: Clients,
+    targets: _Targets,
+    measured: dict[str, dict[str, Any]],
+    seconds: float,
+    max_inflight: int,
+    say: Progress,
+) -> dict[str, Any]:
+    """An open-loop flood at twice the best closed-loop throughput, on the echo and the service."""
+    saturation = max(float(m["rps"]) for m in measured.values())
+    rate = 2.0 * saturation
+    say(f"overload: open loop at {rate:.0f} req/s (2x {saturation:.0f}), {seconds:g} s")
+    floods = {
+        name: clients.call(
+            "open_loop",
+            target=target,
+            method=method,
+            payloads=targets.payloads,
+            rate=rate,
+            seconds=seconds,
+            timeout_s=5.0,
+        )
+        for name, target, method in (
+            ("echo", targets.echo, ECHO_METHOD),
+            ("service", targets.serve, targets.recommend),
+        )
+    }
+    overload = overload_figures(floods["service"], saturation, max_inflight, floods["echo"])
+    say(f"  {overload}")
+    return overload
 
 
 def _payloads(dataset: Dataset, count: int, seed: int = 0) -> list[bytes]:
@@ -292,99 +318,6 @@ def _sample(target: str, method: str, payloads: Sequence[bytes]) -> dict[str, ob
         "items_per_response": round(float(np.mean(items)), 2),
         "fallbacks": fallbacks,
     }
-
-
-def _topk(index: Any, queries: int, k: int = 20, seed: int = 0) -> dict[str, Any]:
-    """``ItemIndex.search`` vs ``exact_topk`` on the same table and queries (median per query).
-
-    Queries are item vectors (item-to-item) and means of three item vectors (session-like)."""
-    from serving.topk import exact_topk
-
-    table = index.vectors()
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(table), (queries, 3))
-    qs = np.where(
-        (np.arange(queries) % 2 == 0)[:, None], table[rows[:, 0]], table[rows].mean(axis=1)
-    ).astype(np.float32)
-    for q in qs[:10]:  # warm both paths
-        index.search(q, k)
-        exact_topk(table, q, k)
-    idx_t, exact_t, recall = [], [], []
-    for q in qs:
-        t0 = time.perf_counter()
-        found, _ = index.search(q, k)
-        t1 = time.perf_counter()
-        truth = exact_topk(table, q, k)
-        t2 = time.perf_counter()
-        idx_t.append(t1 - t0)
-        exact_t.append(t2 - t1)
-        recall.append(len(set(found.tolist()) & set(truth.tolist())) / max(1, len(truth)))
-    index_ms, exact_ms = 1e3 * float(np.median(idx_t)), 1e3 * float(np.median(exact_t))
-    return {
-        "queries": queries,
-        "k": k,
-        "rows": len(table),
-        "dim": int(table.shape[1]),
-        "approximate": len(table) >= index._threshold,
-        "index_ms": round(index_ms, 4),
-        "exact_ms": round(exact_ms, 4),
-        "ratio": round(index_ms / exact_ms, 3),
-        "recall@k": round(float(np.mean(recall)), 4),
-    }
-
-
-def _level(real: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
-    p50, p99 = _ms(real["latencies"], 50), _ms(real["latencies"], 99)
-    e50, e99 = _ms(bare["latencies"], 50), _ms(bare["latencies"], 99)
-    return {
-        "p50_ms": p50,
-        "p99_ms": p99,
-        "rps": round(len(real["latencies"]) / real["elapsed"], 1),
-        "echo_p50_ms": e50,
-        "echo_p99_ms": e99,
-        "echo_rps": round(len(bare["latencies"]) / bare["elapsed"], 1),
-        "ratio_p50": round(p50 / e50, 2) if e50 else None,
-        "ratio_p99": round(p99 / e99, 2) if e99 else None,
-        "requests": len(real["latencies"]),
-        "errors": {c: n for c, n in real["codes"].items() if c != "OK"},
-    }
-
-
-def _overload(
-    flood: dict[str, Any], saturation: float, max_inflight: int, echo: dict[str, Any]
-) -> dict[str, Any]:
-    """The service's answers to the open-loop flood, beside the bare echo server's answers to
-    the same schedule: what the transport and the client process manage at that rate on this
-    machine, with no service work at all."""
-    codes: Counter[str] = flood["codes"]
-    goodput = _goodput(flood)
-    return {
-        "max_inflight": max_inflight,
-        "rate": round(flood["rate"], 1),
-        "offered_rps": round(flood["sent"] / flood["send_s"], 1) if flood["send_s"] else None,
-        "sent": flood["sent"],
-        "codes": dict(codes),
-        "goodput": round(goodput, 1),
-        "saturation": round(saturation, 1),
-        "ratio": round(goodput / saturation, 3) if saturation else 0.0,
-        "ok_p50_ms": _ms(flood["ok_latencies"], 50),
-        "ok_p99_ms": _ms(flood["ok_latencies"], 99),
-        "shed_p50_ms": _ms(flood["shed_latencies"], 50),
-        "echo_codes": dict(echo["codes"]),
-        "echo_goodput": round(_goodput(echo), 1),
-        "echo_ok_p50_ms": _ms(echo["ok_latencies"], 50),
-    }
-
-
-def _goodput(flood: dict[str, Any]) -> float:
-    """OK answers per second from the first send to the last answer (the drain of the queue
-    after the last send counts: the server is busy all along)."""
-    window = max(flood["seconds"], flood["last_done"])
-    return flood["codes"].get("OK", 0) / window if window else 0.0
-
-
-def _ms(latencies: np.ndarray, q: float) -> float:
-    return round(1e3 * float(np.percentile(latencies, q)), 3) if len(latencies) else 0.0
 
 
 def _stderr_progress() -> Progress:

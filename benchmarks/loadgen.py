@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-ECHO_METHOD = "/graphrec.bench.Echo/Echo"
+ECHO_METHOD = "/benchmarks.Echo/Echo"
 
 
 # ----------------------------------------------------------------------------- echo baseline
@@ -44,7 +44,7 @@ class EchoServer:
         server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(
-                    "graphrec.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+                    "benchmarks.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
                 ),
             )
         )
@@ -67,7 +67,7 @@ class Clients:
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from graphrec.loadgen import client_main; client_main()"],
+            [sys.executable, "-c", "from benchmarks.loadgen import client_main; client_main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

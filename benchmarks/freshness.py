@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 
-from graphrec.pipeline import closing_all, open_sink
+from graphrec.pipeline import running_sink
 from graphstore import Behaviour, GraphStore, Interaction, NodeKind, NodeRef
 from streaming.produce import event_record
-from streaming.sink import Sink, SinkConfig
 from streaming.urls import open_writer, parse_log_url
-
-
-@contextmanager
-def running_sink(
-    log_url: str, store: GraphStore, group: str, batch_size: int = 500
-) -> Iterator[Sink]:
-    """A sink following ``log_url`` in a background thread until the block ends."""
-    sink = open_sink(log_url, store, group, SinkConfig(batch_size=batch_size, poll_timeout_s=0.01))
-    thread = threading.Thread(target=sink.run, name="sink", daemon=True)
-    thread.start()
-    with closing_all(sink.source, sink.dead_letters):
-        try:
-            yield sink
-        finally:
-            sink.stop()
-            thread.join(timeout=30)
 
 
 def measure_freshness(

@@ -1,0 +1,94 @@
+"""``graphrec bench``: the benchmarks' commands. Each imports ``benchmarks`` when it runs, so the
+product CLI never loads benchmark code to start."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from graphrec.console import user_errors
+
+bench_app = typer.Typer(help="Benchmarks: each prints its figure beside a same-run baseline.")
+DatasetOpt = Annotated[str, typer.Option(help="ml-100k or synthetic.")]
+
+
+@bench_app.command("ingest")
+def bench_ingest_cmd(
+    events: Annotated[int, typer.Option(min=1_000, help="Synthetic events to ingest.")] = 50_000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per graph transaction.")] = 2_000,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Store URL (emptied!); default a fresh embedded one."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="kafka://HOST:PORT to go through Kafka (new topics)."),
+    ] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Freshness trials.")] = 100,
+) -> None:
+    """Sink events/s beside a raw baseline in the same run, plus freshness p50/p99.
+
+    The baseline is the store's bare `apply` (embedded) or a raw neo4j-driver UNWIND MERGE loop
+    (Neo4j). Prints the figures and their ratio as JSON on the last line.
+    """
+    from benchmarks.ingest import bench_ingest
+
+    with user_errors():
+        print(json.dumps(bench_ingest(events, batch_size, store, source, trials)))
+
+
+@bench_app.command("serve")
+def bench_serve_cmd(
+    items: Annotated[int, typer.Option(min=100, help="Catalogue items.")] = 100_000,
+    events: Annotated[int, typer.Option(min=1_000, help="Synthetic interactions.")] = 200_000,
+    users: Annotated[int, typer.Option(min=10, help="Synthetic users.")] = 20_000,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Seconds per concurrency level.")] = 8.0,
+    levels: Annotated[str, typer.Option(help="Concurrency levels, comma-separated.")] = "1,8,32",
+    overload_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Seconds of open-loop load at 2x saturation.")
+    ] = 10.0,
+    workers: Annotated[int, typer.Option(min=1, help="Service threads doing model work.")] = 1,
+    max_inflight: Annotated[
+        int, typer.Option(min=1, help="Service requests in progress before it sheds load.")
+    ] = 64,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 2,
+) -> None:
+    """Recommend p50/p99 at each concurrency beside a bare gRPC echo server, top-K beside numpy
+    exact search, and status codes and goodput at 2x the saturating load (JSON last line)."""
+    from benchmarks.serve import bench_serve
+
+    with user_errors():
+        steps = tuple(int(c) for c in levels.split(",") if c.strip())
+        if not steps or min(steps) < 1:
+            raise ValueError(f"--levels takes positive integers like 1,8,32, got {levels!r}")
+        figures = bench_serve(
+            items, events, users, seconds, steps, overload_seconds, workers, max_inflight, epochs
+        )
+        print(json.dumps(figures))
+
+
+@bench_app.command("sample")
+def bench_sample_cmd(
+    dataset: DatasetOpt = "ml-100k",
+    seeds: Annotated[int, typer.Option(min=1, help="Seed nodes per batch.")] = 512,
+    fanout: Annotated[int, typer.Option(min=1, help="Neighbours sampled per seed.")] = 10,
+) -> None:
+    """Sampled neighbours/s beside a raw numpy CSR gather of the same seeds (JSON last line)."""
+    from benchmarks.learning import bench_sample, load_graph
+
+    with user_errors():
+        print(json.dumps(bench_sample(load_graph(dataset), seeds, fanout)))
+
+
+@bench_app.command("train")
+def bench_train_cmd(
+    dataset: DatasetOpt = "ml-100k",
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs to time.")] = 3,
+) -> None:
+    """LightGCN epoch time beside a bare sparse-matmul LightGCN loop (JSON last line)."""
+    from benchmarks.learning import bench_train, load_graph
+
+    with user_errors():
+        print(json.dumps(bench_train(load_graph(dataset), epochs)))
