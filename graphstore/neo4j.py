@@ -46,7 +46,7 @@ from graphstore.types import (
 log = logging.getLogger(__name__)
 PASSWORD_ENV = "GRAPHREC_NEO4J_PASSWORD"
 USER_ENV = "GRAPHREC_NEO4J_USER"
-FETCH_SIZE = 5_000  # records per Bolt round trip when streaming a snapshot
+FETCH_SIZE = 5_000  # records per Bolt round trip when streaming a snapshot (driver default 1000)
 
 
 def default_password_file() -> Path:
@@ -96,8 +96,10 @@ class Neo4jGraphStore(GraphStore):
         uri = f"{parts.scheme}://{host}:{parts.port or 7687}"
         return cls(uri, (user, password), database)
 
-    def _session(self) -> neo4j.Session:
-        return self._driver.session(database=self._database)
+    def _session(self, fetch_size: int | None = None) -> neo4j.Session:
+        if fetch_size is None:
+            return self._driver.session(database=self._database)
+        return self._driver.session(database=self._database, fetch_size=fetch_size)
 
     # ------------------------------------------------------------------ writes
     def _apply(self, batch: Batch) -> ApplyResult:
@@ -156,7 +158,7 @@ class Neo4jGraphStore(GraphStore):
 
     def _snapshot(self, before: float | None) -> CsrSnapshot:
         builder = SnapshotBuilder(cutoff=before)
-        with self._session() as s:
+        with self._session(fetch_size=FETCH_SIZE) as s:
             s.execute_read(_fill_snapshot, builder, before)
         return builder.build()
 
