@@ -39,13 +39,14 @@ EdgeRow = tuple[int, str, int, int, float, float]
 
 
 class EmbeddedGraphStore(GraphStore):
-    """GraphStore on a local SQLite database; ``path=None`` keeps it in memory."""
+    """GraphStore on a local SQLite database: a durable file under ``path`` (``sqlite://PATH``),
+    or with ``path=None`` a database in process memory, gone when closed (``memory://``)."""
 
     def __init__(self, path: Path | None = None, *, durable: bool = True) -> None:
         if path is not None:
             path.mkdir(parents=True, exist_ok=True)
         target = ":memory:" if path is None else str(path / DB_FILENAME)
-        self.url = "memory://" if path is None else f"memory://{path}"
+        self.url = "memory://" if path is None else f"sqlite://{path}"
         self._target = target
         self._lock = threading.RLock()
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)

@@ -40,4 +40,4 @@ def test_unknown_store_url_is_a_clear_error() -> None:
     import pytest
 
     with pytest.raises(graphstore.InvalidInput, match="memory://"):
-        graphstore.open_store("sqlite:///x")
+        graphstore.open_store("foo:///x")

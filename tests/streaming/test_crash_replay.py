@@ -29,7 +29,7 @@ def produced(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, CsrSnapshot
     work = tmp_path_factory.mktemp("crash")
     log_url = f"log://{work / 'log'}"
     produce_dataset(log_url, generate(SyntheticConfig(seed=11, events=20_000)), malformed=200)
-    with open_store(f"memory://{work / 'reference'}") as reference:
+    with open_store(f"sqlite://{work / 'reference'}") as reference:
         ingest(log_url, reference, group="reference", idle_exit_s=0.3)
         return log_url, reference.snapshot(), work
 
@@ -59,7 +59,7 @@ def _wait_for_first_commit(store_dir: Path, proc: subprocess.Popen[bytes]) -> No
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if (store_dir / "graph.sqlite").exists():
-            with open_store(f"memory://{store_dir}") as peek:
+            with open_store(f"sqlite://{store_dir}") as peek:
                 if peek.stats().interactions:
                     return
         time.sleep(0.02)
@@ -79,13 +79,13 @@ def test_sigkill_then_replay_gives_the_same_graph(
 ) -> None:
     log_url, reference, work = produced
     group, store_dir = f"g-{uuid.uuid4().hex[:8]}", work / uuid.uuid4().hex[:8]
-    proc = _start_sink(log_url, f"memory://{store_dir}", group, batch_size)
+    proc = _start_sink(log_url, f"sqlite://{store_dir}", group, batch_size)
     _wait_for_first_commit(store_dir, proc)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
-    with open_store(f"memory://{store_dir}") as store:
+    with open_store(f"sqlite://{store_dir}") as store:
         ingest(log_url, store, group=group, batch_size=batch_size, idle_exit_s=0.3)
         assert_same_graph(store.snapshot(), reference)
         ends = EventLog(Path(log_url.removeprefix("log://"))).end_offsets("events")
@@ -97,11 +97,11 @@ def test_a_kill_really_lands_mid_stream(produced: tuple[str, CsrSnapshot, Path])
     """Guards the property test above: the child is killed with work still left to do."""
     log_url, reference, work = produced
     store_dir = work / "midstream"
-    proc = _start_sink(log_url, f"memory://{store_dir}", "mid", 50)
+    proc = _start_sink(log_url, f"sqlite://{store_dir}", "mid", 50)
     _wait_for_first_commit(store_dir, proc)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    with open_store(f"memory://{store_dir}") as store:
+    with open_store(f"sqlite://{store_dir}") as store:
         done = store.stats().interactions
         total = sum(
             int(r.count.sum())

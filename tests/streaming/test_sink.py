@@ -34,7 +34,7 @@ def test_20k_good_and_1k_malformed(tmp_path: Path, fmt: str) -> None:
     log_url = f"log://{tmp_path / 'log'}"
     report = produce_dataset(log_url, data, fmt=fmt, malformed=1_000, seed=7)
     assert (report.events, report.malformed) == (20_000, 1_000)
-    with open_store(f"memory://{tmp_path / 'graph'}") as store:
+    with open_store(f"sqlite://{tmp_path / 'graph'}") as store:
         summary = ingest(log_url, store, group="sink", batch_size=1_500, idle_exit_s=0.3)
         assert summary.applied == 20_000 + len(data.items)
         assert summary.dead_lettered == 1_000
