@@ -43,6 +43,7 @@ from graphstore.types import (
     NodeRef,
     Position,
     StoreStats,
+    TopicPartition,
 )
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "Position",
     "Positioned",
     "StoreStats",
+    "TopicPartition",
     "category_keys",
     "check_id",
     "open_store",

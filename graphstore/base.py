@@ -20,10 +20,10 @@ from graphstore.types import (
     NodeRef,
     Position,
     StoreStats,
+    TopicPartition,
 )
 
 T = TypeVar("T", Interaction, ItemRecord)
-TopicPartition = tuple[str, int]
 
 MAX_ID_LENGTH = 256
 MAX_HOPS = 4

@@ -21,7 +21,7 @@ from pathlib import Path
 from graphstore import _sqlite_schema as sql
 from graphstore._neighbourhood import assemble
 from graphstore._snapshot_builder import SnapshotBuilder
-from graphstore.base import Batch, GraphStore, TopicPartition, category_keys
+from graphstore.base import Batch, GraphStore, category_keys
 from graphstore.snapshot import CsrSnapshot, Neighbourhood
 from graphstore.types import (
     IN_CATEGORY,
@@ -32,6 +32,7 @@ from graphstore.types import (
     NodeKind,
     NodeRef,
     StoreStats,
+    TopicPartition,
 )
 
 DB_FILENAME = "graph.sqlite"

@@ -27,7 +27,6 @@ from graphstore.base import (
     Batch,
     GraphStore,
     GraphStoreError,
-    TopicPartition,
     category_keys,
 )
 from graphstore.snapshot import CsrSnapshot, Neighbourhood
@@ -41,6 +40,7 @@ from graphstore.types import (
     NodeKind,
     NodeRef,
     StoreStats,
+    TopicPartition,
 )
 
 log = logging.getLogger(__name__)

@@ -68,6 +68,10 @@ class Interaction:
     ts: float
 
 
+TopicPartition = tuple[str, int]
+"""A log partition: (topic, partition number)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """Where a record came from: topic, partition and offset in the event log."""

@@ -18,7 +18,8 @@ from kafka.errors import CommitFailedError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTP
 
-from streaming.records import Headers, LogRecord, OutRecord, TopicPartition
+from graphstore import TopicPartition
+from streaming.records import Headers, LogRecord, OutRecord
 
 log = logging.getLogger(__name__)
 DEFAULT_PARTITIONS = 4
