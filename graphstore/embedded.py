@@ -36,7 +36,8 @@ from graphstore.types import (
 )
 
 DB_FILENAME = "graph.sqlite"
-EdgeRow = tuple[int, str, int, int, float, float]
+# An edge as stored in SQLite, endpoints as node row ids: (src, rel, dst, count, first_ts, last_ts).
+SqliteEdgeRow = tuple[int, str, int, int, float, float]
 
 
 class EmbeddedGraphStore(GraphStore):
@@ -231,7 +232,7 @@ class EmbeddedGraphStore(GraphStore):
                 builder.set_watermarks(self._watermarks())
             finally:
                 self._db.execute("COMMIT")
-        grouped: dict[tuple[NodeKind, str, NodeKind], list[EdgeRow]] = defaultdict(list)
+        grouped: dict[tuple[NodeKind, str, NodeKind], list[SqliteEdgeRow]] = defaultdict(list)
         for row in rows:
             grouped[(refs[row[0]].kind, row[1], refs[row[2]].kind)].append(row)
         for rk, group in grouped.items():

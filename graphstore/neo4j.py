@@ -21,7 +21,7 @@ import neo4j
 from neo4j import GraphDatabase, ManagedTransaction
 
 from graphstore import _cypher as cy
-from graphstore._neighbourhood import EdgeRow, assemble
+from graphstore._neighbourhood import HopEdgeRow, assemble
 from graphstore._snapshot_builder import SnapshotBuilder
 from graphstore.base import (
     Batch,
@@ -140,7 +140,7 @@ class Neo4jGraphStore(GraphStore):
             record = s.execute_read(lambda tx: tx.run(cy.NEIGHBOURHOOD, params).single())
         assert record is not None  # the query aggregates to exactly one row
         found_keys = {NodeRef(NodeKind(label), key) for label, key in record["found"]}
-        rows: list[EdgeRow] = [
+        rows: list[HopEdgeRow] = [
             (
                 NodeRef(NodeKind(src_label), src),
                 rel,
