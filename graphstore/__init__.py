@@ -37,6 +37,7 @@ from graphstore.types import (
     ApplyResult,
     Behaviour,
     EdgeAggregate,
+    EdgeKey,
     Interaction,
     ItemRecord,
     NodeKind,
@@ -44,6 +45,7 @@ from graphstore.types import (
     Position,
     StoreStats,
     TopicPartition,
+    edge_aggregates,
 )
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "CsrRelation",
     "CsrSnapshot",
     "EdgeAggregate",
+    "EdgeKey",
     "GraphStore",
     "GraphStoreError",
     "Interaction",
@@ -77,6 +80,7 @@ __all__ = [
     "TopicPartition",
     "category_keys",
     "check_id",
+    "edge_aggregates",
     "open_store",
 ]
 

@@ -33,6 +33,7 @@ from graphstore.types import (
     NodeRef,
     StoreStats,
     TopicPartition,
+    edge_aggregates,
 )
 
 DB_FILENAME = "graph.sqlite"
@@ -83,21 +84,14 @@ class EmbeddedGraphStore(GraphStore):
         return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
 
     def _write_interactions(self, interactions: Sequence[Interaction]) -> None:
-        actors = self._node_ids([i.actor for i in interactions])
-        items = self._node_ids([NodeRef(NodeKind.ITEM, i.item_id) for i in interactions])
-        agg: dict[tuple[int, str, int], list[float]] = {}
-        for i, src, dst in zip(interactions, actors, items, strict=True):
-            key = (src, i.behaviour.relationship, dst)
-            row = agg.get(key)
-            if row is None:
-                agg[key] = [1, i.ts, i.ts]
-            else:
-                row[0] += 1
-                row[1] = min(row[1], i.ts)
-                row[2] = max(row[2], i.ts)
-        self._db.executemany(
-            sql.UPSERT_EDGE, [(s, r, d, int(c), f, t) for (s, r, d), (c, f, t) in agg.items()]
-        )
+        edges = edge_aggregates(interactions)
+        actors = self._node_ids([actor for actor, _, _ in edges])
+        items = self._node_ids([NodeRef(NodeKind.ITEM, item) for _, _, item in edges])
+        rows = [
+            (src, rel, dst, agg.count, agg.first_ts, agg.last_ts)
+            for ((_, rel, _), agg), src, dst in zip(edges.items(), actors, items, strict=True)
+        ]
+        self._db.executemany(sql.UPSERT_EDGE, rows)
 
     def _write_items(self, items: Sequence[ItemRecord]) -> None:
         latest: dict[str, ItemRecord] = {}

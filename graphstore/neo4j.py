@@ -41,6 +41,7 @@ from graphstore.types import (
     NodeRef,
     StoreStats,
     TopicPartition,
+    edge_aggregates,
 )
 
 log = logging.getLogger(__name__)
@@ -208,21 +209,11 @@ def _aggregate(interactions: Sequence[Interaction]) -> dict[NodeKind, list[list[
 
     A row is ``[actor, item, rel, count, first_ts, last_ts]`` (see ``cy.MERGE_INTERACTIONS``).
     """
-    agg: dict[tuple[NodeKind, str, str, str], list[Any]] = {}
-    for i in interactions:
-        key = (i.actor.kind, i.actor.key, i.item_id, i.behaviour.relationship)
-        row = agg.get(key)
-        if row is None:
-            agg[key] = [i.actor.key, i.item_id, i.behaviour.relationship, 1, i.ts, i.ts]
-        else:
-            row[3] += 1
-            if i.ts < row[4]:
-                row[4] = i.ts
-            if i.ts > row[5]:
-                row[5] = i.ts
+    edges = edge_aggregates(interactions)
     out: dict[NodeKind, list[list[Any]]] = defaultdict(list)
-    for key in sorted(agg):
-        out[key[0]].append(agg[key])
+    for actor, rel, item in sorted(edges, key=lambda k: (k[0].kind, k[0].key, k[2], k[1])):
+        agg = edges[(actor, rel, item)]
+        out[actor.kind].append([actor.key, item, rel, agg.count, agg.first_ts, agg.last_ts])
     return out
 
 
