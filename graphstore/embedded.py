@@ -18,23 +18,26 @@ from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 
-from graphstore import _sqlite_schema as sql
-from graphstore._neighbourhood import assemble
-from graphstore._snapshot_builder import SnapshotBuilder
-from graphstore.base import Batch, GraphStore, category_keys
-from graphstore.snapshot import CsrSnapshot, Neighbourhood
-from graphstore.types import (
+from graphstore import (
     IN_CATEGORY,
     SUBCATEGORY_OF,
     ApplyResult,
+    Batch,
+    CsrSnapshot,
+    GraphStore,
     Interaction,
     ItemRecord,
+    Neighbourhood,
     NodeKind,
     NodeRef,
     StoreStats,
     TopicPartition,
+    category_keys,
     edge_aggregates,
 )
+from graphstore import _sqlite_schema as sql
+from graphstore._neighbourhood import assemble
+from graphstore._snapshot_builder import SnapshotBuilder
 
 DB_FILENAME = "graph.sqlite"
 # An edge as stored in SQLite, endpoints as node row ids: (src, rel, dst, count, first_ts, last_ts).

@@ -20,29 +20,28 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import neo4j
 from neo4j import GraphDatabase, ManagedTransaction
 
-from graphstore import _cypher as cy
-from graphstore._neighbourhood import HopEdgeRow, assemble
-from graphstore._snapshot_builder import SnapshotBuilder
-from graphstore.base import (
-    Batch,
-    GraphStore,
-    GraphStoreError,
-    category_keys,
-)
-from graphstore.snapshot import CsrSnapshot, Neighbourhood
-from graphstore.types import (
+from graphstore import (
     ALL_RELATIONSHIPS,
     IN_CATEGORY,
     SUBCATEGORY_OF,
     ApplyResult,
+    Batch,
+    CsrSnapshot,
+    GraphStore,
+    GraphStoreError,
     Interaction,
     ItemRecord,
+    Neighbourhood,
     NodeKind,
     NodeRef,
     StoreStats,
     TopicPartition,
+    category_keys,
     edge_aggregates,
 )
+from graphstore import _cypher as cy
+from graphstore._neighbourhood import HopEdgeRow, assemble
+from graphstore._snapshot_builder import SnapshotBuilder
 
 log = logging.getLogger(__name__)
 PASSWORD_ENV = "GRAPHREC_NEO4J_PASSWORD"

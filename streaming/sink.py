@@ -23,8 +23,16 @@ from itertools import groupby
 from operator import attrgetter
 from typing import TypeVar
 
-from graphstore.base import Batch, GraphStore, InvalidInput, Positioned
-from graphstore.types import Interaction, ItemRecord, Position
+from graphstore import (
+    Batch,
+    GraphStore,
+    Interaction,
+    InvalidInput,
+    ItemRecord,
+    Position,
+    Positioned,
+    TopicPartition,
+)
 from streaming.codec import BadRecord, decode_event, decode_item
 from streaming.records import (
     DLQ_SUFFIX,
@@ -32,7 +40,6 @@ from streaming.records import (
     LogRecord,
     RecordSource,
     RecordWriter,
-    TopicPartition,
     dead_letter,
 )
 
