@@ -63,7 +63,7 @@ def run_demo(
 
     with open_store(store_url) as store:
         if neo4j:
-            store.reset()  # type: ignore[attr-defined]
+            store.reset()
         out.rule("2. ingest")
         summary = ingest(log_url, store, group=f"demo-{run}", idle_exit_s=1.0 if kafka else 0.5)
         out.print(

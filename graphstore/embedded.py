@@ -141,6 +141,18 @@ class EmbeddedGraphStore(GraphStore):
                 self._ids.update(((kind, key), node) for key, node in rows)
         return [self._ids[(r.kind, r.key)] for r in refs]
 
+    def _reset(self) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in sql.DELETE_ALL:
+                    self._db.execute(statement)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self._ids.clear()  # the rows they named are gone
+
     # ------------------------------------------------------------------ reads
     def _watermarks(self) -> dict[TopicPartition, int]:
         with self._lock:
