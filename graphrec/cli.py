@@ -170,7 +170,7 @@ def trending_cmd(
 
     Serves GET /trending/items/?k=20[&category=...] and /trending/categories/ on 127.0.0.1.
     """
-    from streaming.trending import TrendingConfig, build_app
+    from streaming.trending import TrendingConfig, build_app, run_worker
     from streaming.urls import parse_log_url
 
     config = _config()
@@ -190,9 +190,7 @@ def trending_cmd(
             data_dir=str(config.data_dir / "trending"),
         )
     )
-    # faust reads its worker command line from sys.argv
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--web-port", str(web_port)]
-    app_.main()
+    run_worker(app_)
 
 
 @app.command("demo")

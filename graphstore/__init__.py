@@ -2,8 +2,9 @@
 
 Backends are chosen by URL scheme:
 
-* ``memory://`` — embedded, in process memory (gone when closed)
-* ``memory:///abs/path`` or ``memory://rel/path`` — embedded, durable SQLite under that directory
+* ``sqlite:///abs/path`` or ``sqlite://rel/path`` — embedded, a durable SQLite file under that
+  directory
+* ``memory://`` — embedded, in process memory (gone when closed); it takes no path
 * ``neo4j://host:port`` / ``bolt://host:port`` — a Neo4j 5 server
 """
 
@@ -36,12 +37,15 @@ from graphstore.types import (
     ApplyResult,
     Behaviour,
     EdgeAggregate,
+    EdgeKey,
     Interaction,
     ItemRecord,
     NodeKind,
     NodeRef,
     Position,
     StoreStats,
+    TopicPartition,
+    edge_aggregates,
 )
 
 __all__ = [
@@ -60,6 +64,7 @@ __all__ = [
     "CsrRelation",
     "CsrSnapshot",
     "EdgeAggregate",
+    "EdgeKey",
     "GraphStore",
     "GraphStoreError",
     "Interaction",
@@ -72,8 +77,10 @@ __all__ = [
     "Position",
     "Positioned",
     "StoreStats",
+    "TopicPartition",
     "category_keys",
     "check_id",
+    "edge_aggregates",
     "open_store",
 ]
 
@@ -81,13 +88,26 @@ __all__ = [
 def open_store(url: str) -> GraphStore:
     """Open the graph store a URL names; raises ``InvalidInput`` for unknown schemes."""
     parts = urlsplit(url)
+    location = parts.netloc + parts.path
     if parts.scheme == "memory":
+        if location:
+            raise InvalidInput(
+                f"{url!r}: memory:// is in process memory and takes no path; "
+                f"for a durable store under {location!r} use sqlite://{location}"
+            )
         from graphstore.embedded import EmbeddedGraphStore
 
-        location = parts.netloc + parts.path
-        return EmbeddedGraphStore(Path(location) if location else None)
+        return EmbeddedGraphStore(None)
+    if parts.scheme == "sqlite":
+        if not location:
+            raise InvalidInput(f"{url!r}: sqlite:// needs a directory, e.g. sqlite://data/graph")
+        from graphstore.embedded import EmbeddedGraphStore
+
+        return EmbeddedGraphStore(Path(location))
     if parts.scheme in ("neo4j", "bolt", "neo4j+s", "bolt+s"):
         from graphstore.neo4j import Neo4jGraphStore
 
         return Neo4jGraphStore.from_url(url)
-    raise InvalidInput(f"unknown graph store URL {url!r}: use memory://[PATH] or neo4j://HOST:PORT")
+    raise InvalidInput(
+        f"unknown graph store URL {url!r}: use sqlite://PATH, memory:// or neo4j://HOST:PORT"
+    )

@@ -192,6 +192,12 @@ MATCH ()-[e]->() WHERE type(e) IN $rels
 RETURN type(e) AS rel, count(e) AS n, sum(e.count) AS total
 """
 
-DELETE_ALL: LiteralString = """
-MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS
+# Auto-commit statements (CALL ... IN TRANSACTIONS needs one): each inner transaction
+# deletes at most 10,000 relationships, then at most 10,000 nodes that have none left.
+DELETE_RELATIONSHIPS: LiteralString = """
+MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS
+"""
+
+DELETE_NODES: LiteralString = """
+MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS OF 10000 ROWS
 """

@@ -9,16 +9,16 @@ import numpy as np
 from graphstore.snapshot import Neighbourhood
 from graphstore.types import NodeRef
 
-# (src, rel, dst, count, first_ts, last_ts, hop)
-EdgeRow = tuple[NodeRef, str, NodeRef, int, float, float, int]
+# An edge found by a k-hop fetch: (src, rel, dst, count, first_ts, last_ts, hop).
+HopEdgeRow = tuple[NodeRef, str, NodeRef, int, float, float, int]
 
 
 def assemble(
-    seeds: tuple[NodeRef, ...], found: Sequence[bool], rows: Sequence[EdgeRow]
+    seeds: tuple[NodeRef, ...], found: Sequence[bool], rows: Sequence[HopEdgeRow]
 ) -> Neighbourhood:
     """Seeds first, then other nodes in order of first appearance; an edge seen twice keeps
     its earliest hop."""
-    best: dict[tuple[NodeRef, str, NodeRef], EdgeRow] = {}
+    best: dict[tuple[NodeRef, str, NodeRef], HopEdgeRow] = {}
     for row in rows:
         key = (row[0], row[1], row[2])
         if key not in best or row[6] < best[key][6]:

@@ -60,6 +60,7 @@ UPSERT_ITEM = (
 )
 SELECT_ITEMS = "SELECT node, title, features, removed FROM items"
 
+DELETE_ALL = tuple(f"DELETE FROM {table}" for table in ("edges", "items", "watermarks", "nodes"))
 SELECT_WATERMARKS = "SELECT topic, partition, offset FROM watermarks"
 UPSERT_WATERMARK = """
 INSERT INTO watermarks (topic, partition, offset) VALUES (?, ?, ?)

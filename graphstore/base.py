@@ -20,10 +20,10 @@ from graphstore.types import (
     NodeRef,
     Position,
     StoreStats,
+    TopicPartition,
 )
 
 T = TypeVar("T", Interaction, ItemRecord)
-TopicPartition = tuple[str, int]
 
 MAX_ID_LENGTH = 256
 MAX_HOPS = 4
@@ -182,6 +182,12 @@ class GraphStore(abc.ABC):
         return self._stats()
 
     # ------------------------------------------------------------------ lifecycle
+    def reset(self) -> None:
+        """Delete every node, edge and watermark: the store is as new (for demos, tests and
+        benchmarks). Not atomic on every backend; a store being written to meanwhile may keep
+        some of those writes."""
+        self._reset()
+
     def close(self) -> None:
         """Release connections and files; the store is unusable afterwards."""
         self._close()
@@ -218,6 +224,9 @@ class GraphStore(abc.ABC):
 
     @abc.abstractmethod
     def _stats(self) -> StoreStats: ...
+
+    @abc.abstractmethod
+    def _reset(self) -> None: ...
 
     @abc.abstractmethod
     def _close(self) -> None: ...

@@ -18,34 +18,41 @@ from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 
-from graphstore import _sqlite_schema as sql
-from graphstore._neighbourhood import assemble
-from graphstore._snapshot_builder import SnapshotBuilder
-from graphstore.base import Batch, GraphStore, TopicPartition, category_keys
-from graphstore.snapshot import CsrSnapshot, Neighbourhood
-from graphstore.types import (
+from graphstore import (
     IN_CATEGORY,
     SUBCATEGORY_OF,
     ApplyResult,
+    Batch,
+    CsrSnapshot,
+    GraphStore,
     Interaction,
     ItemRecord,
+    Neighbourhood,
     NodeKind,
     NodeRef,
     StoreStats,
+    TopicPartition,
+    category_keys,
+    edge_aggregates,
 )
+from graphstore import _sqlite_schema as sql
+from graphstore._neighbourhood import assemble
+from graphstore._snapshot_builder import SnapshotBuilder
 
 DB_FILENAME = "graph.sqlite"
-EdgeRow = tuple[int, str, int, int, float, float]
+# An edge as stored in SQLite, endpoints as node row ids: (src, rel, dst, count, first_ts, last_ts).
+SqliteEdgeRow = tuple[int, str, int, int, float, float]
 
 
 class EmbeddedGraphStore(GraphStore):
-    """GraphStore on a local SQLite database; ``path=None`` keeps it in memory."""
+    """GraphStore on a local SQLite database: a durable file under ``path`` (``sqlite://PATH``),
+    or with ``path=None`` a database in process memory, gone when closed (``memory://``)."""
 
     def __init__(self, path: Path | None = None, *, durable: bool = True) -> None:
         if path is not None:
             path.mkdir(parents=True, exist_ok=True)
         target = ":memory:" if path is None else str(path / DB_FILENAME)
-        self.url = "memory://" if path is None else f"memory://{path}"
+        self.url = "memory://" if path is None else f"sqlite://{path}"
         self._target = target
         self._lock = threading.RLock()
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
@@ -80,21 +87,14 @@ class EmbeddedGraphStore(GraphStore):
         return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
 
     def _write_interactions(self, interactions: Sequence[Interaction]) -> None:
-        actors = self._node_ids([i.actor for i in interactions])
-        items = self._node_ids([NodeRef(NodeKind.ITEM, i.item_id) for i in interactions])
-        agg: dict[tuple[int, str, int], list[float]] = {}
-        for i, src, dst in zip(interactions, actors, items, strict=True):
-            key = (src, i.behaviour.relationship, dst)
-            row = agg.get(key)
-            if row is None:
-                agg[key] = [1, i.ts, i.ts]
-            else:
-                row[0] += 1
-                row[1] = min(row[1], i.ts)
-                row[2] = max(row[2], i.ts)
-        self._db.executemany(
-            sql.UPSERT_EDGE, [(s, r, d, int(c), f, t) for (s, r, d), (c, f, t) in agg.items()]
-        )
+        edges = edge_aggregates(interactions)
+        actors = self._node_ids([actor for actor, _, _ in edges])
+        items = self._node_ids([NodeRef(NodeKind.ITEM, item) for _, _, item in edges])
+        rows = [
+            (src, rel, dst, agg.count, agg.first_ts, agg.last_ts)
+            for ((_, rel, _), agg), src, dst in zip(edges.items(), actors, items, strict=True)
+        ]
+        self._db.executemany(sql.UPSERT_EDGE, rows)
 
     def _write_items(self, items: Sequence[ItemRecord]) -> None:
         latest: dict[str, ItemRecord] = {}
@@ -140,6 +140,18 @@ class EmbeddedGraphStore(GraphStore):
                 )
                 self._ids.update(((kind, key), node) for key, node in rows)
         return [self._ids[(r.kind, r.key)] for r in refs]
+
+    def _reset(self) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in sql.DELETE_ALL:
+                    self._db.execute(statement)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self._ids.clear()  # the rows they named are gone
 
     # ------------------------------------------------------------------ reads
     def _watermarks(self) -> dict[TopicPartition, int]:
@@ -229,7 +241,7 @@ class EmbeddedGraphStore(GraphStore):
                 builder.set_watermarks(self._watermarks())
             finally:
                 self._db.execute("COMMIT")
-        grouped: dict[tuple[NodeKind, str, NodeKind], list[EdgeRow]] = defaultdict(list)
+        grouped: dict[tuple[NodeKind, str, NodeKind], list[SqliteEdgeRow]] = defaultdict(list)
         for row in rows:
             grouped[(refs[row[0]].kind, row[1], refs[row[2]].kind)].append(row)
         for rk, group in grouped.items():

@@ -20,33 +20,33 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import neo4j
 from neo4j import GraphDatabase, ManagedTransaction
 
-from graphstore import _cypher as cy
-from graphstore._neighbourhood import EdgeRow, assemble
-from graphstore._snapshot_builder import SnapshotBuilder
-from graphstore.base import (
-    Batch,
-    GraphStore,
-    GraphStoreError,
-    TopicPartition,
-    category_keys,
-)
-from graphstore.snapshot import CsrSnapshot, Neighbourhood
-from graphstore.types import (
+from graphstore import (
     ALL_RELATIONSHIPS,
     IN_CATEGORY,
     SUBCATEGORY_OF,
     ApplyResult,
+    Batch,
+    CsrSnapshot,
+    GraphStore,
+    GraphStoreError,
     Interaction,
     ItemRecord,
+    Neighbourhood,
     NodeKind,
     NodeRef,
     StoreStats,
+    TopicPartition,
+    category_keys,
+    edge_aggregates,
 )
+from graphstore import _cypher as cy
+from graphstore._neighbourhood import HopEdgeRow, assemble
+from graphstore._snapshot_builder import SnapshotBuilder
 
 log = logging.getLogger(__name__)
 PASSWORD_ENV = "GRAPHREC_NEO4J_PASSWORD"
 USER_ENV = "GRAPHREC_NEO4J_USER"
-FETCH_SIZE = 5_000  # records per Bolt round trip when streaming a snapshot
+FETCH_SIZE = 5_000  # records per Bolt round trip when streaming a snapshot (driver default 1000)
 
 
 def default_password_file() -> Path:
@@ -96,18 +96,23 @@ class Neo4jGraphStore(GraphStore):
         uri = f"{parts.scheme}://{host}:{parts.port or 7687}"
         return cls(uri, (user, password), database)
 
-    def _session(self) -> neo4j.Session:
-        return self._driver.session(database=self._database)
+    def _session(self, fetch_size: int | None = None) -> neo4j.Session:
+        if fetch_size is None:
+            return self._driver.session(database=self._database)
+        return self._driver.session(database=self._database, fetch_size=fetch_size)
 
     # ------------------------------------------------------------------ writes
     def _apply(self, batch: Batch) -> ApplyResult:
         with self._session() as s:
             return s.execute_write(_write_batch, batch)
 
-    def reset(self) -> None:
-        """Delete every node and relationship (for tests and benchmarks)."""
+    def _reset(self) -> None:
+        # Relationships first, in transactions bounded by relationship count: deleting nodes
+        # with DETACH DELETE bounds a transaction by nodes, and a batch of hub nodes with
+        # ~20k relationships each ran out of transaction memory (MemoryPoolOutOfMemory).
         with self._session() as s:
-            s.run(cy.DELETE_ALL).consume()
+            s.run(cy.DELETE_RELATIONSHIPS).consume()
+            s.run(cy.DELETE_NODES).consume()
 
     # ------------------------------------------------------------------ reads
     def _watermarks(self) -> dict[TopicPartition, int]:
@@ -138,7 +143,7 @@ class Neo4jGraphStore(GraphStore):
             record = s.execute_read(lambda tx: tx.run(cy.NEIGHBOURHOOD, params).single())
         assert record is not None  # the query aggregates to exactly one row
         found_keys = {NodeRef(NodeKind(label), key) for label, key in record["found"]}
-        rows: list[EdgeRow] = [
+        rows: list[HopEdgeRow] = [
             (
                 NodeRef(NodeKind(src_label), src),
                 rel,
@@ -156,7 +161,7 @@ class Neo4jGraphStore(GraphStore):
 
     def _snapshot(self, before: float | None) -> CsrSnapshot:
         builder = SnapshotBuilder(cutoff=before)
-        with self._session() as s:
+        with self._session(fetch_size=FETCH_SIZE) as s:
             s.execute_read(_fill_snapshot, builder, before)
         return builder.build()
 
@@ -206,21 +211,11 @@ def _aggregate(interactions: Sequence[Interaction]) -> dict[NodeKind, list[list[
 
     A row is ``[actor, item, rel, count, first_ts, last_ts]`` (see ``cy.MERGE_INTERACTIONS``).
     """
-    agg: dict[tuple[NodeKind, str, str, str], list[Any]] = {}
-    for i in interactions:
-        key = (i.actor.kind, i.actor.key, i.item_id, i.behaviour.relationship)
-        row = agg.get(key)
-        if row is None:
-            agg[key] = [i.actor.key, i.item_id, i.behaviour.relationship, 1, i.ts, i.ts]
-        else:
-            row[3] += 1
-            if i.ts < row[4]:
-                row[4] = i.ts
-            if i.ts > row[5]:
-                row[5] = i.ts
+    edges = edge_aggregates(interactions)
     out: dict[NodeKind, list[list[Any]]] = defaultdict(list)
-    for key in sorted(agg):
-        out[key[0]].append(agg[key])
+    for actor, rel, item in sorted(edges, key=lambda k: (k[0].kind, k[0].key, k[2], k[1])):
+        agg = edges[(actor, rel, item)]
+        out[actor.kind].append([actor.key, item, rel, agg.count, agg.first_ts, agg.last_ts])
     return out
 
 

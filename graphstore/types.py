@@ -7,6 +7,7 @@ decodes wire records into them, datasets generate them directly.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -68,6 +69,10 @@ class Interaction:
     ts: float
 
 
+TopicPartition = tuple[str, int]
+"""A log partition: (topic, partition number)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """Where a record came from: topic, partition and offset in the event log."""
@@ -98,11 +103,32 @@ class EdgeAggregate:
     last_ts: float
 
     def merge(self, other: EdgeAggregate) -> EdgeAggregate:
+        """Both aggregates as one: counts add, the earliest first and the latest last time."""
         return EdgeAggregate(
             self.count + other.count,
             min(self.first_ts, other.first_ts),
             max(self.last_ts, other.last_ts),
         )
+
+
+EdgeKey = tuple[NodeRef, str, str]
+"""An interaction edge: (actor, relationship, item id)."""
+
+
+def edge_aggregates(interactions: Iterable[Interaction]) -> dict[EdgeKey, EdgeAggregate]:
+    """Fold events into one aggregate per edge with ``EdgeAggregate.merge``.
+
+    The one merger of edge aggregates in graphrec: the backends pre-aggregate a batch with it
+    (their databases then merge the result into the stored edge by the same rule), and the
+    datasets' exact ledger is this function.
+    """
+    out: dict[EdgeKey, EdgeAggregate] = {}
+    for i in interactions:
+        key = (i.actor, i.behaviour.relationship, i.item_id)
+        one = EdgeAggregate(1, i.ts, i.ts)
+        prev = out.get(key)
+        out[key] = one if prev is None else prev.merge(one)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,53 +25,45 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15protos/graphrec.proto\x12\x0bgraphrec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\x07user_id\x18\x02 \x01(\tH\x00\x12\x14\n\nsession_id\x18\x03 \x01(\tH\x00\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12$\n\x04type\x18\x05 \x01(\x0e\x32\x16.graphrec.v1.EventType\x12&\n\x02ts\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\nproperties\x18\x07 \x03(\x0b\x32\".graphrec.v1.Event.PropertiesEntry\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05\x61\x63tor\"\xf3\x02\n\nItemUpsert\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x15\n\rcategory_path\x18\x02 \x03(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x46\n\x10numeric_features\x18\x04 \x03(\x0b\x32,.graphrec.v1.ItemUpsert.NumericFeaturesEntry\x12@\n\rtext_features\x18\x05 \x03(\x0b\x32).graphrec.v1.ItemUpsert.TextFeaturesEntry\x12\x0f\n\x07removed\x18\x06 \x01(\x08\x12&\n\x02ts\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x36\n\x14NumericFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x33\n\x11TextFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x0eSessionContext\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.graphrec.v1.Event\"g\n\x07Subject\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12.\n\x07session\x18\x02 \x01(\x0b\x32\x1b.graphrec.v1.SessionContextH\x00\x12\x11\n\x07item_id\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"\x86\x01\n\x10RecommendRequest\x12%\n\x07subject\x18\x01 \x01(\x0b\x32\x14.graphrec.v1.Subject\x12\t\n\x01k\x18\x02 \x01(\r\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x18\n\x10\x65xclude_item_ids\x18\x04 \x03(\t\x12\x14\n\x0cinclude_seen\x18\x05 \x01(\x08\"R\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x15\n\rcategory_path\x18\x03 \x03(\t\x12\r\n\x05title\x18\x04 \x01(\t\"}\n\x11RecommendResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.graphrec.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x04 \x01(\t\"L\n\x11ScoreItemsRequest\x12%\n\x07subject\x18\x01 \x01(\x0b\x32\x14.graphrec.v1.Subject\x12\x10\n\x08item_ids\x18\x02 \x03(\t\"m\n\x12ScoreItemsResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.graphrec.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x18\n\x10unknown_item_ids\x18\x03 \x03(\t\"[\n\x0e\x45xplainRequest\x12%\n\x07subject\x18\x01 \x01(\x0b\x32\x14.graphrec.v1.Subject\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x11\n\tmax_paths\x18\x03 \x01(\r\"%\n\x08PathNode\x12\r\n\x05label\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"d\n\x0f\x45xplanationPath\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.graphrec.v1.PathNode\x12\x15\n\rrelationships\x18\x02 \x03(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x02\"\x96\x01\n\x0f\x45xplainResponse\x12+\n\x05paths\x18\x01 \x03(\x0b\x32\x1c.graphrec.v1.ExplanationPath\x12\x0e\n\x06\x63ypher\x18\x02 \x01(\t\x12\x1a\n\x12\x63ypher_params_json\x18\x03 \x01(\t\x12\x13\n\x0b\x62rowser_url\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t*T\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04VIEW\x10\x01\x12\t\n\x05\x43LICK\x10\x02\x12\x08\n\x04\x43\x41RT\x10\x03\x12\x0c\n\x08PURCHASE\x10\x04\x32\xee\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.graphrec.v1.RecommendRequest\x1a\x1e.graphrec.v1.RecommendResponse\x12M\n\nScoreItems\x12\x1e.graphrec.v1.ScoreItemsRequest\x1a\x1f.graphrec.v1.ScoreItemsResponse\x12\x44\n\x07\x45xplain\x12\x1b.graphrec.v1.ExplainRequest\x1a\x1c.graphrec.v1.ExplainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15protos/graphrec.proto\x12\x0bgraphrec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\x07user_id\x18\x02 \x01(\tH\x00\x12\x14\n\nsession_id\x18\x03 \x01(\tH\x00\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12$\n\x04type\x18\x05 \x01(\x0e\x32\x16.graphrec.v1.EventType\x12&\n\x02ts\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05\x61\x63torJ\x04\x08\x07\x10\x08R\nproperties\"\x91\x02\n\nItemUpsert\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x15\n\rcategory_path\x18\x02 \x03(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x46\n\x10numeric_features\x18\x04 \x03(\x0b\x32,.graphrec.v1.ItemUpsert.NumericFeaturesEntry\x12\x0f\n\x07removed\x18\x06 \x01(\x08\x12&\n\x02ts\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x36\n\x14NumericFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x05\x10\x06R\rtext_features\"H\n\x0eSessionContext\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.graphrec.v1.Event\"g\n\x07Subject\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12.\n\x07session\x18\x02 \x01(\x0b\x32\x1b.graphrec.v1.SessionContextH\x00\x12\x11\n\x07item_id\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"\x86\x01\n\x10RecommendRequest\x12%\n\x07subject\x18\x01 \x01(\x0b\x32\x14.graphrec.v1.Subject\x12\t\n\x01k\x18\x02 \x01(\r\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x18\n\x10\x65xclude_item_ids\x18\x04 \x03(\t\x12\x14\n\x0cinclude_seen\x18\x05 \x01(\x08\"R\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x15\n\rcategory_path\x18\x03 \x03(\t\x12\r\n\x05title\x18\x04 \x01(\t\"}\n\x11RecommendResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.graphrec.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x04 \x01(\t\"L\n\x11ScoreItemsRequest\x12%\n\x07subject\x18\x01 \x01(\x0b\x32\x14.graphrec.v1.Subject\x12\x10\n\x08item_ids\x18\x02 \x03(\t\"m\n\x12ScoreItemsResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.graphrec.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x18\n\x10unknown_item_ids\x18\x03 \x03(\t\"[\n\x0e\x45xplainRequest\x12%\n\x07subject\x18\x01 \x01(\x0b\x32\x14.graphrec.v1.Subject\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x11\n\tmax_paths\x18\x03 \x01(\r\"%\n\x08PathNode\x12\r\n\x05label\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"d\n\x0f\x45xplanationPath\x12$\n\x05nodes\x18\x01 \x03(\x0b\x32\x15.graphrec.v1.PathNode\x12\x15\n\rrelationships\x18\x02 \x03(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x02\"\x96\x01\n\x0f\x45xplainResponse\x12+\n\x05paths\x18\x01 \x03(\x0b\x32\x1c.graphrec.v1.ExplanationPath\x12\x0e\n\x06\x63ypher\x18\x02 \x01(\t\x12\x1a\n\x12\x63ypher_params_json\x18\x03 \x01(\t\x12\x13\n\x0b\x62rowser_url\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t*T\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04VIEW\x10\x01\x12\t\n\x05\x43LICK\x10\x02\x12\x08\n\x04\x43\x41RT\x10\x03\x12\x0c\n\x08PURCHASE\x10\x04\x32\xee\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.graphrec.v1.RecommendRequest\x1a\x1e.graphrec.v1.RecommendResponse\x12M\n\nScoreItems\x12\x1e.graphrec.v1.ScoreItemsRequest\x1a\x1f.graphrec.v1.ScoreItemsResponse\x12\x44\n\x07\x45xplain\x12\x1b.graphrec.v1.ExplainRequest\x1a\x1c.graphrec.v1.ExplainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.graphrec_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENT_PROPERTIESENTRY']._loaded_options = None
-  _globals['_EVENT_PROPERTIESENTRY']._serialized_options = b'8\001'
   _globals['_ITEMUPSERT_NUMERICFEATURESENTRY']._loaded_options = None
   _globals['_ITEMUPSERT_NUMERICFEATURESENTRY']._serialized_options = b'8\001'
-  _globals['_ITEMUPSERT_TEXTFEATURESENTRY']._loaded_options = None
-  _globals['_ITEMUPSERT_TEXTFEATURESENTRY']._serialized_options = b'8\001'
-  _globals['_EVENTTYPE']._serialized_start=1828
-  _globals['_EVENTTYPE']._serialized_end=1912
+  _globals['_EVENTTYPE']._serialized_start=1641
+  _globals['_EVENTTYPE']._serialized_end=1725
   _globals['_EVENT']._serialized_start=72
-  _globals['_EVENT']._serialized_end=349
-  _globals['_EVENT_PROPERTIESENTRY']._serialized_start=291
-  _globals['_EVENT_PROPERTIESENTRY']._serialized_end=340
-  _globals['_ITEMUPSERT']._serialized_start=352
-  _globals['_ITEMUPSERT']._serialized_end=723
-  _globals['_ITEMUPSERT_NUMERICFEATURESENTRY']._serialized_start=616
-  _globals['_ITEMUPSERT_NUMERICFEATURESENTRY']._serialized_end=670
-  _globals['_ITEMUPSERT_TEXTFEATURESENTRY']._serialized_start=672
-  _globals['_ITEMUPSERT_TEXTFEATURESENTRY']._serialized_end=723
-  _globals['_SESSIONCONTEXT']._serialized_start=725
-  _globals['_SESSIONCONTEXT']._serialized_end=797
-  _globals['_SUBJECT']._serialized_start=799
-  _globals['_SUBJECT']._serialized_end=902
-  _globals['_RECOMMENDREQUEST']._serialized_start=905
-  _globals['_RECOMMENDREQUEST']._serialized_end=1039
-  _globals['_SCOREDITEM']._serialized_start=1041
-  _globals['_SCOREDITEM']._serialized_end=1123
-  _globals['_RECOMMENDRESPONSE']._serialized_start=1125
-  _globals['_RECOMMENDRESPONSE']._serialized_end=1250
-  _globals['_SCOREITEMSREQUEST']._serialized_start=1252
-  _globals['_SCOREITEMSREQUEST']._serialized_end=1328
-  _globals['_SCOREITEMSRESPONSE']._serialized_start=1330
-  _globals['_SCOREITEMSRESPONSE']._serialized_end=1439
-  _globals['_EXPLAINREQUEST']._serialized_start=1441
-  _globals['_EXPLAINREQUEST']._serialized_end=1532
-  _globals['_PATHNODE']._serialized_start=1534
-  _globals['_PATHNODE']._serialized_end=1571
-  _globals['_EXPLANATIONPATH']._serialized_start=1573
-  _globals['_EXPLANATIONPATH']._serialized_end=1673
-  _globals['_EXPLAINRESPONSE']._serialized_start=1676
-  _globals['_EXPLAINRESPONSE']._serialized_end=1826
-  _globals['_RECOMMENDER']._serialized_start=1915
-  _globals['_RECOMMENDER']._serialized_end=2153
+  _globals['_EVENT']._serialized_end=260
+  _globals['_ITEMUPSERT']._serialized_start=263
+  _globals['_ITEMUPSERT']._serialized_end=536
+  _globals['_ITEMUPSERT_NUMERICFEATURESENTRY']._serialized_start=461
+  _globals['_ITEMUPSERT_NUMERICFEATURESENTRY']._serialized_end=515
+  _globals['_SESSIONCONTEXT']._serialized_start=538
+  _globals['_SESSIONCONTEXT']._serialized_end=610
+  _globals['_SUBJECT']._serialized_start=612
+  _globals['_SUBJECT']._serialized_end=715
+  _globals['_RECOMMENDREQUEST']._serialized_start=718
+  _globals['_RECOMMENDREQUEST']._serialized_end=852
+  _globals['_SCOREDITEM']._serialized_start=854
+  _globals['_SCOREDITEM']._serialized_end=936
+  _globals['_RECOMMENDRESPONSE']._serialized_start=938
+  _globals['_RECOMMENDRESPONSE']._serialized_end=1063
+  _globals['_SCOREITEMSREQUEST']._serialized_start=1065
+  _globals['_SCOREITEMSREQUEST']._serialized_end=1141
+  _globals['_SCOREITEMSRESPONSE']._serialized_start=1143
+  _globals['_SCOREITEMSRESPONSE']._serialized_end=1252
+  _globals['_EXPLAINREQUEST']._serialized_start=1254
+  _globals['_EXPLAINREQUEST']._serialized_end=1345
+  _globals['_PATHNODE']._serialized_start=1347
+  _globals['_PATHNODE']._serialized_end=1384
+  _globals['_EXPLANATIONPATH']._serialized_start=1386
+  _globals['_EXPLANATIONPATH']._serialized_end=1486
+  _globals['_EXPLAINRESPONSE']._serialized_start=1489
+  _globals['_EXPLAINRESPONSE']._serialized_end=1639
+  _globals['_RECOMMENDER']._serialized_start=1728
+  _globals['_RECOMMENDER']._serialized_end=1966
 # @@protoc_insertion_point(module_scope)

@@ -52,33 +52,12 @@ class Event(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class PropertiesEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.str
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.str = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
     EVENT_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     ITEM_ID_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     TS_FIELD_NUMBER: _builtins.int
-    PROPERTIES_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     user_id: _builtins.str
     session_id: _builtins.str
@@ -86,8 +65,6 @@ class Event(_message.Message):
     type: Global___EventType.ValueType
     @_builtins.property
     def ts(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
         self,
         *,
@@ -97,11 +74,10 @@ class Event(_message.Message):
         item_id: _builtins.str = ...,
         type: Global___EventType.ValueType = ...,
         ts: _timestamp_pb2.Timestamp | None = ...,
-        properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "session_id", b"session_id", "ts", b"ts", "user_id", b"user_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "event_id", b"event_id", "item_id", b"item_id", "properties", b"properties", "session_id", b"session_id", "ts", b"ts", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "event_id", b"event_id", "item_id", b"item_id", "session_id", b"session_id", "ts", b"ts", "type", b"type", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_actor: _TypeAlias = _typing.Literal["user_id", "session_id"]  # noqa: Y015
     _WhichOneofArgType_actor: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
@@ -135,31 +111,10 @@ class ItemUpsert(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    @_typing.final
-    class TextFeaturesEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.str
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.str = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
     ITEM_ID_FIELD_NUMBER: _builtins.int
     CATEGORY_PATH_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     NUMERIC_FEATURES_FIELD_NUMBER: _builtins.int
-    TEXT_FEATURES_FIELD_NUMBER: _builtins.int
     REMOVED_FIELD_NUMBER: _builtins.int
     TS_FIELD_NUMBER: _builtins.int
     item_id: _builtins.str
@@ -172,8 +127,6 @@ class ItemUpsert(_message.Message):
     @_builtins.property
     def numeric_features(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     @_builtins.property
-    def text_features(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
-    @_builtins.property
     def ts(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
@@ -182,13 +135,12 @@ class ItemUpsert(_message.Message):
         category_path: _abc.Iterable[_builtins.str] | None = ...,
         title: _builtins.str = ...,
         numeric_features: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
-        text_features: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         removed: _builtins.bool = ...,
         ts: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ts", b"ts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category_path", b"category_path", "item_id", b"item_id", "numeric_features", b"numeric_features", "removed", b"removed", "text_features", b"text_features", "title", b"title", "ts", b"ts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category_path", b"category_path", "item_id", b"item_id", "numeric_features", b"numeric_features", "removed", b"removed", "title", b"title", "ts", b"ts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

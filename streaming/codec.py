@@ -1,5 +1,10 @@
 """Wire format: protobuf by default, protobuf's JSON mapping accepted, strict validation.
 
+JSON is stricter than protobuf's own parser, which coerces: an enum must be its name
+(``"type": "VIEW"``, never ``1``, ``"1"`` or ``true``), a number a JSON number (never a
+string or a bool), a string a JSON string, a bool ``true``/``false``; no field may be
+``null``, repeated or named twice, and unknown fields are rejected.
+
 ``decode_event`` / ``decode_item`` either return a domain record or raise ``BadRecord``
 whose message is the reason that goes into the dead-letter topic.
 """
@@ -9,9 +14,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from graphstore import (
@@ -128,10 +134,81 @@ def _parse(data: bytes, kind: type[M]) -> M:
         raise BadRecord("undecodable", "empty record")
     try:
         if data.lstrip()[:1] == b"{":
-            return json_format.Parse(data.decode("utf-8"), kind())
+            return _parse_json(data, kind)
         return kind.FromString(data)
     except (json_format.ParseError, DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRecord("undecodable", f"not a {kind.__name__}: {exc}") from None
+
+
+def _parse_json(data: bytes, kind: type[M]) -> M:
+    try:
+        obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except BadRecord:
+        raise
+    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError
+        raise BadRecord("undecodable", f"not a {kind.__name__}: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadRecord("undecodable", f"not a {kind.__name__}: not a JSON object")
+    _check_json_types(obj, kind.DESCRIPTOR)
+    return json_format.ParseDict(obj, kind())
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = [key for key, _ in pairs]
+        twice = sorted({key for key in seen if seen.count(key) > 1})
+        raise BadRecord("undecodable", f"field named twice: {', '.join(twice)}")
+    return out
+
+
+def _check_json_types(obj: dict[str, Any], descriptor: Any) -> None:
+    """Reject the JSON values protobuf's parser would coerce (see the module docstring)."""
+    fields = {**{f.json_name: f for f in descriptor.fields}, **descriptor.fields_by_name}
+    seen: dict[str, str] = {}
+    for name, value in obj.items():
+        field = fields.get(name)
+        if field is None:
+            continue  # json_format rejects unknown fields itself
+        if field.name in seen:
+            raise BadRecord("undecodable", f"field named twice: {seen[field.name]}, {name}")
+        seen[field.name] = name
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry and isinstance(value, dict):
+            value_field = entry.fields_by_name["value"]
+            for key, v in value.items():
+                _check_json_value(f"{name}.{key}", v, value_field)
+        elif field.is_repeated and isinstance(value, list):
+            for i, v in enumerate(value):
+                _check_json_value(f"{name}[{i}]", v, field)
+        else:
+            _check_json_value(name, value, field)
+
+
+_NUMBERS = {
+    FieldDescriptor.TYPE_DOUBLE,
+    FieldDescriptor.TYPE_FLOAT,
+    FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_UINT64,
+}
+
+
+def _check_json_value(where: str, value: Any, field: FieldDescriptor) -> None:
+    if value is None:
+        raise BadRecord("wrong-type", f"{where} is null")
+    kind = field.type
+    enum = field.enum_type
+    if enum is not None and not (isinstance(value, str) and value in enum.values_by_name):
+        names = ", ".join(v.name for v in enum.values if v.number)
+        raise BadRecord("wrong-type", f"{where} must be one of {names} as a string, got {value!r}")
+    if kind in _NUMBERS and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise BadRecord("wrong-type", f"{where} must be a JSON number, got {value!r}")
+    if kind == FieldDescriptor.TYPE_STRING and not isinstance(value, str):
+        raise BadRecord("wrong-type", f"{where} must be a JSON string, got {value!r}")
+    if kind == FieldDescriptor.TYPE_BOOL and not isinstance(value, bool):
+        raise BadRecord("wrong-type", f"{where} must be true or false, got {value!r}")
 
 
 def _check_id(what: str, value: str) -> None:

@@ -18,10 +18,18 @@ from kafka.errors import CommitFailedError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTP
 
-from streaming.records import Headers, LogRecord, OutRecord, TopicPartition
+from graphstore import TopicPartition
+from streaming.records import Headers, LogRecord, OutRecord
 
 log = logging.getLogger(__name__)
 DEFAULT_PARTITIONS = 4
+# One fetch response carries up to FETCH_MAX_BYTES (at most MAX_PARTITION_FETCH_BYTES per
+# partition) and arrives as one network frame, which kafka-python refuses above
+# receive_message_max_bytes (1 MB by default: "InvalidReceiveError: Invalid frame length").
+# The frame limit is the response limit plus room for the response's own headers.
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+FETCH_MAX_BYTES = 16 * 1024 * 1024
+RECEIVE_MESSAGE_MAX_BYTES = FETCH_MAX_BYTES + 1024 * 1024
 OnAssign = Callable[[Sequence[TopicPartition]], None]
 
 
@@ -74,7 +82,9 @@ class KafkaSource:
             client_id=f"graphrec-sink-{group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+            fetch_max_bytes=FETCH_MAX_BYTES,
+            receive_message_max_bytes=RECEIVE_MESSAGE_MAX_BYTES,
             fetch_max_wait_ms=50,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,

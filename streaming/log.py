@@ -16,7 +16,8 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from streaming.records import Headers, LogRecord, OutRecord, TopicPartition
+from graphstore import TopicPartition
+from streaming.records import Headers, LogRecord, OutRecord
 
 LOG_FILENAME = "log.sqlite"
 DEFAULT_PARTITIONS = 4

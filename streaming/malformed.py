@@ -39,5 +39,5 @@ def malformed_event(rng: np.random.Generator, n: int) -> bytes:
     if kind == "absurd-ts":
         return json.dumps({**good, "ts": "1970-01-02T00:00:00Z"}).encode()
     if kind == "oversize":
-        return json.dumps({**good, "properties": {"blob": "x" * MAX_RECORD_BYTES}}).encode()
+        return json.dumps({**good, "itemId": "x" * MAX_RECORD_BYTES}).encode()
     return json.dumps({**good, "type": 3.5, "itemId": 7}).encode()

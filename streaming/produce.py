@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphstore.types import Interaction, ItemRecord
+from graphstore import Interaction, ItemRecord
 from streaming.codec import encode_event, encode_item, event_to_json
 from streaming.malformed import malformed_event
 from streaming.records import EVENTS_TOPIC, ITEMS_TOPIC, OutRecord, RecordWriter

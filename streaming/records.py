@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-TopicPartition = tuple[str, int]
+from graphstore import TopicPartition
+
 Headers = tuple[tuple[str, bytes], ...]
 
 EVENTS_TOPIC = "events"

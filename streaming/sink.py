@@ -23,8 +23,18 @@ from itertools import groupby
 from operator import attrgetter
 from typing import TypeVar
 
-from graphstore.base import Batch, GraphStore, InvalidInput, Positioned
-from graphstore.types import Interaction, ItemRecord, Position
+import tenacity
+
+from graphstore import (
+    Batch,
+    GraphStore,
+    Interaction,
+    InvalidInput,
+    ItemRecord,
+    Position,
+    Positioned,
+    TopicPartition,
+)
 from streaming.codec import BadRecord, decode_event, decode_item
 from streaming.records import (
     DLQ_SUFFIX,
@@ -32,7 +42,6 @@ from streaming.records import (
     LogRecord,
     RecordSource,
     RecordWriter,
-    TopicPartition,
     dead_letter,
 )
 
@@ -211,21 +220,35 @@ class Sink:
         log.info("dead-lettered %d records", len(bad))
 
     def _with_retries(self, action: Callable[[], R]) -> R:
-        delay = self.config.retry_initial_s
-        while True:
-            try:
-                return action()
-            except InvalidInput:
-                raise  # a bug in decode/validate, not a transient fault: surface it
-            except Exception as exc:
-                if self._stop.is_set():
-                    raise
-                self.stats.retries += 1
-                log.warning(
-                    "write failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, self.config.retry_max_s)
+        """Run ``action``, retrying transient failures with exponential back-off until it
+        succeeds or the sink is stopped; ``InvalidInput`` is a bug in decode/validate, not a
+        transient fault, and is raised at once."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(self._is_transient),
+            wait=tenacity.wait_exponential(
+                multiplier=self.config.retry_initial_s, max=self.config.retry_max_s
+            ),
+            sleep=self._back_off,
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        return retrying(action)
+
+    def _back_off(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # stop() cuts a back-off short
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return (
+            isinstance(exc, Exception)
+            and not isinstance(exc, InvalidInput)
+            and not self._stop.is_set()
+        )
+
+    def _count_retry(self, state: tenacity.RetryCallState) -> None:
+        self.stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.upcoming_sleep
+        log.warning("write failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
 
 
 class _Reader(threading.Thread):

@@ -9,7 +9,7 @@ for unknown users and empty sessions:
     GET /trending/items/?k=20[&category=face/serums]  →  {"items": [[item_id, count], ...]}
     GET /trending/categories/?k=20                     →  {"categories": [[category, count], ...]}
 
-Run it with ``graphrec trending --broker kafka://127.0.0.1:9092``.
+Run it with ``graphrec trending --from kafka://127.0.0.1:9092`` (``build_app`` + ``run_worker``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from faust.web import Request, Response, View
@@ -44,8 +44,26 @@ class TrendingConfig:
 
 def build_app(config: TrendingConfig) -> faust.App:
     """The faust app with its topics, tables, agents and web views."""
+    app = _app(config)
+    leaf_of = app.Table("item-leaf", default=str, partitions=config.partitions)
+    size, step = timedelta(seconds=config.window_s), timedelta(seconds=config.step_s)
+    item_counts = app.Table("item-counts", default=int, partitions=config.partitions).hopping(
+        size, step, expires=2 * size, key_index=True
+    )
+    _add_agents(app, config, leaf_of, item_counts)
+    _add_views(app, leaf_of, item_counts)
+    return app
+
+
+def run_worker(app: faust.App, loglevel: str = "warn") -> NoReturn:
+    """Run ``app`` in a faust worker in this process until interrupted (faust's programmatic
+    entry point; the web server listens where the app's config says)."""
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+def _app(config: TrendingConfig) -> faust.App:
     Path(config.data_dir).mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    return faust.App(
         config.app_id,
         broker=config.broker,
         store="memory://",
@@ -55,17 +73,16 @@ def build_app(config: TrendingConfig) -> faust.App:
         web_host="127.0.0.1",
         web_port=config.web_port,
         web_bind="127.0.0.1",
+        canonical_url=f"http://127.0.0.1:{config.web_port}",
         consumer_auto_offset_reset="earliest",
     )
+
+
+def _add_agents(app: faust.App, config: TrendingConfig, leaf_of: Any, item_counts: Any) -> None:
+    """Keep each item's leaf category, and count events per item in the hopping window."""
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "value_serializer": "raw"}
     events = app.topic(config.events_topic, **raw, key_serializer="raw")
     items = app.topic(config.items_topic, **raw, key_serializer="raw")
-    size, step = timedelta(seconds=config.window_s), timedelta(seconds=config.step_s)
-    expires = 2 * size
-    leaf_of = app.Table("item-leaf", default=str, partitions=config.partitions)
-    item_counts = app.Table("item-counts", default=int, partitions=config.partitions).hopping(
-        size, step, expires, key_index=True
-    )
 
     @app.agent(items)
     async def catalogue(stream: faust.StreamT[bytes]) -> None:
@@ -84,6 +101,10 @@ def build_app(config: TrendingConfig) -> faust.App:
             except BadRecord:
                 continue
             item_counts[event.item_id] += 1
+
+
+def _add_views(app: faust.App, leaf_of: Any, item_counts: Any) -> None:
+    """GET /trending/items/ and /trending/categories/ over the current window."""
 
     @app.page("/trending/items/")
     class TrendingItems(View):
@@ -106,8 +127,6 @@ def build_app(config: TrendingConfig) -> faust.App:
                     per_category[leaf] = per_category.get(leaf, 0) + count
             ranked = sorted(per_category.items(), key=lambda kv: (-kv[1], kv[0]))
             return self.json({"categories": ranked[: _k(request)]})
-
-    return app
 
 
 def _item_key(value: bytes) -> bytes:

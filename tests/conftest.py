@@ -25,7 +25,7 @@ def _embedded(tmp_path: Path) -> Backend:
     counter = iter(range(1_000_000))
 
     def make() -> GraphStore:
-        return open_store(f"memory://{tmp_path / f'store-{next(counter)}'}")
+        return open_store(f"sqlite://{tmp_path / f'store-{next(counter)}'}")
 
     def reopen(store: GraphStore) -> GraphStore:
         url = store.url

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from graphstore.base import GraphStore
-from graphstore.types import EdgeAggregate, Interaction, ItemRecord, NodeRef
+from graphstore.types import EdgeAggregate, Interaction, ItemRecord, NodeRef, edge_aggregates
 
 Ledger = dict[tuple[NodeRef, str, str], EdgeAggregate]
 
@@ -25,13 +25,7 @@ class Dataset:
 
 def ledger_of(interactions: Iterable[Interaction]) -> Ledger:
     """Exact aggregate per ``(actor, relationship, item_id)``: what the graph must hold."""
-    out: Ledger = {}
-    for i in interactions:
-        key = (i.actor, i.behaviour.relationship, i.item_id)
-        agg = EdgeAggregate(1, i.ts, i.ts)
-        prev = out.get(key)
-        out[key] = agg if prev is None else prev.merge(agg)
-    return out
+    return edge_aggregates(interactions)
 
 
 def load_into(store: GraphStore, dataset: Dataset, batch_size: int = 20_000) -> None:

@@ -226,3 +226,21 @@ def test_acknowledged_writes_survive_reopen(backend: Backend) -> None:
     assert_same_graph(before, store.snapshot())
     assert store.watermarks() == {("events", 0): 119}
     store.close()
+
+
+def test_reset_empties_the_store_and_leaves_it_usable(store: GraphStore) -> None:
+    hub = [ev(n, "hub", f"i{n}", dt=n) for n in range(12_000)]  # more than one delete batch
+    store.upsert_items([ItemRecord("i0", ("a", "b"), "t", ts=T0)])
+    store.apply(positioned(hub))
+    store.reset()
+    stats = store.stats()
+    assert (stats.nodes, stats.edges, stats.interactions) == ({}, {}, 0)
+    assert store.watermarks() == {}
+    snap = store.snapshot()
+    assert all(not keys for keys in snap.keys.values()) and not edge_table(snap)
+    # a batch applied before the reset is new again: its watermark went with the graph
+    result = store.apply(positioned(hub[:3]))
+    assert (result.applied, result.skipped_replayed) == (3, 0)
+    assert edge_table(store.snapshot()) == {
+        ("User", "hub", "VIEWED", f"i{n}"): (1, T0 + n, T0 + n) for n in range(3)
+    }

@@ -63,7 +63,7 @@ def test_item_round_trip() -> None:
         (b'{"eventId":"e1","userId":"u","itemId":"i","ts":"2026-01-01T00:00:00Z"}', "unknown-type"),
         (
             b'{"eventId":"e1","userId":"u","itemId":"i","type":"LIKE","ts":"2026-01-01T00:00:00Z"}',
-            "undecodable",
+            "wrong-type",
         ),
         (b'{"eventId":"e1","userId":"u","itemId":"i","type":"VIEW"}', "missing-field"),
         (
@@ -97,7 +97,61 @@ def test_every_generated_malformed_kind_is_rejected() -> None:
         with pytest.raises(BadRecord) as info:
             decode_event(malformed_event(rng, n), now=NOW)
         kinds.add(info.value.kind)
-    assert {"undecodable", "missing-field", "unknown-type", "absurd-ts", "oversize"} <= kinds
+    expected = {"undecodable", "missing-field", "unknown-type", "absurd-ts", "oversize"}
+    assert expected | {"wrong-type"} <= kinds
+
+
+EVENT = {"eventId": "e1", "userId": "u1", "itemId": "p1", "type": "VIEW"}
+EVENT["ts"] = "2026-11-23T10:00:00Z"
+ITEM = {"itemId": "p1", "categoryPath": ["a"], "title": "t", "numericFeatures": {"price": 1.5}}
+
+
+def test_the_strict_baselines_are_accepted() -> None:
+    assert decode_event(json.dumps(EVENT).encode(), now=NOW).behaviour is Behaviour.VIEW
+    assert decode_event(json.dumps({**EVENT, "type": "PURCHASE"}).encode(), now=NOW)
+    assert decode_item(json.dumps({**ITEM, "removed": True}).encode(), now=NOW).removed
+
+
+# Values protobuf's JSON parser coerces (bool or number for an enum, a string or bool for a
+# double, null for "unset"): the codec rejects each with the field's name.
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("type", True),
+        ("type", 1),
+        ("type", 1.0),
+        ("type", "1"),
+        ("type", None),
+        ("itemId", None),
+        ("eventId", None),
+    ],
+)
+def test_json_event_coercions_are_rejected(field: str, value: object) -> None:
+    with pytest.raises(BadRecord, match=f"^wrong-type: {field} ") as info:
+        decode_event(json.dumps({**EVENT, field: value}).encode(), now=NOW)
+    assert info.value.kind == "wrong-type"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("numericFeatures", {"price": "1.5"}),
+        ("numericFeatures", {"price": True}),
+        ("numericFeatures", {"price": None}),
+        ("removed", None),
+        ("title", None),
+        ("categoryPath", None),
+    ],
+)
+def test_json_item_coercions_are_rejected(field: str, value: object) -> None:
+    with pytest.raises(BadRecord, match=f"^wrong-type: {field}") as info:
+        decode_item(json.dumps({**ITEM, field: value}).encode(), now=NOW)
+    assert info.value.kind == "wrong-type"
+
+
+def test_a_field_given_by_both_its_names_is_rejected() -> None:
+    with pytest.raises(BadRecord, match="named twice: eventId, event_id"):
+        decode_event(json.dumps({**EVENT, "event_id": "e2"}).encode(), now=NOW)
 
 
 def test_bad_item_category_is_rejected() -> None:

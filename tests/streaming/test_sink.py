@@ -8,7 +8,7 @@ import pytest
 
 from gnn.datasets import SyntheticConfig, generate
 from graphrec.pipeline import ingest, produce_dataset
-from graphstore import GraphStore, open_store
+from graphstore import GraphStore, InvalidInput, open_store
 from streaming.log import EventLog, LogConsumer
 from streaming.records import header
 from streaming.sink import Sink, SinkConfig
@@ -34,7 +34,7 @@ def test_20k_good_and_1k_malformed(tmp_path: Path, fmt: str) -> None:
     log_url = f"log://{tmp_path / 'log'}"
     report = produce_dataset(log_url, data, fmt=fmt, malformed=1_000, seed=7)
     assert (report.events, report.malformed) == (20_000, 1_000)
-    with open_store(f"memory://{tmp_path / 'graph'}") as store:
+    with open_store(f"sqlite://{tmp_path / 'graph'}") as store:
         summary = ingest(log_url, store, group="sink", batch_size=1_500, idle_exit_s=0.3)
         assert summary.applied == 20_000 + len(data.items)
         assert summary.dead_lettered == 1_000
@@ -76,3 +76,25 @@ def test_sink_retries_through_store_outage_without_loss(tmp_path: Path) -> None:
         stats = sink.run(idle_exit_s=0.2)
         assert stats.retries == 3
         assert interaction_edges(inner) == ledger_table(data.interactions)
+
+
+class RejectingStore(FlakyStore):
+    """A store that rejects every batch as invalid input (a bug, not an outage)."""
+
+    def apply(self, batch):  # type: ignore[no-untyped-def]
+        self.failures += 1
+        raise InvalidInput("rejected")
+
+
+def test_sink_never_retries_invalid_input(tmp_path: Path) -> None:
+    data = generate(SyntheticConfig(seed=2, events=100))
+    log_url = f"log://{tmp_path / 'log'}"
+    produce_dataset(log_url, data)
+    log = EventLog(tmp_path / "log")
+    with open_store("memory://") as inner:
+        store = RejectingStore(inner, failures=0)
+        config = SinkConfig(batch_size=500, retry_initial_s=0.01)
+        sink = Sink(LogConsumer(log, "g", ["items", "events"]), store, log, config)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="rejected"):
+            sink.step()
+        assert (store.failures, sink.stats.retries) == (1, 0)
