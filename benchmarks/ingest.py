@@ -70,7 +70,7 @@ def bench_ingest(
         shutil.rmtree(work, ignore_errors=True)
     return {
         "bench": "ingest",
-        "store": store_url or "memory://<tmp>",
+        "store": store_url or "sqlite://<tmp>",
         "log": log_url or "log://<tmp>",
         "events": events,
         "batch_size": batch_size,
@@ -162,7 +162,7 @@ def _fresh_log(url: str | None, work: Path) -> str:
 @contextmanager
 def _fresh_store(url: str | None, path: Path) -> Iterator[GraphStore]:
     """A new embedded store at ``path``, or the store at ``url`` emptied."""
-    store = open_store(url or f"memory://{path}")
+    store = open_store(url or f"sqlite://{path}")
     try:
         if url is not None:
             store.reset()

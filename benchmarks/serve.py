@@ -101,7 +101,7 @@ def _build_world(
     say(f"generating {items:,} items, {events:,} events, {users:,} users")
     dataset = generate(SyntheticConfig(seed=seed, events=events, users=users, items=items))
     generated = time.perf_counter()
-    store = open_store(f"memory://{work / 'graph'}")
+    store = open_store(f"sqlite://{work / 'graph'}")
     try:
         load_into(store, dataset)
         snapshot = store.snapshot()

@@ -162,7 +162,7 @@ def eval_command(
 def train_command(
     store: Annotated[
         str, typer.Option("--store", help="Graph store URL to train from.")
-    ] = "memory://data/graph",
+    ] = "sqlite://data/graph",
     models_dir: Annotated[Path, typer.Option(help="Where versions are written.")] = Path(
         "data/models"
     ),

@@ -26,7 +26,7 @@ from graphstore import GraphStore, open_store
 app = typer.Typer(
     help="graphrec: a graph-backed recommender fed by streaming events.\n\n"
     "Events go to a log (embedded log:// by default, or kafka://), the sink writes them into a "
-    "graph store (embedded memory:// by default, or neo4j://), a GNN trains on the graph and a "
+    "graph store (embedded sqlite://PATH by default, or neo4j://), a GNN trains on the graph and a "
     "gRPC service recommends from it. Settings come from ./graphrec.toml (a \\[graphrec] table) "
     "and "
     "GRAPHREC_* environment variables; options override both.",
@@ -35,7 +35,8 @@ app = typer.Typer(
 )
 
 StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="Graph store URL (memory://PATH, neo4j://HOST:PORT).")
+    str | None,
+    typer.Option("--store", help="Graph store URL (sqlite://PATH, memory://, neo4j://HOST:PORT)."),
 ]
 
 

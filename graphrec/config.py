@@ -25,7 +25,7 @@ class Config(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRAPHREC_", extra="forbid", frozen=True)
 
     data_dir: Path = Path("data")  # where the embedded store, log and models live
-    store: str = ""  # graph store URL; default memory://<data_dir>/graph
+    store: str = ""  # graph store URL; default sqlite://<data_dir>/graph
     log: str = ""  # event log URL; default log://<data_dir>/log
     models_dir: str = ""  # default <data_dir>/models
     group: str = "graphrec-sink"  # consumer group of the sink
@@ -46,7 +46,7 @@ class Config(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        return self.store or f"memory://{self.data_dir / 'graph'}"
+        return self.store or f"sqlite://{self.data_dir / 'graph'}"
 
     @property
     def log_url(self) -> str:

@@ -61,7 +61,7 @@ def run_demo(
         f"wrote {report.items} items and {report.events} events "
         f"(+{report.malformed} malformed) to {log_url}"
     )
-    with open_store(neo4j or f"memory://{data_dir / 'graph'}") as store:
+    with open_store(neo4j or f"sqlite://{data_dir / 'graph'}") as store:
         if neo4j:
             store.reset()
         out.rule("2. ingest")

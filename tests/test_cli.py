@@ -38,7 +38,7 @@ def test_help_lists_the_commands() -> None:
 
 
 def test_produce_ingest_stats_round_trip(tmp_path: Path) -> None:
-    log, store = f"log://{tmp_path / 'log'}", f"memory://{tmp_path / 'g'}"
+    log, store = f"log://{tmp_path / 'log'}", f"sqlite://{tmp_path / 'g'}"
     produced = runner.invoke(app, ["produce", "--events", "500", "--malformed", "5", "--to", log])
     assert produced.exit_code == 0, produced.output
     assert json.loads(produced.stdout.splitlines()[-1])["events"] == 500

@@ -22,7 +22,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_defaults_derive_urls_from_data_dir() -> None:
     config = load_config()
     assert config == Config()
-    assert config.store_url == "memory://data/graph"
+    assert config.store_url == "sqlite://data/graph"
     assert config.log_url == "log://data/log"
     assert config.models_path == Path("data/models")
 
@@ -35,7 +35,7 @@ def test_file_then_environment_override(tmp_path: Path, monkeypatch: pytest.Monk
     assert config.data_dir == Path("/srv/g")  # file over default
     assert config.batch_size == 25  # environment over file
     assert config.group == "file"
-    assert config.store_url == "memory:///srv/g/graph"
+    assert config.store_url == "sqlite:///srv/g/graph"
 
 
 def test_graphrec_config_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ def test_a_worse_version_is_not_published_and_both_are_measured_on_the_same_pair
     tmp_path: Path,
 ) -> None:
     dataset = generate(SyntheticConfig(seed=3, events=6_000, users=300, items=400))
-    with open_store(f"memory://{tmp_path / 'graph'}") as store:
+    with open_store(f"sqlite://{tmp_path / 'graph'}") as store:
         load_into(store, dataset)
         snapshot = store.snapshot()
     models = tmp_path / "models"

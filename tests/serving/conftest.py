@@ -33,7 +33,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("world")
     dataset = generate(SyntheticConfig(seed=3, events=6_000, users=300, items=400))
-    w = World(root, f"log://{root / 'log'}", f"memory://{root / 'graph'}", root / "models", dataset)
+    w = World(root, f"log://{root / 'log'}", f"sqlite://{root / 'graph'}", root / "models", dataset)
     produce_dataset(w.log_url, dataset)
     with open_store(w.store_url) as store:
         ingest(w.log_url, store, group="sink", idle_exit_s=0.3)

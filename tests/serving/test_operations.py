@@ -51,7 +51,7 @@ def own_world(world: World, tmp_path: Path) -> World:
         world,
         root=root,
         log_url=f"log://{root / 'log'}",
-        store_url=f"memory://{root / 'graph'}",
+        store_url=f"sqlite://{root / 'graph'}",
         models=root / "models",
     )
 
