@@ -33,7 +33,7 @@ class SageConfig:
 
 @dataclass
 class Graph:
-    """Message-passing edges as tensors, plus item content; built by ``gnn.train.to_graph``.
+    """Message-passing edges as tensors, plus item content; built by ``gnn.inputs.build_graph``.
 
     ``edges[b]`` is ``[2, E_b]`` (actor, item) for behaviour index ``b`` (one entry when
     edges are merged); ``weights[b]`` is ``[E_b]``. ``ancestors`` is ``[I, depth]`` category

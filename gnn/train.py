@@ -19,8 +19,9 @@ from torch import Tensor
 from gnn.baselines import Scores
 from gnn.data import GraphData, IntArray, Interactions
 from gnn.evaluate import evaluate
+from gnn.inputs import to_graph
 from gnn.minibatch import PairSampler
-from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec, interaction_weights
+from gnn.models import LightGCN, LightGCNConfig, SageConfig, SageRec
 from gnn.splits import distinct_pairs, make_split
 
 log = logging.getLogger(__name__)
@@ -69,39 +70,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def to_graph(
-    data: GraphData,
-    edges: Interactions,
-    typed: bool,
-    half_life_days: float,
-    device: torch.device,
-    known_items: np.ndarray | None = None,
-) -> Graph:
-    """Tensors for message passing over ``edges`` (grouped by behaviour unless merged).
-
-    Only ``known_items`` (default: all) use their ID embedding; others are represented by
-    content and neighbours alone, as a brand-new item would be."""
-    all_weights = interaction_weights(edges, data.newest_ts, half_life_days)
-    groups = [edges.behaviour == b for b in range(4)] if typed else [np.ones(len(edges), bool)]
-    tensors, weights = [], []
-    for mask in groups:
-        e = torch.as_tensor(np.stack([edges.actor[mask], edges.item[mask]]), dtype=torch.long)
-        tensors.append(e.to(device))
-        weights.append(all_weights[torch.as_tensor(mask)].to(device))
-    return Graph(
-        num_actors=data.num_actors,
-        edges=tensors,
-        weights=weights,
-        ancestors=torch.as_tensor(data.category_ancestors()).to(device),
-        features=torch.as_tensor(data.item_features, dtype=torch.float32).to(device),
-        item_ids=torch.as_tensor(
-            np.where(
-                known_items if known_items is not None else True, np.arange(data.num_items), -1
-            )
-        ).to(device),
-    )
 
 
 def after_random_point(actor: IntArray, ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:

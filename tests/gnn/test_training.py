@@ -11,10 +11,11 @@ import torch
 
 from gnn.checkpoint import load, save
 from gnn.data import GraphData
+from gnn.inputs import to_graph
 from gnn.metrics import hit_rate, mrr, ndcg, recall
 from gnn.models import SageConfig
 from gnn.splits import make_split
-from gnn.train import GnnRecommender, TrainConfig, after_random_point, pick_device, to_graph
+from gnn.train import GnnRecommender, TrainConfig, after_random_point, pick_device
 
 
 def test_metrics_on_a_hand_checked_ranking() -> None:
