@@ -3,11 +3,13 @@
 Training indexes items, categories and features by the training snapshot; serving meets a
 live graph where items, categories and actors come and go. ``SageInference`` maps external
 keys into the model's index spaces (unknown ones fall back to content alone, which is what
-makes the model inductive) and runs the forward pass on any small edge list:
+makes the model inductive) and runs:
 
-* the whole graph once, for the item embedding table;
-* one subject's live k-hop neighbourhood per request;
-* a few items' live 2-hop neighbourhoods when they change (incremental refresh).
+* the forward pass over the whole graph once, for the item embedding table;
+* per request, the output layer alone (``actors_from_items``) over the subject's one-hop
+  edges and the item table's cached embeddings;
+* the forward pass over a few items' live 2-hop neighbourhoods when they change
+  (incremental refresh of the item table).
 
 It also decomposes a score into per-edge contributions (for explanations): the actor's output
 layer is linear in the embeddings of the items it touched, so the split is exact.

@@ -1,7 +1,9 @@
 """The models: an inductive, behaviour-typed GraphSAGE-style recommender and LightGCN.
 
-Both answer ``forward(graph) -> (actor_emb [A, d], item_emb [I, d])`` and score with a dot
-product, so training and evaluation treat them alike.
+Both return ``(actor_emb [A, d], item_emb [I, d])`` from ``forward`` and score with a dot
+product, so training and evaluation treat them alike: ``SageRec`` embeds the ``Graph`` it is
+given (``forward(graph)``, any graph); ``LightGCN`` the graph fixed by ``set_graph`` before
+(``forward()``, its own actors and items only).
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""Training: BPR or max-margin loss, hard negatives on a curriculum, early stopping.
+"""Training with early stopping on a validation split.
+
+The default loss is a softmax over all items (full graph; no negatives are drawn) or over the
+batch's candidates (sampled neighbourhoods: its positives, uniform random items and hard
+negatives). BPR and max-margin (``TrainConfig.loss``) score each positive against one
+negative: uniform random, a share of them growing on a curriculum to ``hard_negative_share``
+replaced by hard ones (highly scored items in full mode, items that random walks from the
+positive visit most in sampled mode).
 
 ``GnnRecommender`` wraps either model behind the scoring interface of ``gnn.baselines`` so
 evaluation treats GNNs and baselines alike.
@@ -48,7 +55,7 @@ class TrainConfig:
     fanout: int = 10  # sampled: neighbours drawn per node and hop
     negatives: int = 1_024  # sampled: uniform random candidate items per batch
     hard_negative_share: float = 0.3  # final share of hard negatives (curriculum from 0)
-    hard_rank: tuple[int, int] = (10, 100)  # hard negatives come from these score ranks
+    hard_rank: tuple[int, int] = (10, 100)  # full, bpr/margin: hard negatives' score ranks
     validation_share: float = 0.1  # of training pairs, for early stopping
     target: tuple[int, ...] = ()  # behaviours early stopping validates on (empty: any)
     eval_every: int = 2
