@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gnn.baselines import EASE, GenrePop, ItemKNN, Pop, Recommender
+from gnn.baselines import EASE, FitScorer, GenrePop, ItemKNN, Pop
 from gnn.data import GraphData, from_snapshot
 from gnn.datasets import Dataset, load_into
 from gnn.evaluate import evaluate
@@ -21,9 +21,9 @@ from graphstore import Behaviour, Interaction, NodeKind, NodeRef, open_store
 MODELS = ("pop", "genre-pop", "itemknn", "ease", "lightgcn", "sage", "sage-merged")
 
 
-def make_model(name: str, config: TrainConfig) -> Recommender:
+def make_model(name: str, config: TrainConfig) -> FitScorer:
     """A fresh, unfitted model by name."""
-    factories: dict[str, Callable[[], Recommender]] = {
+    factories: dict[str, Callable[[], FitScorer]] = {
         "pop": Pop,
         "genre-pop": GenrePop,
         "itemknn": ItemKNN,

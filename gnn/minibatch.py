@@ -35,7 +35,7 @@ SAGE_HOPS = 3  # actor ← item ← actor ← item: what SageRec's three layers 
 
 
 @dataclass(frozen=True)
-class Batch:
+class PairBatch:
     """A sampled subgraph with local ids; ``actor[k]`` should score ``candidates[label[k]]``
     above the other candidates."""
 
@@ -47,7 +47,7 @@ class Batch:
 
 
 class PairSampler:
-    """Builds ``Batch``es over fixed training edges (``edges`` index ``graph``'s edge ids)."""
+    """Builds ``PairBatch``es over fixed training edges (``edges`` index ``graph``'s edge ids)."""
 
     def __init__(
         self,
@@ -82,7 +82,7 @@ class PairSampler:
         negatives: int,
         hard_share: float,
         rng: np.random.Generator,
-    ) -> Batch:
+    ) -> PairBatch:
         """The batch for pairs ``pair_index`` (rows of ``pairs()``)."""
         n = self.data.num_items
         actor, item = self.pair_key[pair_index] // n, self.pair_key[pair_index] % n
@@ -103,7 +103,7 @@ class PairSampler:
             ),
             rng,
         )
-        return Batch(
+        return PairBatch(
             self._graph(sample),
             torch.as_tensor(np.searchsorted(actors, actor), device=self.device),
             torch.arange(len(items), device=self.device),  # item seeds are listed first

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from gnn.baselines import Scores
+from gnn.baselines import ScoreMatrix
 from gnn.data import GraphData, IntArray, Interactions
 from gnn.evaluate import evaluate
 from gnn.inputs import to_graph
@@ -334,5 +334,5 @@ class GnnRecommender:
             h, z = self.model()
         self._actors, self._items = h.cpu().numpy(), z.cpu().numpy()
 
-    def score(self, actors: IntArray) -> Scores:
+    def score(self, actors: IntArray) -> ScoreMatrix:
         return np.asarray(self._actors[actors] @ self._items.T, np.float32)
