@@ -28,7 +28,7 @@ from gnn.data import GraphData, IntArray, Interactions
 from gnn.evaluate import evaluate
 from gnn.inputs import to_graph
 from gnn.minibatch import PairSampler
-from gnn.models import LightGCN, LightGCNConfig, SageConfig, SageRec
+from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec
 from gnn.splits import distinct_pairs, make_split
 
 log = logging.getLogger(__name__)
@@ -213,58 +213,72 @@ class GnnRecommender:
         )
         if self._sampler is not None:
             return self._sampled_epoch(self._sampler, opt, rng, hard_share)
-        pair_actor, pair_item, pair_ts = distinct_pairs(train)
-        pairs = np.stack([pair_actor, pair_item], axis=1)
-        if isinstance(self.model, SageRec):
-            # Supervision pairs never appear in the message-passing graph of the same epoch.
-            if self.config.supervision == "temporal":
-                sup = after_random_point(pair_actor, pair_ts, rng)
-            else:
-                sup = rng.random(len(pairs)) < self.config.supervision_share
-            edge_pair = train.actor.astype(np.int64) * data.num_items + train.item
-            keep = ~np.isin(
-                edge_pair, pairs[sup, 0].astype(np.int64) * data.num_items + pairs[sup, 1]
-            )
-            graph = to_graph(
-                data,
-                train.take(keep),
-                self.config.sage.behaviour_typed,
-                self.config.sage.half_life_days,
-                self.device,
-                self.known_items,
-            )
-            pairs = pairs[sup]
-        else:
-            self.model.set_graph(torch.as_tensor(train.actor), torch.as_tensor(train.item))  # type: ignore[operator]
-            graph = None
+        pairs, graph = self._epoch_graph(data, train, rng)
         losses = []
         for batch in np.array_split(
             rng.permutation(len(pairs)), max(1, len(pairs) // self.config.batch_size)
         ):
-            a = torch.as_tensor(pairs[batch, 0], device=self.device)
-            i = torch.as_tensor(pairs[batch, 1], device=self.device)
-            if graph is not None:
-                drop = torch.rand(data.num_items, device=self.device) < self.config.sage.id_dropout
-                h, z = self.model(graph, drop)
-            else:
-                h, z = self.model()
-            # index_select, not h[a]: indexing's backward accumulates in a thread-dependent order
-            h_a = h.index_select(0, a)
-            neg = (
-                None if self.config.loss == "softmax" else self._negatives(h_a, z, hard_share, rng)
-            )
-            loss = self._loss(h_a, z, i, neg)
-            if isinstance(self.model, LightGCN):
-                ego = self.model.embedding.weight
-                loss = loss + 1e-4 * (
-                    ego.index_select(0, a).pow(2).sum()
-                    + ego.index_select(0, self.model.num_actors + i).pow(2).sum()
-                ) / len(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(self._full_step(data, graph, pairs[batch], opt, rng, hard_share))
         return float(np.mean(losses))
+
+    def _epoch_graph(
+        self, data: GraphData, train: Interactions, rng: np.random.Generator
+    ) -> tuple[IntArray, Graph | None]:
+        """An epoch's ``[P, 2]`` supervision pairs and SageRec's message-passing graph without
+        them (LightGCN: every pair, its graph set on the model, None)."""
+        pair_actor, pair_item, pair_ts = distinct_pairs(train)
+        pairs = np.stack([pair_actor, pair_item], axis=1)
+        if not isinstance(self.model, SageRec):
+            self.model.set_graph(torch.as_tensor(train.actor), torch.as_tensor(train.item))  # type: ignore[operator]
+            return pairs, None
+        # Supervision pairs never appear in the message-passing graph of the same epoch.
+        if self.config.supervision == "temporal":
+            sup = after_random_point(pair_actor, pair_ts, rng)
+        else:
+            sup = rng.random(len(pairs)) < self.config.supervision_share
+        edge_pair = train.actor.astype(np.int64) * data.num_items + train.item
+        keep = ~np.isin(edge_pair, pairs[sup, 0].astype(np.int64) * data.num_items + pairs[sup, 1])
+        graph = to_graph(
+            data,
+            train.take(keep),
+            self.config.sage.behaviour_typed,
+            self.config.sage.half_life_days,
+            self.device,
+            self.known_items,
+        )
+        return pairs[sup], graph
+
+    def _full_step(
+        self,
+        data: GraphData,
+        graph: Graph | None,
+        pairs: IntArray,
+        opt: torch.optim.Optimizer,
+        rng: np.random.Generator,
+        hard_share: float,
+    ) -> float:
+        """One optimiser step on ``[B, 2]`` pairs over the whole graph; returns its loss."""
+        a = torch.as_tensor(pairs[:, 0], device=self.device)
+        i = torch.as_tensor(pairs[:, 1], device=self.device)
+        if graph is not None:
+            drop = torch.rand(data.num_items, device=self.device) < self.config.sage.id_dropout
+            h, z = self.model(graph, drop)
+        else:
+            h, z = self.model()
+        # index_select, not h[a]: indexing's backward accumulates in a thread-dependent order
+        h_a = h.index_select(0, a)
+        neg = None if self.config.loss == "softmax" else self._negatives(h_a, z, hard_share, rng)
+        loss = self._loss(h_a, z, i, neg)
+        if isinstance(self.model, LightGCN):
+            ego = self.model.embedding.weight
+            loss = loss + 1e-4 * (
+                ego.index_select(0, a).pow(2).sum()
+                + ego.index_select(0, self.model.num_actors + i).pow(2).sum()
+            ) / len(pairs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
 
     def _sampled_epoch(
         self,
