@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnn.csr import SamplerGraph
 from gnn.data import BEHAVIOURS, GraphData, IntArray, Interactions
 from gnn.draws import ranges
 from gnn.inputs import Content, build_graph
@@ -25,7 +26,6 @@ from gnn.sampler import (
     ACTOR,
     ITEM,
     NeighbourInput,
-    SamplerGraph,
     SamplerOutput,
     sample_neighbours,
 )
