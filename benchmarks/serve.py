@@ -91,10 +91,10 @@ class _World:
 def _build_world(
     work: Path, items: int, events: int, users: int, epochs: int, seed: int, say: Progress
 ) -> _World:
-    from gnn.cli import train_once
     from gnn.datasets import SyntheticConfig, generate
     from gnn.datasets.base import load_into
     from gnn.train import TrainConfig
+    from gnn.trainer import train_once
     from graphstore import open_store
 
     started = time.perf_counter()

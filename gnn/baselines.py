@@ -13,16 +13,18 @@ import numpy.typing as npt
 
 from gnn.data import GraphData, IntArray, Interactions
 
-Scores = npt.NDArray[np.float32]
+ScoreMatrix = npt.NDArray[np.float32]  # [actors, items], higher is better
 
 
 class Scorer(Protocol):
-    """Scores every item for each of ``actors``: what evaluation needs."""
+    """ScoreMatrix every item for each of ``actors``: what evaluation needs."""
 
-    def score(self, actors: IntArray) -> Scores: ...
+    def score(self, actors: IntArray) -> ScoreMatrix: ...
 
 
-class Recommender(Scorer, Protocol):
+class FitScorer(Scorer, Protocol):
+    """A model evaluation can compare: fitted on a split's training edges, then scored."""
+
     name: str
 
     def fit(self, data: GraphData, train: Interactions, seed: int) -> None: ...
@@ -36,7 +38,7 @@ class Pop:
     def fit(self, data: GraphData, train: Interactions, seed: int) -> None:
         self._pop = np.asarray(data.matrix(train).sum(axis=0), np.float32).ravel()
 
-    def score(self, actors: IntArray) -> Scores:
+    def score(self, actors: IntArray) -> ScoreMatrix:
         return np.broadcast_to(self._pop, (len(actors), len(self._pop))).copy()
 
 
@@ -54,7 +56,7 @@ class GenrePop:
         self._score = np.where(leaf >= 0, per_leaf[np.maximum(leaf, 0)], 0.0).astype(np.float32)
         self._score += 1e-6 * pop.astype(np.float32)  # break ties inside a category
 
-    def score(self, actors: IntArray) -> Scores:
+    def score(self, actors: IntArray) -> ScoreMatrix:
         return np.broadcast_to(self._score, (len(actors), len(self._score))).copy()
 
 
@@ -78,7 +80,7 @@ class ItemKNN:
             np.put_along_axis(sim, cut, 0.0, axis=0)
         self._x, self._sim = x, sim
 
-    def score(self, actors: IntArray) -> Scores:
+    def score(self, actors: IntArray) -> ScoreMatrix:
         return np.asarray(self._x[actors] @ self._sim, np.float32)
 
 
@@ -100,5 +102,5 @@ class EASE:
         np.fill_diagonal(b, 0.0)
         self._x, self._b = x, b.astype(np.float32)
 
-    def score(self, actors: IntArray) -> Scores:
+    def score(self, actors: IntArray) -> ScoreMatrix:
         return np.asarray(self._x[actors] @ self._b, np.float32)

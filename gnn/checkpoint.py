@@ -55,6 +55,24 @@ def current_version(models_dir: Path) -> str | None:
     return pointer.read_text().strip() or None
 
 
+def new_version(models_dir: Path) -> str:
+    """A UTC timestamp name, suffixed when a version was already written in that second."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    version, n = stamp, 1
+    while (models_dir / version).exists():
+        n += 1
+        version = f"{stamp}-{n}"
+    return version
+
+
+def set_current(models_dir: Path, version: str) -> None:
+    """Point ``models_dir/current`` at ``version`` (written whole, then renamed: readers see
+    the old pointer or the new one)."""
+    tmp = models_dir / ".current.tmp"
+    tmp.write_text(version)
+    tmp.replace(models_dir / "current")
+
+
 def load(directory: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model (weights loaded, eval mode) and its metadata."""
     meta = json.loads((directory / "meta.json").read_text())

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from gnn.baselines import EASE, GenrePop, ItemKNN, Pop, Recommender
-from gnn.data import GraphData, from_snapshot
-from gnn.datasets import Dataset, load_into
+from gnn.baselines import EASE, FitScorer, GenrePop, ItemKNN, Pop
+from gnn.data import BEHAVIOURS, GraphData, from_snapshot
+from gnn.datasets import Dataset, SyntheticConfig, generate, load_into, load_ml100k
 from gnn.evaluate import evaluate
-from gnn.splits import Split, make_split
+from gnn.splits import SPLITS, Split, make_split
 from gnn.train import GnnRecommender, TrainConfig
 from graphstore import Behaviour, Interaction, NodeKind, NodeRef, open_store
 
 MODELS = ("pop", "genre-pop", "itemknn", "ease", "lightgcn", "sage", "sage-merged")
 
 
-def make_model(name: str, config: TrainConfig) -> Recommender:
+def make_model(name: str, config: TrainConfig) -> FitScorer:
     """A fresh, unfitted model by name."""
-    factories: dict[str, Callable[[], Recommender]] = {
+    factories: dict[str, Callable[[], FitScorer]] = {
         "pop": Pop,
         "genre-pop": GenrePop,
         "itemknn": ItemKNN,
@@ -130,6 +131,88 @@ def fixed_split_from(data: GraphData, test: list[Interaction]) -> Split:
         len(e),
     )
     return Split(e.take(keep), a, i, np.ones(data.num_items, bool), "files")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What ``graphrec eval`` runs: a dataset (or train/test CSV files), a split, models and
+    seeds; ``config`` trains the GNNs (its ``target`` says which behaviours are held out)."""
+
+    dataset: str = "ml-100k"  # ml-100k or synthetic (ignored with files)
+    split: str = "random"
+    models: tuple[str, ...] = ("pop", "itemknn", "ease", "lightgcn", "sage")
+    seeds: int = 3
+    k: int = 20
+    train_file: Path | None = None
+    test_file: Path | None = None
+    events: int = 50_000  # synthetic interactions
+    journeys: bool = False  # synthetic shopping journeys (gnn.datasets.synthetic)
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for an unknown model, split or dataset, or half a file pair."""
+        unknown = sorted(set(self.models) - set(MODELS))
+        if unknown or self.split not in SPLITS:
+            raise ValueError(f"unknown models {unknown} or split {self.split!r}")
+        if (self.train_file is None) != (self.test_file is None):
+            raise ValueError("--train and --test go together")
+        if self.train_file is None and self.dataset not in ("ml-100k", "synthetic"):
+            raise ValueError(f"unknown dataset {self.dataset!r}: ml-100k or synthetic")
+
+
+def behaviour_indices(names: Sequence[str]) -> tuple[int, ...]:
+    """Indices into ``BEHAVIOURS`` of behaviour names (any case); ``ValueError`` for others."""
+    upper = {n.strip().upper() for n in names if n.strip()}
+    bad = sorted(upper - {b.name for b in BEHAVIOURS})
+    if bad:
+        raise ValueError(f"unknown behaviours {bad}: view, click, cart or purchase")
+    return tuple(i for i, b in enumerate(BEHAVIOURS) if b.name in upper)
+
+
+def eval_data(spec: EvalSpec) -> tuple[GraphData, Split | None]:
+    """The spec's data, and its fixed split when the test pairs come from a file."""
+    if spec.train_file is not None and spec.test_file is not None:
+        train = read_csv_interactions(spec.train_file)
+        test = read_csv_interactions(spec.test_file)
+        data = graph_of(Dataset("files", [], train + test))
+        return data, fixed_split_from(data, test)
+    if spec.dataset == "ml-100k":
+        return graph_of(load_ml100k()), None
+    synthetic = SyntheticConfig(seed=0, events=spec.events, journeys=spec.journeys)
+    return graph_of(generate(synthetic)), None
+
+
+def run_eval(
+    spec: EvalSpec,
+    progress: Callable[[str], None] | None = None,
+    plot_path: Path | None = None,
+) -> dict[str, Any]:
+    """Run ``spec`` (checked first); the results (``run_experiment``) with what produced
+    them. With ``plot_path``, also the metric bars and training curves as a PNG."""
+    spec.check()
+    data, fixed = eval_data(spec)
+    histories: dict[str, list[dict[str, float]]] = {}
+    results = run_experiment(
+        data,
+        spec.split,
+        list(spec.models),
+        spec.seeds,
+        spec.config,
+        spec.k,
+        fixed,
+        progress=progress,
+        histories=histories,
+    )
+    if plot_path is not None:
+        plot(results, histories, plot_path, spec.k)
+    return {
+        "dataset": spec.dataset,
+        "split": spec.split,
+        "target": [BEHAVIOURS[b].name.lower() for b in spec.config.target],
+        "supervision": spec.config.supervision,
+        "seeds": spec.seeds,
+        "results": results,
+    }
 
 
 def format_table(results: dict[str, dict[str, tuple[float, float]]]) -> str:

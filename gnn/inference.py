@@ -3,11 +3,13 @@
 Training indexes items, categories and features by the training snapshot; serving meets a
 live graph where items, categories and actors come and go. ``SageInference`` maps external
 keys into the model's index spaces (unknown ones fall back to content alone, which is what
-makes the model inductive) and runs the forward pass on any small edge list:
+makes the model inductive) and runs:
 
-* the whole graph once, for the item embedding table;
-* one subject's live k-hop neighbourhood per request;
-* a few items' live 2-hop neighbourhoods when they change (incremental refresh).
+* the forward pass over the whole graph once, for the item embedding table;
+* per request, the output layer alone (``actors_from_items``) over the subject's one-hop
+  edges and the item table's cached embeddings;
+* the forward pass over a few items' live 2-hop neighbourhoods when they change
+  (incremental refresh of the item table).
 
 It also decomposes a score into per-edge contributions (for explanations): the actor's output
 layer is linear in the embeddings of the items it touched, so the split is exact.
@@ -25,36 +27,12 @@ import numpy.typing as npt
 import torch
 
 from gnn.checkpoint import load
-from gnn.data import BEHAVIOURS, IntArray, Interactions
+from gnn.data import IntArray, Interactions
+from gnn.inputs import Content, build_graph
 from gnn.models import BehaviourConv, Graph, SageRec, interaction_weights
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class Content:
-    """What the model reads about items besides their neighbours, rows aligned with items.
-
-    ``ancestors`` ``[I, depth]`` model category rows (-1: none or unknown to the model),
-    ``features`` ``[I, F]`` standardised in the model's feature order, ``id_rows`` ``[I]``
-    rows of the model's ID table (-1: the model has no ID for the item).
-    """
-
-    ancestors: IntArray
-    features: npt.NDArray[np.float32]
-    id_rows: IntArray
-
-    def take(self, rows: IntArray) -> Content:
-        return Content(self.ancestors[rows], self.features[rows], self.id_rows[rows])
-
-    @staticmethod
-    def concat(parts: Sequence[Content]) -> Content:
-        return Content(
-            np.concatenate([p.ancestors for p in parts]),
-            np.concatenate([p.features for p in parts]),
-            np.concatenate([p.id_rows for p in parts]),
-        )
 
 
 @dataclass(frozen=True)
@@ -202,22 +180,12 @@ class SageInference:
         return weights.astype(np.float32)
 
     def _graph(self, num_actors: int, edges: Interactions, content: Content) -> Graph:
-        weights = self._weights(edges)
-        groups = (
-            [edges.behaviour == b for b in range(len(BEHAVIOURS))]
-            if self._num_types > 1
-            else [np.ones(len(edges), bool)]
-        )
-        return Graph(
-            num_actors=num_actors,
-            edges=[
-                torch.as_tensor(np.stack([edges.actor[m], edges.item[m]]), dtype=torch.long)
-                for m in groups
-            ],
-            weights=[weights[torch.as_tensor(m)] for m in groups],
-            ancestors=torch.as_tensor(content.ancestors),
-            features=torch.as_tensor(content.features, dtype=torch.float32),
-            item_ids=torch.as_tensor(content.id_rows),
+        return build_graph(
+            num_actors,
+            (edges.actor, edges.item, edges.behaviour),
+            self._weights(edges),
+            content,
+            self._num_types > 1,
         )
 
 

@@ -17,14 +17,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnn.csr import SamplerGraph
 from gnn.data import BEHAVIOURS, GraphData, IntArray, Interactions
 from gnn.draws import ranges
+from gnn.inputs import Content, build_graph
 from gnn.models import Graph, interaction_weights
 from gnn.sampler import (
     ACTOR,
     ITEM,
     NeighbourInput,
-    SamplerGraph,
+    SamplerOutput,
     sample_neighbours,
 )
 from gnn.walks import RandomWalkInput, random_walk_neighbours
@@ -33,7 +35,7 @@ SAGE_HOPS = 3  # actor ← item ← actor ← item: what SageRec's three layers 
 
 
 @dataclass(frozen=True)
-class Batch:
+class PairBatch:
     """A sampled subgraph with local ids; ``actor[k]`` should score ``candidates[label[k]]``
     above the other candidates."""
 
@@ -45,7 +47,7 @@ class Batch:
 
 
 class PairSampler:
-    """Builds ``Batch``es over fixed training edges (``edges`` index ``graph``'s edge ids)."""
+    """Builds ``PairBatch``es over fixed training edges (``edges`` index ``graph``'s edge ids)."""
 
     def __init__(
         self,
@@ -61,9 +63,7 @@ class PairSampler:
         self.graph = SamplerGraph.from_data(data.with_edges(edges))
         self.fanout = fanout
         self.weight = interaction_weights(edges, data.newest_ts, half_life_days)
-        self.ancestors = torch.as_tensor(data.category_ancestors())
-        self.features = torch.as_tensor(data.item_features, dtype=torch.float32)
-        self.item_ids = torch.as_tensor(np.where(known_items, np.arange(data.num_items), -1))
+        self.content = Content.of(data, known_items)
         # Edges of each (actor, item) pair, so a batch can exclude its own pairs' edges.
         key = edges.actor * data.num_items + edges.item
         order = np.argsort(key, kind="stable")
@@ -82,7 +82,7 @@ class PairSampler:
         negatives: int,
         hard_share: float,
         rng: np.random.Generator,
-    ) -> Batch:
+    ) -> PairBatch:
         """The batch for pairs ``pair_index`` (rows of ``pairs()``)."""
         n = self.data.num_items
         actor, item = self.pair_key[pair_index] // n, self.pair_key[pair_index] % n
@@ -103,8 +103,8 @@ class PairSampler:
             ),
             rng,
         )
-        return Batch(
-            self._graph(sample.node, sample.row, sample.col, sample.edge),
+        return PairBatch(
+            self._graph(sample),
             torch.as_tensor(np.searchsorted(actors, actor), device=self.device),
             torch.arange(len(items), device=self.device),  # item seeds are listed first
             torch.as_tensor(np.searchsorted(items, item), device=self.device),
@@ -124,30 +124,22 @@ class PairSampler:
         pick = near.neighbours[np.arange(len(item)), rank]
         return np.where(pick >= 0, pick, rng.integers(0, self.data.num_items, len(item)))
 
-    def _graph(
-        self,
-        node: dict[str, IntArray],
-        row: dict[tuple[str, str, str], IntArray],
-        col: dict[tuple[str, str, str], IntArray],
-        edge: dict[tuple[str, str, str], IntArray],
-    ) -> Graph:
-        relations = [(ACTOR, b.relationship, ITEM) for b in BEHAVIOURS]
-        groups = [[r] for r in relations] if self.typed else [relations]
-        tensors, weights = [], []
-        for group in groups:
-            present = [r for r in group if r in row]
-            rows, cols, ids = (
-                np.concatenate([part[r] for r in present] or [np.zeros(0, np.int64)])
-                for part in (row, col, edge)
-            )
-            tensors.append(torch.as_tensor(np.stack([rows, cols])).to(self.device))
-            weights.append(self.weight[torch.as_tensor(ids)].to(self.device))
-        items = torch.as_tensor(node[ITEM])
-        return Graph(
-            num_actors=len(node[ACTOR]),
-            edges=tensors,
-            weights=weights,
-            ancestors=self.ancestors[items].to(self.device),
-            features=self.features[items].to(self.device),
-            item_ids=self.item_ids[items].to(self.device),
+    def _graph(self, sample: SamplerOutput) -> Graph:
+        """The model's input graph over a sample (local ids, edges weighted as in training)."""
+        present = [(b, r) for b, r in enumerate(_RELATIONS) if r in sample.row]
+        rows, cols, ids = (
+            np.concatenate([part[r] for _, r in present] or [np.zeros(0, np.int64)])
+            for part in (sample.row, sample.col, sample.edge)
         )
+        behaviour = np.repeat([b for b, _ in present], [len(sample.row[r]) for _, r in present])
+        return build_graph(
+            len(sample.node[ACTOR]),
+            (rows, cols, behaviour.astype(np.int64)),
+            self.weight[torch.as_tensor(ids)],
+            self.content.take(sample.node[ITEM]),
+            self.typed,
+            self.device,
+        )
+
+
+_RELATIONS = tuple((ACTOR, b.relationship, ITEM) for b in BEHAVIOURS)

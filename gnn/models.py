@@ -1,7 +1,9 @@
 """The models: an inductive, behaviour-typed GraphSAGE-style recommender and LightGCN.
 
-Both answer ``forward(graph) -> (actor_emb [A, d], item_emb [I, d])`` and score with a dot
-product, so training and evaluation treat them alike.
+Both return ``(actor_emb [A, d], item_emb [I, d])`` from ``forward`` and score with a dot
+product, so training and evaluation treat them alike: ``SageRec`` embeds the ``Graph`` it is
+given (``forward(graph)``, any graph); ``LightGCN`` the graph fixed by ``set_graph`` before
+(``forward()``, its own actors and items only).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class SageConfig:
 
 @dataclass
 class Graph:
-    """Message-passing edges as tensors, plus item content; built by ``gnn.train.to_graph``.
+    """Message-passing edges as tensors, plus item content; built by ``gnn.inputs.build_graph``.
 
     ``edges[b]`` is ``[2, E_b]`` (actor, item) for behaviour index ``b`` (one entry when
     edges are merged); ``weights[b]`` is ``[E_b]``. ``ancestors`` is ``[I, depth]`` category
@@ -256,7 +258,12 @@ class LightGCNConfig:
 class LightGCN(nn.Module):
     """LightGCN (He et al., 2020): E⁽ᵏ⁺¹⁾ = Â E⁽ᵏ⁾ with Â = D^-½ A D^-½ over the actor–item
     bipartite graph, final embedding = mean over k = 0..K. Transductive: one row per known
-    actor and item. Propagation is one sparse matmul per layer over the whole graph."""
+    actor and item. Propagation is one sparse matmul per layer over the whole graph.
+
+    Â is a buffer (not saved: ``set_graph`` derives it), so ``.to(device)`` moves it with
+    the embeddings."""
+
+    adjacency: Tensor | None
 
     def __init__(self, config: LightGCNConfig, num_actors: int, num_items: int) -> None:
         super().__init__()
@@ -264,21 +271,23 @@ class LightGCN(nn.Module):
         self.num_actors, self.num_items = num_actors, num_items
         self.embedding = nn.Embedding(num_actors + num_items, config.dim)
         nn.init.normal_(self.embedding.weight, std=0.1)
-        self.adjacency: Tensor | None = None
+        self.register_buffer("adjacency", None, persistent=False)
 
     def set_graph(self, actor: Tensor, item: Tensor) -> None:
-        """Build Â from (actor, item) edges (duplicates collapse to one)."""
+        """Build Â from (actor, item) edges (duplicates collapse to one) where the edges are,
+        and place it beside the embeddings."""
         n = self.num_actors + self.num_items
         rows = torch.cat([actor, item + self.num_actors])
         cols = torch.cat([item + self.num_actors, actor])
         a = torch.sparse_coo_tensor(
-            torch.stack([rows, cols]), torch.ones(len(rows)), (n, n)
+            torch.stack([rows, cols]), torch.ones(len(rows), device=rows.device), (n, n)
         ).coalesce()
         i = a.indices()
         deg = torch.bincount(i[0], minlength=n).float().clamp(min=1)
         norm = deg.pow(-0.5)
         values = norm[i[0]] * norm[i[1]]
-        self.adjacency = torch.sparse_coo_tensor(i, values, (n, n)).to_sparse_csr()
+        adjacency = torch.sparse_coo_tensor(i, values, (n, n)).to_sparse_csr()
+        self.adjacency = adjacency.to(self.embedding.weight.device)
 
     def forward(self) -> tuple[Tensor, Tensor]:
         if self.adjacency is None:

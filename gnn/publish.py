@@ -21,7 +21,7 @@ from gnn.splits import Split
 log = logging.getLogger(__name__)
 
 
-class _VersionScores:
+class _VersionScorer:
     """A saved SageRec version embedding every actor and item of ``data`` from ``split.train``."""
 
     def __init__(self, inference: SageInference, data: GraphData, split: Split) -> None:
@@ -36,7 +36,7 @@ class _VersionScores:
 
 def held_out_recall(inference: SageInference, data: GraphData, split: Split, k: int = 20) -> float:
     """Recall@k of a saved version on ``split``'s held-out pairs, its inputs ``split.train``."""
-    return evaluate(_VersionScores(inference, data, split), data, split, k)[f"recall@{k}"]
+    return evaluate(_VersionScorer(inference, data, split), data, split, k)[f"recall@{k}"]
 
 
 def version_recall(directory: Path, data: GraphData, split: Split) -> float | None:

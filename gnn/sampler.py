@@ -3,8 +3,8 @@
 ``sample_neighbours``: typed multi-hop fan-out sampling (without replacement) over the
 actor–item bipartite graph, with a time cut-off and a set of excluded (supervision) edges that
 may never carry messages; dataclass input and output in the spirit of PyG's
-``SamplerOutput``. PinSage's random-walk neighbourhoods over the same CSR are in
-``gnn.walks``.
+``SamplerOutput``. The CSR it reads is ``gnn.csr.SamplerGraph``; PinSage's random-walk
+neighbourhoods over the same CSR are in ``gnn.walks``.
 
 It is loops compiled by numba (``gnn.draws`` says why), one pass over the frontier per
 hop. A call costs O(sample), not O(graph): nodes are relabelled and repeated edges dropped
@@ -14,8 +14,7 @@ drawn positions of a row (a filtered one scans the row's edges once).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -23,93 +22,13 @@ import numpy.typing as npt
 import torch
 from torch_geometric.data import HeteroData
 
-from gnn.data import BEHAVIOURS, GraphData, IntArray
+from gnn.csr import BEHAVIOUR_BITS, CsrArrays, SamplerGraph, checked_ids
+from gnn.data import BEHAVIOURS, IntArray
 from gnn.draws import scratch, seed_from, stream, subset
 
 ACTOR, ITEM = "actor", "item"
 Relation = tuple[str, str, str]
-CsrArrays = tuple[IntArray, npt.NDArray[np.signedinteger[Any]], int, npt.NDArray[np.float64]]
-BEHAVIOUR_BITS = max(1, (len(BEHAVIOURS) - 1).bit_length())
 _NO_IDS = np.zeros(0, np.int64)  # shared: an empty array has nothing to change
-
-
-@dataclass(frozen=True)
-class Csr:
-    """Adjacency of one direction: the neighbours of node ``v`` sit at positions
-    ``indptr[v] .. indptr[v+1] - 1``; ``ts[p]`` is the last-seen time of position ``p``'s edge.
-
-    ``record[p]`` packs the neighbour, global edge id and behaviour index of position ``p``
-    into one integer (``neighbour << shift | edge << BEHAVIOUR_BITS | behaviour``), int32
-    when they fit in 31 bits: reading a drawn edge then costs one random memory access in
-    an array as small as the neighbour ids alone, as it does for a bare CSR gather."""
-
-    indptr: IntArray
-    record: npt.NDArray[np.signedinteger[Any]]
-    shift: int
-    ts: npt.NDArray[np.float64]
-
-    @classmethod
-    def build(
-        cls,
-        src: IntArray,
-        dst: IntArray,
-        n_src: int,
-        n_dst: int,
-        behaviour: IntArray,
-        ts: npt.NDArray[np.float64],
-    ) -> Csr:
-        order = np.lexsort((dst, src))
-        indptr = np.zeros(n_src + 1, np.int64)
-        np.cumsum(np.bincount(src, minlength=n_src), out=indptr[1:])
-        shift = BEHAVIOUR_BITS + max(1, len(order).bit_length())
-        if shift + max(1, n_dst).bit_length() > 63:
-            raise ValueError(
-                f"{len(order)} edges to {n_dst} nodes do not fit the sampler's records"
-            )
-        record = (
-            (dst[order].astype(np.int64) << shift) | (order << BEHAVIOUR_BITS) | behaviour[order]
-        )
-        if shift + max(1, n_dst).bit_length() <= 31:
-            record = record.astype(np.int32)
-        return cls(indptr, record, shift, ts[order].astype(np.float64))
-
-    @property
-    def indices(self) -> IntArray:
-        """Neighbour at each position, decoded from the records (O(E): not for hot paths)."""
-        return (self.record >> self.shift).astype(np.int64)
-
-    def widened(self) -> Csr:
-        """The same adjacency with int64 records."""
-        return replace(self, record=self.record.astype(np.int64))
-
-    @property
-    def arrays(self) -> CsrArrays:
-        """The fields as one tuple, as the compiled loops take them."""
-        return self.indptr, self.record, self.shift, self.ts
-
-
-@dataclass(frozen=True)
-class SamplerGraph:
-    """Both directions of the bipartite graph, built once per snapshot."""
-
-    actor_to_item: Csr
-    item_to_actor: Csr
-    num_actors: int
-    num_items: int
-
-    @classmethod
-    def from_data(cls, data: GraphData) -> SamplerGraph:
-        e = data.edges
-        a, i = data.num_actors, data.num_items
-        to_item = Csr.build(e.actor, e.item, a, i, e.behaviour, e.last_ts)
-        to_actor = Csr.build(e.item, e.actor, i, a, e.behaviour, e.last_ts)
-        if to_item.record.dtype != to_actor.record.dtype:  # the compiled loops take one type
-            to_item, to_actor = to_item.widened(), to_actor.widened()
-        return cls(to_item, to_actor, a, i)
-
-    @property
-    def num_edges(self) -> int:
-        return len(self.actor_to_item.record)
 
 
 @dataclass(frozen=True)
@@ -203,24 +122,6 @@ _EVERY_BEHAVIOUR = np.ones(len(BEHAVIOURS), bool)
 _EVERY_BEHAVIOUR.flags.writeable = False
 
 
-def checked_ids(ids: IntArray, n: int, name: str) -> IntArray:
-    """``ids`` as int64, each in ``[0, n)`` (the compiled loops do not check bounds)."""
-    ids = np.asarray(ids, np.int64)
-    bad = _first_outside(ids, n) if len(ids) else -1
-    if bad >= 0:
-        raise ValueError(f"{name} must lie in [0, {n}), got {ids[bad]} at index {bad}")
-    return ids
-
-
-@numba.njit(nogil=True, cache=True)
-def _first_outside(ids: IntArray, n: int) -> int:
-    """Index of the first id outside ``[0, n)``, or -1."""
-    for i in range(len(ids)):
-        if ids[i] < 0 or ids[i] >= n:
-            return i
-    return -1
-
-
 _ACTOR_ROW, _ITEM_ROW, _EDGE_ROW, _HOP_ROW = range(4)  # per edge, in ``edges[behaviour]``
 
 
@@ -245,36 +146,21 @@ def _sample(
     per_behaviour = np.zeros(len(filter_[3]), np.int64)
     edges = np.empty((len(per_behaviour), 4, 0), np.int64)  # room for a pass in any one
     for kind in range(2):
-        for v in seeds[kind]:
-            if v < 0 or v >= len(csrs[kind][0]) - 1:  # indptr has one entry per node, + 1
-                return nodes[0][:0], nodes[1][:0], edges, per_behaviour, kind
-            if local[kind][v] < base[kind]:
-                local[kind][v] = base[kind] + count[kind]
-                nodes[kind][count[kind]] = v
-                count[kind] += 1
+        # indptr has one entry per node, + 1
+        count[kind] = _add_seeds(
+            seeds[kind], len(csrs[kind][0]) - 1, local[kind], base[kind], nodes[kind]
+        )
+        if count[kind] < 0:
+            return nodes[0][:0], nodes[1][:0], edges, per_behaviour, kind
     lo, hi = np.zeros(2, np.int64), count.copy()  # each kind's frontier: nodes[kind][lo:hi]
     for h in range(len(fanouts)):
         found = count.copy()  # nodes found from here on are the next frontier
         for kind in range(2):
             other = 1 - kind
             frontier = nodes[kind][lo[kind] : hi[kind]]
-            indptr = csrs[kind][0]
-            bound, most = 0, 0  # draws at most, and the largest degree
-            for v in frontier:
-                degree = indptr[v + 1] - indptr[v]
-                bound += min(degree, fanouts[h])
-                most = max(most, degree)
-            filled = per_behaviour.max()
-            if filled + bound > edges.shape[2]:
-                grown = np.empty(
-                    (len(per_behaviour), 4, max(filled + bound, 2 * edges.shape[2])), np.int64
-                )
-                grown[:, :, :filled] = edges[:, :, :filled]
-                edges = grown
-            if count[other] + bound > len(nodes[other]):
-                grown_nodes = np.empty(max(count[other] + bound, 2 * len(nodes[other])), np.int64)
-                grown_nodes[: count[other]] = nodes[other][: count[other]]
-                nodes[other] = grown_nodes
+            bound, most = _bounds(csrs[kind][0], frontier, fanouts[h])
+            edges = _edges_with_room(edges, per_behaviour.max(), bound)
+            nodes[other] = _nodes_with_room(nodes[other], count[other], bound)
             # An edge met again from its other end keeps its first pass: check the edges
             # taken so far, and mark these if another pass follows.
             later = h + 1 < len(fanouts) or (kind == 0 and hi[1] > lo[1])
@@ -294,6 +180,81 @@ def _sample(
             )
         lo, hi = found, count.copy()
     return nodes[0][: count[0]].copy(), nodes[1][: count[1]].copy(), edges, per_behaviour, -1
+
+
+@numba.njit(nogil=True, cache=True)
+def _add_seeds(seeds: IntArray, n: int, local: IntArray, base: int, nodes: IntArray) -> int:
+    """List the seeds (repeats dropped) in ``nodes`` and map them in ``local`` from ``base``;
+    returns how many, or -1 for a seed outside ``[0, n)``."""
+    count = 0
+    for v in seeds:
+        if v < 0 or v >= n:
+            return -1
+        if local[v] < base:
+            local[v] = base + count
+            nodes[count] = v
+            count += 1
+    return count
+
+
+@numba.njit(nogil=True, cache=True)
+def _bounds(indptr: IntArray, frontier: IntArray, k: int) -> tuple[int, int]:
+    """``(draws at most, largest degree)`` of a pass drawing ``k`` edges per frontier node."""
+    bound, most = 0, 0
+    for v in frontier:
+        degree = indptr[v + 1] - indptr[v]
+        bound += min(degree, k)
+        most = max(most, degree)
+    return bound, most
+
+
+@numba.njit(nogil=True, cache=True)
+def _edges_with_room(edges: IntArray, filled: int, more: int) -> IntArray:
+    """``edges`` ``[behaviours, 4, n]``, or a copy of its first ``filled`` columns with room
+    for ``more`` (at least doubled) when it has not."""
+    if filled + more <= edges.shape[2]:
+        return edges
+    grown = np.empty((edges.shape[0], 4, max(filled + more, 2 * edges.shape[2])), np.int64)
+    grown[:, :, :filled] = edges[:, :, :filled]
+    return grown
+
+
+@numba.njit(nogil=True, cache=True)
+def _nodes_with_room(nodes: IntArray, count: int, more: int) -> IntArray:
+    """``nodes``, or a copy of its first ``count`` with room for ``more`` (at least doubled)."""
+    if count + more <= len(nodes):
+        return nodes
+    grown = np.empty(max(count + more, 2 * len(nodes)), np.int64)
+    grown[:count] = nodes[:count]
+    return grown
+
+
+@numba.njit(nogil=True, cache=True, inline="always")  # in _draw's loop: no call per node
+def _eligible(
+    csr: CsrArrays,
+    start: int,
+    end: int,
+    filter_: tuple[float, npt.NDArray[np.int32], int, npt.NDArray[np.bool_], bool],
+    out: IntArray,
+) -> int:
+    """Write the positions ``start .. end - 1`` whose edges pass ``filter_`` to ``out``;
+    returns how many."""
+    _, record, shift, ts = csr
+    edge_mask, behaviour_mask = (1 << (shift - BEHAVIOUR_BITS)) - 1, (1 << BEHAVIOUR_BITS) - 1
+    cutoff, blocked, blocked_mark, allowed, _ = filter_
+    size = 0
+    for p in range(start, end):
+        if (
+            ts[p] < cutoff
+            and allowed[record[p] & behaviour_mask]
+            and (
+                blocked_mark == 0
+                or blocked[(record[p] >> BEHAVIOUR_BITS) & edge_mask] != blocked_mark
+            )
+        ):
+            out[size] = p
+            size += 1
+    return size
 
 
 @numba.njit(nogil=True, cache=True)
@@ -317,9 +278,9 @@ def _draw(
     kind's (map, base, node list, count); ``taken`` the map of edges taken in this call, its
     mark, whether to skip edges marked and whether to mark these. Returns the new count of
     the other kind's nodes."""
-    indptr, record, shift, ts = csr
+    indptr, record, shift, _ = csr
     edge_mask, behaviour_mask = (1 << (shift - BEHAVIOUR_BITS)) - 1, (1 << BEHAVIOUR_BITS) - 1
-    cutoff, blocked, blocked_mark, allowed, filtered = filter_
+    filtered = filter_[4]
     into, into_base, into_nodes, into_count = reached
     taken_map, taken_mark, check, mark = taken
     edges, per_behaviour = out
@@ -327,20 +288,7 @@ def _draw(
     eligible = np.empty(most if filtered else 0, np.int64)  # positions it may draw from
     for q in range(len(frontier)):
         start, end = indptr[frontier[q]], indptr[frontier[q] + 1]
-        size = end - start
-        if filtered:
-            size = 0
-            for p in range(start, end):
-                if (
-                    ts[p] < cutoff
-                    and allowed[record[p] & behaviour_mask]
-                    and (
-                        blocked_mark == 0
-                        or blocked[(record[p] >> BEHAVIOUR_BITS) & edge_mask] != blocked_mark
-                    )
-                ):
-                    eligible[size] = p
-                    size += 1
+        size = _eligible(csr, start, end, filter_, eligible) if filtered else end - start
         for j in range(subset(state, size, k, drawn, 0)):
             p = eligible[drawn[j]] if filtered else start + drawn[j]
             r = np.int64(record[p])

@@ -1,4 +1,11 @@
-"""Training: BPR or max-margin loss, hard negatives on a curriculum, early stopping.
+"""Training with early stopping on a validation split.
+
+The default loss is a softmax over all items (full graph; no negatives are drawn) or over the
+batch's candidates (sampled neighbourhoods: its positives, uniform random items and hard
+negatives). BPR and max-margin (``TrainConfig.loss``) score each positive against one
+negative: uniform random, a share of them growing on a curriculum to ``hard_negative_share``
+replaced by hard ones (highly scored items in full mode, items that random walks from the
+positive visit most in sampled mode).
 
 ``GnnRecommender`` wraps either model behind the scoring interface of ``gnn.baselines`` so
 evaluation treats GNNs and baselines alike.
@@ -16,11 +23,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from gnn.baselines import Scores
+from gnn.baselines import ScoreMatrix
 from gnn.data import GraphData, IntArray, Interactions
 from gnn.evaluate import evaluate
+from gnn.inputs import to_graph
 from gnn.minibatch import PairSampler
-from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec, interaction_weights
+from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec
 from gnn.splits import distinct_pairs, make_split
 
 log = logging.getLogger(__name__)
@@ -47,7 +55,7 @@ class TrainConfig:
     fanout: int = 10  # sampled: neighbours drawn per node and hop
     negatives: int = 1_024  # sampled: uniform random candidate items per batch
     hard_negative_share: float = 0.3  # final share of hard negatives (curriculum from 0)
-    hard_rank: tuple[int, int] = (10, 100)  # hard negatives come from these score ranks
+    hard_rank: tuple[int, int] = (10, 100)  # full, bpr/margin: hard negatives' score ranks
     validation_share: float = 0.1  # of training pairs, for early stopping
     target: tuple[int, ...] = ()  # behaviours early stopping validates on (empty: any)
     eval_every: int = 2
@@ -69,39 +77,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def to_graph(
-    data: GraphData,
-    edges: Interactions,
-    typed: bool,
-    half_life_days: float,
-    device: torch.device,
-    known_items: np.ndarray | None = None,
-) -> Graph:
-    """Tensors for message passing over ``edges`` (grouped by behaviour unless merged).
-
-    Only ``known_items`` (default: all) use their ID embedding; others are represented by
-    content and neighbours alone, as a brand-new item would be."""
-    all_weights = interaction_weights(edges, data.newest_ts, half_life_days)
-    groups = [edges.behaviour == b for b in range(4)] if typed else [np.ones(len(edges), bool)]
-    tensors, weights = [], []
-    for mask in groups:
-        e = torch.as_tensor(np.stack([edges.actor[mask], edges.item[mask]]), dtype=torch.long)
-        tensors.append(e.to(device))
-        weights.append(all_weights[torch.as_tensor(mask)].to(device))
-    return Graph(
-        num_actors=data.num_actors,
-        edges=tensors,
-        weights=weights,
-        ancestors=torch.as_tensor(data.category_ancestors()).to(device),
-        features=torch.as_tensor(data.item_features, dtype=torch.float32).to(device),
-        item_ids=torch.as_tensor(
-            np.where(
-                known_items if known_items is not None else True, np.arange(data.num_items), -1
-            )
-        ).to(device),
-    )
 
 
 def after_random_point(actor: IntArray, ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -238,58 +213,72 @@ class GnnRecommender:
         )
         if self._sampler is not None:
             return self._sampled_epoch(self._sampler, opt, rng, hard_share)
-        pair_actor, pair_item, pair_ts = distinct_pairs(train)
-        pairs = np.stack([pair_actor, pair_item], axis=1)
-        if isinstance(self.model, SageRec):
-            # Supervision pairs never appear in the message-passing graph of the same epoch.
-            if self.config.supervision == "temporal":
-                sup = after_random_point(pair_actor, pair_ts, rng)
-            else:
-                sup = rng.random(len(pairs)) < self.config.supervision_share
-            edge_pair = train.actor.astype(np.int64) * data.num_items + train.item
-            keep = ~np.isin(
-                edge_pair, pairs[sup, 0].astype(np.int64) * data.num_items + pairs[sup, 1]
-            )
-            graph = to_graph(
-                data,
-                train.take(keep),
-                self.config.sage.behaviour_typed,
-                self.config.sage.half_life_days,
-                self.device,
-                self.known_items,
-            )
-            pairs = pairs[sup]
-        else:
-            self.model.set_graph(torch.as_tensor(train.actor), torch.as_tensor(train.item))  # type: ignore[operator]
-            graph = None
+        pairs, graph = self._epoch_graph(data, train, rng)
         losses = []
         for batch in np.array_split(
             rng.permutation(len(pairs)), max(1, len(pairs) // self.config.batch_size)
         ):
-            a = torch.as_tensor(pairs[batch, 0], device=self.device)
-            i = torch.as_tensor(pairs[batch, 1], device=self.device)
-            if graph is not None:
-                drop = torch.rand(data.num_items, device=self.device) < self.config.sage.id_dropout
-                h, z = self.model(graph, drop)
-            else:
-                h, z = self.model()
-            # index_select, not h[a]: indexing's backward accumulates in a thread-dependent order
-            h_a = h.index_select(0, a)
-            neg = (
-                None if self.config.loss == "softmax" else self._negatives(h_a, z, hard_share, rng)
-            )
-            loss = self._loss(h_a, z, i, neg)
-            if isinstance(self.model, LightGCN):
-                ego = self.model.embedding.weight
-                loss = loss + 1e-4 * (
-                    ego.index_select(0, a).pow(2).sum()
-                    + ego.index_select(0, self.model.num_actors + i).pow(2).sum()
-                ) / len(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(self._full_step(data, graph, pairs[batch], opt, rng, hard_share))
         return float(np.mean(losses))
+
+    def _epoch_graph(
+        self, data: GraphData, train: Interactions, rng: np.random.Generator
+    ) -> tuple[IntArray, Graph | None]:
+        """An epoch's ``[P, 2]`` supervision pairs and SageRec's message-passing graph without
+        them (LightGCN: every pair, its graph set on the model, None)."""
+        pair_actor, pair_item, pair_ts = distinct_pairs(train)
+        pairs = np.stack([pair_actor, pair_item], axis=1)
+        if not isinstance(self.model, SageRec):
+            self.model.set_graph(torch.as_tensor(train.actor), torch.as_tensor(train.item))  # type: ignore[operator]
+            return pairs, None
+        # Supervision pairs never appear in the message-passing graph of the same epoch.
+        if self.config.supervision == "temporal":
+            sup = after_random_point(pair_actor, pair_ts, rng)
+        else:
+            sup = rng.random(len(pairs)) < self.config.supervision_share
+        edge_pair = train.actor.astype(np.int64) * data.num_items + train.item
+        keep = ~np.isin(edge_pair, pairs[sup, 0].astype(np.int64) * data.num_items + pairs[sup, 1])
+        graph = to_graph(
+            data,
+            train.take(keep),
+            self.config.sage.behaviour_typed,
+            self.config.sage.half_life_days,
+            self.device,
+            self.known_items,
+        )
+        return pairs[sup], graph
+
+    def _full_step(
+        self,
+        data: GraphData,
+        graph: Graph | None,
+        pairs: IntArray,
+        opt: torch.optim.Optimizer,
+        rng: np.random.Generator,
+        hard_share: float,
+    ) -> float:
+        """One optimiser step on ``[B, 2]`` pairs over the whole graph; returns its loss."""
+        a = torch.as_tensor(pairs[:, 0], device=self.device)
+        i = torch.as_tensor(pairs[:, 1], device=self.device)
+        if graph is not None:
+            drop = torch.rand(data.num_items, device=self.device) < self.config.sage.id_dropout
+            h, z = self.model(graph, drop)
+        else:
+            h, z = self.model()
+        # index_select, not h[a]: indexing's backward accumulates in a thread-dependent order
+        h_a = h.index_select(0, a)
+        neg = None if self.config.loss == "softmax" else self._negatives(h_a, z, hard_share, rng)
+        loss = self._loss(h_a, z, i, neg)
+        if isinstance(self.model, LightGCN):
+            ego = self.model.embedding.weight
+            loss = loss + 1e-4 * (
+                ego.index_select(0, a).pow(2).sum()
+                + ego.index_select(0, self.model.num_actors + i).pow(2).sum()
+            ) / len(pairs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
 
     def _sampled_epoch(
         self,
@@ -359,5 +348,5 @@ class GnnRecommender:
             h, z = self.model()
         self._actors, self._items = h.cpu().numpy(), z.cpu().numpy()
 
-    def score(self, actors: IntArray) -> Scores:
+    def score(self, actors: IntArray) -> ScoreMatrix:
         return np.asarray(self._actors[actors] @ self._items.T, np.float32)

@@ -10,9 +10,9 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from gnn.csr import CsrArrays, SamplerGraph, checked_ids
 from gnn.data import IntArray
 from gnn.draws import below, scratch, seed_from, stream
-from gnn.sampler import CsrArrays, SamplerGraph, checked_ids
 
 
 @dataclass(frozen=True)

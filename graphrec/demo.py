@@ -18,9 +18,9 @@ from typing import TypeVar
 import grpc
 from rich.console import Console
 
-from gnn.cli import train_once
 from gnn.datasets import Dataset
 from gnn.train import TrainConfig
+from gnn.trainer import train_once
 from graphrec.changefeed import ChangeFeed
 from graphrec.pipeline import ingest, load_dataset, produce_dataset, running_sink
 from graphrec.serving_cli import format_path

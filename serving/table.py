@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from gnn.data import from_snapshot
-from gnn.inference import Content, FeatureScaler, SageInference
+from gnn.inference import FeatureScaler, SageInference
+from gnn.inputs import Content
 from graphstore import IN_CATEGORY, CsrSnapshot, ItemRecord, NodeKind, category_keys
 from serving.topk import ItemIndex
 

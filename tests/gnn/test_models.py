@@ -11,9 +11,10 @@ from torch import Tensor
 
 from gnn.checkpoint import load, save
 from gnn.data import GraphData
+from gnn.inputs import to_graph
 from gnn.models import Graph, SageConfig, SageRec
 from gnn.splits import make_split
-from gnn.train import GnnRecommender, TrainConfig, to_graph
+from gnn.train import GnnRecommender, TrainConfig
 
 
 def remembering(data: GraphData, known: Tensor | None = None) -> tuple[SageRec, Graph]:

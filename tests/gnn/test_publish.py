@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from gnn.checkpoint import current_version
-from gnn.cli import train_once
 from gnn.datasets import SyntheticConfig, generate
 from gnn.datasets.base import load_into
 from gnn.train import TrainConfig
+from gnn.trainer import train_once
 from graphstore import open_store
 
 

@@ -11,10 +11,11 @@ import torch
 
 from gnn.checkpoint import load, save
 from gnn.data import GraphData
+from gnn.inputs import to_graph
 from gnn.metrics import hit_rate, mrr, ndcg, recall
 from gnn.models import SageConfig
 from gnn.splits import make_split
-from gnn.train import GnnRecommender, TrainConfig, after_random_point, pick_device, to_graph
+from gnn.train import GnnRecommender, TrainConfig, after_random_point
 
 
 def test_metrics_on_a_hand_checked_ranking() -> None:
@@ -140,10 +141,6 @@ def test_training_is_bit_for_bit_the_same_for_a_seed_whatever_the_thread_count(
         torch.set_num_threads(threads)
     for other in states[1:]:
         assert all(torch.equal(states[0][k], other[k]) for k in states[0])
-
-
-def test_device_is_cuda_only_when_present() -> None:
-    assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @pytest.mark.parametrize("model", ["sage", "lightgcn"])

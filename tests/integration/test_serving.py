@@ -18,9 +18,9 @@ import grpc
 import numpy as np
 import pytest
 
-from gnn.cli import train_once
 from gnn.datasets import Dataset, SyntheticConfig, generate
 from gnn.train import TrainConfig
+from gnn.trainer import train_once
 from graphrec.changefeed import ChangeFeed
 from graphrec.pipeline import ingest, produce_dataset, running_sink
 from graphstore import Behaviour, Interaction, NodeKind, NodeRef

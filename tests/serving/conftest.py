@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gnn.cli import train_once
 from gnn.datasets import Dataset, SyntheticConfig, generate
 from gnn.train import TrainConfig
+from gnn.trainer import train_once
 from graphrec.pipeline import ingest, produce_dataset
 from graphstore import GraphStore, open_store
 from protos import graphrec_pb2_grpc as pb_grpc

@@ -17,8 +17,8 @@ import grpc
 import numpy as np
 import pytest
 
-from gnn.cli import train_once
 from gnn.train import TrainConfig
+from gnn.trainer import train_once
 from graphrec.changefeed import ChangeFeed
 from graphrec.pipeline import ingest
 from graphstore import (

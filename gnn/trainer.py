@@ -1,0 +1,112 @@
+"""Train a version, gate it and publish it: once (``train_once``) or on a schedule
+(``train_periodically``). ``graphrec train``, the demo and the benchmarks call these."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from gnn.checkpoint import current_version, new_version, save, set_current, update_meta
+from gnn.data import from_snapshot
+from gnn.publish import version_recall
+from gnn.splits import make_split
+from gnn.train import GnnRecommender, TrainConfig
+from graphstore import CsrSnapshot, open_store
+
+log = logging.getLogger(__name__)
+
+
+def train_once(snapshot: CsrSnapshot, config: TrainConfig, models_dir: Path) -> dict[str, object]:
+    """Train one version; publish it (``current`` pointer) only if its recall on held-out
+    pairs is not worse than the current version's on the same pairs. Returns a summary."""
+    data = from_snapshot(snapshot)
+    split = make_split(data, "random", config.seed, 0.1)
+    model = GnnRecommender(config)
+    model.fit(data, split.train, config.seed)
+    version = new_version(models_dir)
+    directory = save(
+        model,
+        data,
+        models_dir / version,
+        {"watermarks": snapshot.watermarks, "history": model.history},
+    )
+    metric = version_recall(directory, data, split)
+    if metric is None:  # LightGCN cannot embed today's graph: its own validation score
+        metric = model.best_validation
+    current = _current(models_dir)
+    current_metric = None
+    if current is not None:
+        current_metric = version_recall(models_dir / current[0], data, split)
+        if current_metric is None:
+            current_metric = current[1]
+    published = current_metric is None or metric >= current_metric
+    log.info(
+        "version %s: held-out recall@20 %.4f against %s for the current version: %s",
+        version,
+        metric,
+        "none" if current_metric is None else f"{current_metric:.4f}",
+        "published" if published else "kept, not published",
+    )
+    update_meta(
+        directory,
+        {
+            "validation_recall@20": metric,
+            "best_validation_recall@20": model.best_validation,
+            "current_recall@20": current_metric,
+            "published": published,
+        },
+    )
+    if published:
+        set_current(models_dir, version)
+    return {
+        "version": version,
+        "path": str(directory),
+        "validation_recall@20": round(metric, 4),
+        "current_recall@20": None if current_metric is None else round(current_metric, 4),
+        "published": published,
+        "previous": current[0] if current else None,
+        "config": asdict(config),
+    }
+
+
+def _current(models_dir: Path) -> tuple[str, float] | None:
+    """The current version and its stored held-out recall, if there is one."""
+    version = current_version(models_dir)
+    if version is None:
+        return None
+    meta = json.loads((models_dir / version / "meta.json").read_text())
+    return version, float(meta["validation_recall@20"])
+
+
+def train_periodically(
+    store_url: str,
+    config: TrainConfig,
+    models_dir: Path,
+    every_minutes: float = 0.0,
+    every_events: int = 0,
+    report: Callable[[dict[str, object]], None] = lambda summary: None,
+) -> None:
+    """``train_once`` on the store's snapshot, then again every ``every_minutes`` or after
+    ``every_events`` new interactions, whichever comes first (neither: return after one).
+    A round whose store holds no new interactions trains nothing. Each summary goes to
+    ``report``."""
+    last_events = -1
+    while True:
+        with open_store(store_url) as graph:
+            events = graph.stats().interactions
+            if events != last_events:
+                report(train_once(graph.snapshot(), config, models_dir))
+                last_events = events
+        if every_minutes <= 0 and every_events <= 0:
+            return
+        deadline = time.monotonic() + (every_minutes * 60 if every_minutes > 0 else float("inf"))
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            if every_events > 0:
+                with open_store(store_url) as graph:
+                    if graph.stats().interactions - last_events >= every_events:
+                        break
