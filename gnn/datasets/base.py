@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from graphstore.base import GraphStore
-from graphstore.types import EdgeAggregate, Interaction, ItemRecord, NodeRef, edge_aggregates
+from graphstore import GraphStore
+from graphstore import EdgeAggregate, Interaction, ItemRecord, NodeRef, edge_aggregates
 
 Ledger = dict[tuple[NodeRef, str, str], EdgeAggregate]
 

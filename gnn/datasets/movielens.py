@@ -12,7 +12,7 @@ import importlib.util
 from pathlib import Path
 
 from gnn.datasets.base import Dataset
-from graphstore.types import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef
+from graphstore import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef
 
 GENRES = [
     "Action",

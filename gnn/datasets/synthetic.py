@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gnn.datasets.base import Dataset
-from graphstore.types import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef
+from graphstore import Behaviour, Interaction, ItemRecord, NodeKind, NodeRef
 
 START_TS = 1_790_812_800.0  # 2026-10-01T00:00:00Z
 TREE = {
