@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from graphstore import GraphStore
-from graphstore import EdgeAggregate, Interaction, ItemRecord, NodeRef, edge_aggregates
+from graphstore import EdgeAggregate, GraphStore, Interaction, ItemRecord, NodeRef, edge_aggregates
 
 Ledger = dict[tuple[NodeRef, str, str], EdgeAggregate]
 
