@@ -55,7 +55,7 @@ def build_servicer(
         config.workers,
         config.max_batch,
         metrics.batch,
-        admission.observe_service,
+        admission,
     )
     return RecommenderServicer(recommender, admission, batcher, pool, metrics.latency)
 

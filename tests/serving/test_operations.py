@@ -263,7 +263,7 @@ def test_requests_arriving_together_are_answered_in_batches_as_if_alone(world: W
         close(served)
 
 
-def test_requests_that_outwait_their_deadline_in_the_queue_end_as_deadline_exceeded(
+def test_requests_that_would_outwait_their_deadline_in_the_queue_are_shed_before_it(
     world: World,
 ) -> None:
     served = serve(world, ServerConfig(address="127.0.0.1:0", workers=1))
@@ -283,9 +283,11 @@ def test_requests_that_outwait_their_deadline_in_the_queue_end_as_deadline_excee
         recommender.recommend_many = slow_first  # type: ignore[method-assign]
         busy = served.stub.Recommend.future(request)
         wait_for(holding.is_set)  # the worker holds the first batch
+        asked = time.monotonic()
         with pytest.raises(grpc.RpcError) as late:
             served.stub.Recommend(request, timeout=0.3)
-        assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert late.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # not the deadline
+        assert time.monotonic() - asked < 0.3
         recommender.recommend_many = real  # type: ignore[method-assign]
         release.set()
         assert len(busy.result(timeout=10).items) == 3

@@ -263,7 +263,11 @@ def test_deadline_is_honoured_not_internal(served: Served, world: World) -> None
     user = user_with_most_items(world)
     with pytest.raises(grpc.RpcError) as failure:
         served.stub.Recommend(pb.RecommendRequest(subject=pb.Subject(user_id=user)), timeout=1e-4)
-    assert failure.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    # the client's clock ends it, or the server sheds it as unanswerable in time
+    assert failure.value.code() in (
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
 
 
 def test_metrics_count_requests_and_freshness(served: Served, world: World) -> None:
