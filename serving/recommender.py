@@ -110,6 +110,7 @@ class Recommender:
         for i, query in enumerate(queries):
             try:
                 self._check_k(query)
+                _check_category(engine, query.category)
                 subjects.append(self._as_actor(engine, query.subject))
                 going.append(i)
             except (BadRequest, NotFound, GraphStoreError) as exc:
@@ -121,6 +122,9 @@ class Recommender:
                 answers[i] = failed[slot]
             elif not len(graph.edges_of(slot)):
                 answers[i] = self._fallback(engine, queries[i], store_down)
+            elif not _knows_any(engine, graph.items_of(slot)):
+                why = f"none of the {subjects[slot].kind}'s items is in the catalogue"
+                answers[i] = self._fallback(engine, queries[i], why)
             else:
                 searched.append((i, slot))
         self._search(engine, graph, queries, searched, answers)
@@ -173,12 +177,13 @@ class Recommender:
         for (i, _), (rows, scores) in zip(searched, found, strict=True):
             answers[i] = Recommendation(engine.scored(rows, scores), engine.version)
 
-    def _fallback(self, engine: Engine, query: Query, store_down: str = "") -> Recommendation:
+    def _fallback(self, engine: Engine, query: Query, why: str = "") -> Recommendation:
+        """Popular items, saying ``why`` (by default: the subject has nothing to go on)."""
         exclude = excluded_rows(engine.table, query, ())
         items, source = popular_items(
             engine.table, self._popular, query.category, self._k(query), exclude
         )
-        reason = f"{store_down or why_fallback(query.subject)}; returning {source}"
+        reason = f"{why or why_fallback(query.subject)}; returning {source}"
         return Recommendation(items, engine.version, True, reason)
 
     def _k(self, query: Query) -> int:
@@ -209,7 +214,7 @@ class Recommender:
         engine = self.engine()
         self._item_row(engine, item_id)
         graph, _ = self._fetch([subject], hops=2)
-        mine = graph.subject_edges[graph.in_graph[graph.subject_edges]]
+        mine = graph.subject_edges  # its edges in the graph and its request events
         if not len(mine):
             raise NotFound(f"{subject.kind} {subject.key!r} has no interactions in the graph")
         target_actors = actors_of(self._request_store, item_id, self.config.refresh_fanouts[0])
@@ -271,3 +276,15 @@ class Recommender:
             rows[missing] = table.rows_of(ids)
             rows[rows >= table.size] = -1
         return rows
+
+
+def _knows_any(engine: Engine, item_ids: Sequence[str]) -> bool:
+    """Whether the item table holds any of ``item_ids``."""
+    rows = engine.table.rows_of(item_ids)
+    return bool(((rows >= 0) & (rows < engine.table.size)).any())
+
+
+def _check_category(engine: Engine, category: str) -> None:
+    """NOT_FOUND for a category filter no catalogue item falls under."""
+    if category and not (engine.table.in_category(category) < engine.table.size).any():
+        raise NotFound(f"category {category!r} has no items in the catalogue")
