@@ -48,11 +48,24 @@ def update_meta(directory: Path, extra: dict[str, Any]) -> None:
 
 
 def current_version(models_dir: Path) -> str | None:
-    """The version ``models_dir/current`` points at (written by ``graphrec train``), if any."""
+    """The version ``models_dir/current`` points at (written by ``graphrec train``), if any.
+
+    Raises ValueError when it names anything but a directory inside ``models_dir`` (``..``,
+    a path, a link out): a version name never reaches outside the models directory.
+    """
     pointer = models_dir / "current"
     if not pointer.is_file():
         return None
-    return pointer.read_text().strip() or None
+    version = pointer.read_text().strip()
+    if not version:
+        return None
+    inside = (models_dir / version).resolve().is_relative_to(models_dir.resolve())
+    if Path(version).name != version or version in (".", "..") or not inside:
+        raise ValueError(
+            f"{pointer} names {version!r}, which is not a version directory inside "
+            f"{models_dir}; write the name of one of its version directories there"
+        )
+    return version
 
 
 def new_version(models_dir: Path) -> str:

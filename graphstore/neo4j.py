@@ -7,6 +7,7 @@ Rows are sorted so that concurrent writers take node locks in one order.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -61,6 +62,7 @@ class Neo4jGraphStore(GraphStore):
     def __init__(self, uri: str, auth: tuple[str, str], database: str = "neo4j") -> None:
         self.url = uri
         self._database = database
+        self._bound_s: float | None = None  # see ``bounded``
         self._driver = GraphDatabase.driver(uri, auth=auth)
         try:
             self._driver.verify_connectivity()
@@ -96,10 +98,24 @@ class Neo4jGraphStore(GraphStore):
         uri = f"{parts.scheme}://{host}:{parts.port or 7687}"
         return cls(uri, (user, password), database)
 
+    def bounded(self, timeout_s: float) -> Neo4jGraphStore:
+        """A view of this store (same driver, not to be closed) whose neighbourhood reads
+        give up after about ``timeout_s``: one attempt, no retries, a connection within
+        ``timeout_s``, a transaction timeout of ``timeout_s``; an unreachable or slow server
+        raises ``GraphStoreError``. For request paths, where the caller's deadline is short.
+        """
+        view = copy.copy(self)
+        view._bound_s = timeout_s
+        return view
+
     def _session(self, fetch_size: int | None = None) -> neo4j.Session:
-        if fetch_size is None:
-            return self._driver.session(database=self._database)
-        return self._driver.session(database=self._database, fetch_size=fetch_size)
+        options: dict[str, Any] = {"database": self._database}
+        if fetch_size is not None:
+            options["fetch_size"] = fetch_size
+        if self._bound_s is not None:
+            options["max_transaction_retry_time"] = 0.0
+            options["connection_acquisition_timeout"] = self._bound_s
+        return self._driver.session(**options)
 
     # ------------------------------------------------------------------ writes
     def _apply(self, batch: Batch) -> ApplyResult:
@@ -139,8 +155,16 @@ class Neo4jGraphStore(GraphStore):
             "before": before,
             **{f"f{h + 1}": cap for h, cap in enumerate(caps)},
         }
-        with self._session() as s:
-            record = s.execute_read(lambda tx: tx.run(cy.NEIGHBOURHOOD, params).single())
+        read = neo4j.unit_of_work(timeout=self._bound_s)(
+            lambda tx: tx.run(cy.NEIGHBOURHOOD, params).single()
+        )
+        try:
+            with self._session() as s:
+                record = s.execute_read(read)
+        except (neo4j.exceptions.DriverError, neo4j.exceptions.Neo4jError) as exc:
+            if self._bound_s is None or not _unavailable(exc):
+                raise
+            raise GraphStoreError(f"Neo4j at {self.url} did not answer: {exc}") from exc
         assert record is not None  # the query aggregates to exactly one row
         found_keys = {NodeRef(NodeKind(label), key) for label, key in record["found"]}
         rows: list[HopEdgeRow] = [
@@ -180,6 +204,13 @@ class Neo4jGraphStore(GraphStore):
 
     def _close(self) -> None:
         self._driver.close()
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The server is unreachable or too slow (not a mistake in the query)."""
+    if isinstance(exc, neo4j.exceptions.DriverError | neo4j.exceptions.TransientError):
+        return True
+    return "TransactionTimedOut" in str(getattr(exc, "code", ""))
 
 
 # ---------------------------------------------------------------- transaction functions

@@ -2,7 +2,9 @@
 
 Past ``max_inflight`` requests in progress, or when the queue ahead would outlast the
 caller's deadline, a request is refused with RESOURCE_EXHAUSTED at once instead of queueing
-work that cannot finish in time.
+work that cannot finish in time. A request admitted on an estimate that proved wrong is shed
+from the queue before its deadline (``Admission.late``, see ``serving.batching``): callers
+get an answer or RESOURCE_EXHAUSTED, not a deadline that ran out on the server.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from prometheus_client import Counter
 
 from serving.status import Failure
 
+LOOP_S = 0.005  # the event loop's time to hand over a batch and send its answers
+SAFETY = 1.5  # batch times vary; a request shed a little early beats one answered late
+
 
 class Admission:
     """Counts requests in progress and estimates one request's worker time."""
@@ -24,6 +29,7 @@ class Admission:
         self.workers = workers
         self.inflight = 0
         self.service_s = 0.005  # running estimate of one request's worker time
+        self.batch_time_s = 0.005  # and of one batch's
         self._shed = shed
 
     def admit(self, authorization: str | bytes, time_remaining: float | None) -> None:
@@ -42,17 +48,34 @@ class Admission:
                 f"server busy ({self.inflight} requests in progress); retry with back-off",
             )
 
+    def late(self) -> Failure:
+        """The failure of an admitted request that can no longer be answered in time."""
+        self._shed.inc()
+        return Failure(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "server busy: the request would not be answered before its deadline; "
+            "retry with back-off",
+        )
+
+    def batch_s(self, requests: int) -> float:
+        """Expected worker time of a batch of ``requests`` (no less than a typical batch's:
+        a batch has a fixed cost too), with a margin, plus the event loop's share."""
+        return SAFETY * max(requests * self.service_s, self.batch_time_s) + LOOP_S
+
     def observe_service(self, seconds: float, requests: int) -> None:
-        """Moving average of the worker time one request takes (in a batch: its share)."""
+        """Moving averages of the worker time one request takes (in a batch: its share) and
+        of a batch's."""
         self.service_s += 0.05 * (seconds / max(1, requests) - self.service_s)
+        self.batch_time_s += 0.05 * (seconds - self.batch_time_s)
 
 
 def would_shed(
     inflight: int, max_inflight: int, workers: int, service_s: float, remaining: float | None
 ) -> bool:
-    """True when the server is full, or when a request would only wait out its deadline
-    (``remaining`` seconds; None for none) in the queue ahead of a free worker."""
+    """True when the server is full, or when the requests in progress ahead of this one
+    (their worker time shared among ``workers``) and its own would outlast its deadline
+    (``remaining`` seconds; None for none). An idle server admits every request."""
     if inflight >= max_inflight:
         return True
-    queued = inflight // workers  # requests ahead of a free worker
-    return bool(queued) and remaining is not None and (queued + 1) * service_s > remaining
+    expected = (inflight / workers + 1) * service_s + LOOP_S
+    return bool(inflight) and remaining is not None and expected > remaining

@@ -15,6 +15,7 @@ from serving.metrics import Metrics
 from serving.recommender import Recommender, RecommenderConfig
 from serving.registry import ModelRegistry
 from serving.server import RecommenderServer, ServerConfig
+from serving.storehealth import StoreProbe
 from serving.trending import TrendingCache, http_trending
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ class Serving:
     ``items_changed`` is the seam for whatever follows the event stream (see
     ``graphrec.changefeed``): it re-embeds the changed items from their live neighbourhoods,
     and replays changes that arrived while a new model version was loading onto that version.
+    gRPC health is SERVING while a model is loaded and the store's probe (every
+    ``probe_every_s``) answers.
     """
 
     def __init__(
@@ -36,9 +39,12 @@ class Serving:
         config: ServerConfig | None = None,
         trending_url: str = "",
         reload_every_s: float = 1.0,
+        probe_every_s: float = 1.0,
     ) -> None:
         self.recommender_config = recommender_config or RecommenderConfig()
         self.metrics = Metrics()
+        self.store_probe = StoreProbe(store, self._store_changed, probe_every_s)
+        self.metrics.store_up.set(1)
         self.registry: ModelRegistry[Engine] = ModelRegistry(
             models_dir,
             lambda d: Engine.load(d, store, self.recommender_config.exact_threshold),
@@ -52,6 +58,8 @@ class Serving:
             self.recommender_config,
             self.trending,
             self.metrics.freshness.observe,
+            lambda: self.store_probe.up,
+            self.metrics.store_down_answers.inc,
         )
         self.server = RecommenderServer(self.recommender, config or ServerConfig(), self.metrics)
         self._pending: tuple[set[str], dict[str, ItemRecord]] = (set(), {})
@@ -76,9 +84,11 @@ class Serving:
                 self.registry.models_dir,
             )
         self.registry.start()
+        self.store_probe.start()
         return port
 
     def stop(self) -> None:
+        self.store_probe.stop()
         self.registry.stop()
         self.server.stop()
         if self.trending is not None:
@@ -106,4 +116,12 @@ class Serving:
         self.metrics.model.info({"version": version})
         self.metrics.items.set(engine.table.size)
         if self._started:
-            self.server.set_serving(True)
+            self._update_health()
+
+    def _store_changed(self, up: bool) -> None:
+        self.metrics.store_up.set(int(up))
+        self._update_health()
+
+    def _update_health(self) -> None:
+        """SERVING while a model is loaded and the store answers."""
+        self.server.set_serving(self.registry.current() is not None and self.store_probe.up)

@@ -1,14 +1,17 @@
 """Recommend requests that arrive while the workers are busy wait together and are answered
 as one batch (one graph round trip, one output-layer pass, one top-K call: see
 ``Recommender.recommend_many``), so the cost of a request falls as load rises instead of the
-queue growing."""
+queue growing.
+
+A waiting request that could no longer be answered before its deadline (one batch's expected
+time before it, or when a worker takes it up) gets RESOURCE_EXHAUSTED at once instead of
+running out its deadline in the queue."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -16,6 +19,7 @@ from prometheus_client import Histogram
 
 from protos import graphrec_pb2 as pb
 from serving import convert
+from serving.admission import Admission
 from serving.recommender import Recommender
 from serving.status import parse
 from serving.types import BadRequest, NotReady
@@ -28,11 +32,16 @@ class WaitingRecommend:
     """A Recommend request waiting for its batch."""
 
     raw: bytes
-    start_by: float | None  # monotonic time after which it is not worth starting
+    deadline: float | None  # the caller's, on the monotonic clock (the event loop's time)
     future: asyncio.Future[bytes]  # the answer, set on the event loop
+    timer: asyncio.TimerHandle | None = None  # sheds it if it is still waiting too late
 
     def expired(self, now: float) -> bool:
-        return self.start_by is not None and now > self.start_by
+        return self.deadline is not None and now > self.deadline
+
+    def too_late(self, now: float, batch_s: float) -> bool:
+        """Would a batch taking ``batch_s`` started ``now`` end after the deadline?"""
+        return self.deadline is not None and now + batch_s > self.deadline
 
 
 class RecommendBatcher:
@@ -47,28 +56,38 @@ class RecommendBatcher:
         workers: int,
         max_batch: int,
         sizes: Histogram,
-        on_service: Callable[[float, int], None],
+        admission: Admission,
     ) -> None:
         self.recommender = recommender
         self._pool = pool
         self._workers = workers
         self._max_batch = max(1, max_batch)
         self._sizes = sizes
-        self._on_service = on_service
+        self._admission = admission
         self._waiting: list[WaitingRecommend] = []
         self._running = 0  # batches on the workers
 
     async def answer(self, raw: bytes, remaining: float | None) -> bytes:
         """Queue a serialized RecommendRequest for the next batch; its serialized answer."""
         loop = asyncio.get_running_loop()
-        start_by = None if remaining is None else time.monotonic() + remaining
-        waiting = WaitingRecommend(raw, start_by, loop.create_future())
+        deadline = None if remaining is None else loop.time() + remaining
+        waiting = WaitingRecommend(raw, deadline, loop.create_future())
+        if deadline is not None:
+            shed_at = deadline - self._admission.batch_s(self._max_batch)
+            waiting.timer = loop.call_at(shed_at, self._shed_if_waiting, waiting)
         self._waiting.append(waiting)
         self._start(loop)
-        # no timer of our own: gRPC ends the call at its deadline (cancelling this wait), a
-        # batch skips requests that expired while they waited, and an answer ready after the
-        # deadline is a TimeoutError
-        return await waiting.future
+        try:
+            return await waiting.future
+        finally:
+            if waiting.timer is not None:
+                waiting.timer.cancel()
+
+    def _shed_if_waiting(self, waiting: WaitingRecommend) -> None:
+        """On the event loop, a batch's time before the deadline: still waiting is too late."""
+        if not waiting.future.done() and waiting in self._waiting:
+            self._waiting.remove(waiting)
+            waiting.future.set_exception(self._admission.late())
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the event loop: hand waiting requests to every idle worker, a batch each."""
@@ -76,6 +95,10 @@ class RecommendBatcher:
             size = self._max_batch
             batch = [w for w in self._waiting[:size] if not w.future.done()]  # drop cancelled
             del self._waiting[:size]
+            now, batch_s = loop.time(), self._admission.batch_s(len(batch))
+            for late in [w for w in batch if w.too_late(now, batch_s)]:
+                batch.remove(late)
+                late.future.set_exception(self._admission.late())
             if not batch:
                 continue
             self._running += 1
@@ -128,5 +151,5 @@ class RecommendBatcher:
                     if isinstance(answer, Exception)
                     else convert.recommendation_msg(answer).SerializeToString()
                 )
-        self._on_service(time.perf_counter() - started, len(batch))
+        self._admission.observe_service(time.perf_counter() - started, len(batch))
         return answers

@@ -98,7 +98,8 @@ def path_for_edge(
             nodes.append(node)
             rels.append(rel)
             forward.append(fwd)
-    return ExplanationPath(tuple(nodes), tuple(rels), tuple(forward), contribution)
+    drawn = bool(graph.in_graph[edge])
+    return ExplanationPath(tuple(nodes), tuple(rels), tuple(forward), contribution, drawn)
 
 
 Hop = tuple[NodeRef, str, bool]
@@ -150,12 +151,15 @@ def cypher_for(paths: list[ExplanationPath]) -> tuple[str, dict[str, str]]:
     """One ``MATCH p = … RETURN p`` per path joined by ``UNION ALL``; ids are parameters.
 
     Labels and relationship types cannot be parameters in Cypher; they come from the fixed
-    vocabularies ``NodeKind`` and the graph's relationship types, never from a request.
+    vocabularies ``NodeKind`` and the graph's relationship types, never from a request. A
+    path whose first hop is a request event the graph lacks is drawn from its item on.
     """
     parts, params = [], {}
     for i, path in enumerate(paths):
         pattern = []
         for h, node in enumerate(path.nodes):
+            if h == 0 and not path.first_in_graph:
+                continue
             name = f"p{i}n{h}"
             params[name] = node.key
             pattern.append(f"(:{NodeKind(node.kind).value} {{id: ${name}}})")

@@ -12,7 +12,7 @@ FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 360
 
 class Metrics:
     """Latency per method and status, shed requests, batch sizes, freshness, the model
-    version in use."""
+    version in use, whether the graph store answers."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -51,6 +51,18 @@ class Metrics:
         self.refreshed = Counter(
             "graphrec_items_refreshed",
             "Items re-embedded from their live neighbourhood after a change.",
+            registry=self.registry,
+        )
+
+        self.store_up = Gauge(
+            "graphrec_store_up",
+            "1 while the graph store answers its health probe, else 0 (requests then skip "
+            "the store and health is NOT_SERVING).",
+            registry=self.registry,
+        )
+        self.store_down_answers = Counter(
+            "graphrec_store_unavailable_answers",
+            "Recommend answers given without the graph store because it was unavailable.",
             registry=self.registry,
         )
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
-from graphstore import Behaviour, GraphStore, ItemRecord
+from graphstore import Behaviour, GraphStore, GraphStoreError, ItemRecord
 from serving.engine import Engine
 from serving.explain import actors_of, browser_url, cypher_for, strongest_paths
 from serving.fallback import Popular, popular_items, why_fallback
@@ -24,7 +24,8 @@ from serving.fetch import Failed, fetch_subjects
 from serving.filters import allowed_rows, excluded_rows
 from serving.freshness import FreshnessTracker
 from serving.refresh import items_from_graph, re_embed
-from serving.subgraph import LocalGraph
+from serving.storehealth import bounded, store_unavailable
+from serving.subgraph import LocalGraph, local_graph
 from serving.types import (
     BadRequest,
     Explanation,
@@ -51,6 +52,7 @@ class RecommenderConfig:
     exact_threshold: int = 20_000  # items; above it top-K uses the usearch index
     browser_url: str = "http://127.0.0.1:7474/browser/"  # Neo4j Browser, for Explain links
     browser_dbms: str = "neo4j://neo4j@127.0.0.1:7687"  # what its connect form is filled with
+    store_timeout_s: float = 2.0  # bound on a request's store call (where the store has one)
 
 
 class Recommender:
@@ -67,9 +69,14 @@ class Recommender:
         config: RecommenderConfig | None = None,
         popular: Popular | None = None,
         on_fresh: Callable[[float], None] | None = None,
+        store_up: Callable[[], bool] = lambda: True,
+        on_store_down: Callable[[int], None] = lambda answered: None,
     ) -> None:
-        self.store = store
+        self.store = store  # for refreshing items, off the request path
         self.config = config or RecommenderConfig()
+        self._request_store = bounded(store, self.config.store_timeout_s)
+        self._store_up = store_up  # False: skip the store (its probe fails)
+        self._on_store_down = on_store_down  # called with the queries answered without it
         self._engine = engine
         self._popular = popular
         self._freshness = FreshnessTracker(on_fresh) if on_fresh is not None else None
@@ -93,6 +100,8 @@ class Recommender:
         """``recommend`` for several queries at once, answers in order: one graph round trip
         for all their subjects, one output-layer pass, one batched top-K search. A caller
         mistake (bad k, unknown item) fails only its own query: its answer is the exception.
+        While the store is unavailable, subjects are answered from what needs no store: their
+        request events, else popular items, saying so in ``fallback_reason``.
         """
         engine = self.engine()
         answers: list[Recommendation | Exception] = [NotReady("not answered")] * len(queries)
@@ -101,21 +110,44 @@ class Recommender:
         for i, query in enumerate(queries):
             try:
                 self._check_k(query)
+                _check_category(engine, query.category)
                 subjects.append(self._as_actor(engine, query.subject))
                 going.append(i)
-            except (BadRequest, NotFound) as exc:
+            except (BadRequest, NotFound, GraphStoreError) as exc:
                 answers[i] = exc
-        graph, failed = self._fetch(subjects)
+        graph, failed, store_down = self._fetch_or_events(subjects)
         searched: list[tuple[int, int]] = []  # (query, subject slot)
         for slot, i in enumerate(going):
             if slot in failed:
                 answers[i] = failed[slot]
             elif not len(graph.edges_of(slot)):
-                answers[i] = self._fallback(engine, queries[i])
+                answers[i] = self._fallback(engine, queries[i], store_down)
+            elif not _knows_any(engine, graph.items_of(slot)):
+                why = f"none of the {subjects[slot].kind}'s items is in the catalogue"
+                answers[i] = self._fallback(engine, queries[i], why)
             else:
                 searched.append((i, slot))
         self._search(engine, graph, queries, searched, answers)
+        if store_down:
+            self._on_store_down(len(going))
+            why = f"{store_down}; answered from the request's events only"
+            for i, slot in searched:
+                answer = answers[i]
+                if subjects[slot].key and isinstance(answer, Recommendation):
+                    answers[i] = replace(answer, fallback_reason=why)  # lacks its graph edges
         return answers
+
+    def _fetch_or_events(self, subjects: Sequence[Subject]) -> tuple[LocalGraph, Failed, str]:
+        """``_fetch``, or while the store is unavailable the subjects' request events alone;
+        and why the store was not used ("" when it was)."""
+        try:
+            graph, failed = self._fetch(subjects)
+            return graph, failed, ""
+        except Exception as exc:
+            if not store_unavailable(exc):
+                raise
+            why = f"graph store unavailable ({exc})"
+        return local_graph(None, [s.node for s in subjects], [s.events for s in subjects]), {}, why
 
     def _search(
         self,
@@ -145,12 +177,13 @@ class Recommender:
         for (i, _), (rows, scores) in zip(searched, found, strict=True):
             answers[i] = Recommendation(engine.scored(rows, scores), engine.version)
 
-    def _fallback(self, engine: Engine, query: Query) -> Recommendation:
+    def _fallback(self, engine: Engine, query: Query, why: str = "") -> Recommendation:
+        """Popular items, saying ``why`` (by default: the subject has nothing to go on)."""
         exclude = excluded_rows(engine.table, query, ())
         items, source = popular_items(
             engine.table, self._popular, query.category, self._k(query), exclude
         )
-        reason = f"{why_fallback(query.subject)}; returning {source}"
+        reason = f"{why or why_fallback(query.subject)}; returning {source}"
         return Recommendation(items, engine.version, True, reason)
 
     def _k(self, query: Query) -> int:
@@ -181,10 +214,10 @@ class Recommender:
         engine = self.engine()
         self._item_row(engine, item_id)
         graph, _ = self._fetch([subject], hops=2)
-        mine = graph.subject_edges[graph.in_graph[graph.subject_edges]]
+        mine = graph.subject_edges  # its edges in the graph and its request events
         if not len(mine):
             raise NotFound(f"{subject.kind} {subject.key!r} has no interactions in the graph")
-        target_actors = actors_of(self.store, item_id, self.config.refresh_fanouts[0])
+        target_actors = actors_of(self._request_store, item_id, self.config.refresh_fanouts[0])
         paths = strongest_paths(engine, graph, mine, item_id, target_actors)[:max_paths]
         cypher, params = cypher_for(paths)
         link = browser_url(self.config.browser_url, self.config.browser_dbms, cypher, params)
@@ -202,7 +235,12 @@ class Recommender:
 
     # ------------------------------------------------------------------ helpers
     def _fetch(self, subjects: Sequence[Subject], hops: int = 1) -> tuple[LocalGraph, Failed]:
-        graph, failed = fetch_subjects(self.store, subjects, self.config.fanouts, hops)
+        """The subjects' live neighbourhoods; GraphStoreError at once while the probe finds
+        the store unavailable."""
+        if not self._store_up() and any(s.key for s in subjects):
+            raise GraphStoreError("graph store unavailable (its health probe fails)")
+        store = self._request_store
+        graph, failed = fetch_subjects(store, subjects, self.config.fanouts, hops)
         if self._freshness is not None:
             self._freshness.observe(subjects, graph)
         return graph, failed
@@ -232,9 +270,21 @@ class Recommender:
         missing = (rows < 0) | (rows >= table.size)
         if missing.any():
             ids = [i for i, m in zip(item_ids, missing.tolist(), strict=True) if m]
-            records = items_from_graph(self.store, sorted(set(ids)))
+            records = items_from_graph(self._request_store, sorted(set(ids)))
             if records:
                 self.refresh([], records)
             rows[missing] = table.rows_of(ids)
             rows[rows >= table.size] = -1
         return rows
+
+
+def _knows_any(engine: Engine, item_ids: Sequence[str]) -> bool:
+    """Whether the item table holds any of ``item_ids``."""
+    rows = engine.table.rows_of(item_ids)
+    return bool(((rows >= 0) & (rows < engine.table.size)).any())
+
+
+def _check_category(engine: Engine, category: str) -> None:
+    """NOT_FOUND for a category filter no catalogue item falls under."""
+    if category and not (engine.table.in_category(category) < engine.table.size).any():
+        raise NotFound(f"category {category!r} has no items in the catalogue")

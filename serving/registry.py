@@ -35,6 +35,7 @@ class ModelRegistry(Generic[E]):
         self._current: E | None = None
         self._version: str | None = None
         self._failed: str | None = None  # a version that would not load: not retried
+        self._refused: str | None = None  # why the last pointer was refused (logged once)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.loading = threading.Event()
@@ -48,7 +49,13 @@ class ModelRegistry(Generic[E]):
 
     def check(self) -> bool:
         """Load and swap in the version ``current`` names if it is new; True if swapped."""
-        version = current_version(self.models_dir)
+        try:
+            version = current_version(self.models_dir)
+        except ValueError as exc:  # a pointer out of the models directory: never followed
+            if str(exc) != self._refused:
+                log.error("%s; keeping %s", exc, self._version)
+                self._refused = str(exc)
+            return False
         if version is None or version in (self._version, self._failed):
             return False
         self.loading.set()

@@ -1,5 +1,5 @@
 """The gRPC server's lifecycle: a ``grpc.aio`` server on a thread of its own serving the
-Recommender servicer, plus the shipped health and reflection services.
+Recommender servicer, plus the shipped health service and reflection (``serving.reflection``).
 
 Caller mistakes map to INVALID_ARGUMENT / NOT_FOUND, never INTERNAL (``serving.status``);
 admission control and batching are ``serving.admission`` and ``serving.batching``.
@@ -16,12 +16,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from serving.admission import Admission
 from serving.batching import RecommendBatcher
 from serving.metrics import Metrics
 from serving.recommender import Recommender
+from serving.reflection import enable_reflection
 from serving.servicer import SERVICE_NAME, RecommenderServicer
 
 __all__ = ["SERVICE_NAME", "RecommenderServer", "ServerConfig"]
@@ -55,7 +55,7 @@ def build_servicer(
         config.workers,
         config.max_batch,
         metrics.batch,
-        admission.observe_service,
+        admission,
     )
     return RecommenderServicer(recommender, admission, batcher, pool, metrics.latency)
 
@@ -124,13 +124,8 @@ class RecommenderServer:
         )
         server.add_generic_rpc_handlers((self.servicer.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
+        enable_reflection(
+            server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
         )
         if self.config.tls_cert and self.config.tls_key:
             creds = grpc.ssl_server_credentials(

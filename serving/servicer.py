@@ -102,6 +102,9 @@ class RecommenderServicer:
             finally:
                 self.admission.inflight -= 1
         except Failure as failure:
+            if context.done():  # the caller cancelled or its deadline passed: no one to tell
+                self._latency.labels(method, "CANCELLED").observe(time.perf_counter() - started)
+                raise asyncio.CancelledError from None  # gRPC's quiet path (a debug line)
             self._latency.labels(method, failure.code.name).observe(time.perf_counter() - started)
             await context.abort(failure.code, failure.message)
             raise  # not reached: abort raises

@@ -91,12 +91,14 @@ class ItemScores:
 
 @dataclass(frozen=True)
 class ExplanationPath:
-    """``nodes[i] -[relationships[i]]-> nodes[i + 1]`` when ``forward[i]``, else the reverse."""
+    """``nodes[i] -[relationships[i]]-> nodes[i + 1]`` when ``forward[i]``, else the reverse.
+    ``first_in_graph`` is False when the first hop is a request event the graph lacks."""
 
     nodes: tuple[NodeRef, ...]
     relationships: tuple[str, ...]
     forward: tuple[bool, ...]
     contribution: float
+    first_in_graph: bool = True
 
 
 @dataclass(frozen=True)
