@@ -16,9 +16,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gnn.cli import train_once
 from gnn.datasets import Dataset, SyntheticConfig, generate
 from gnn.train import TrainConfig
+from gnn.trainer import train_once
 from graphrec.pipeline import ingest, produce_dataset
 from graphstore import NodeKind
 from graphstore.neo4j import Neo4jGraphStore
