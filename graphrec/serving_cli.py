@@ -112,28 +112,34 @@ def serve_command(
         metrics_port=metrics_port,
     )
     recommender_config = RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url)
-    graph = open_store(store or config.store_url)
-    serving = Serving(
-        graph,
-        models_dir or config.models_path,
-        recommender_config,
-        server,
-        trending_url=trending or "",
-    )
-    port = serving.start()
-    feed = ChangeFeed(log or config.log_url, graph, serving.items_changed) if follow else None
-    if feed is not None:
-        feed.start()
-    metrics = f"; metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""
-    out.print(
-        f"serving graphrec.v1.Recommender on port {port} "
-        f"(model {serving.registry.version}){metrics}"
-    )
-    _wait_for_a_stop_signal()
-    if feed is not None:
-        feed.stop()
-    serving.stop()
-    graph.close()
+    with open_store(store or config.store_url) as graph:
+        serving = Serving(
+            graph,
+            models_dir or config.models_path,
+            recommender_config,
+            server,
+            trending_url=trending or "",
+        )
+        feed = ChangeFeed(log or config.log_url, graph, serving.items_changed) if follow else None
+        _run(serving, feed, metrics_port)
+
+
+def _run(serving: Serving, feed: ChangeFeed | None, metrics_port: int) -> None:
+    """Start the service (and the change feed), wait for SIGTERM/SIGINT, stop both."""
+    try:
+        port = serving.start()
+        if feed is not None:
+            feed.start()
+        metrics = f"; metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""
+        out.print(
+            f"serving graphrec.v1.Recommender on port {port} "
+            f"(model {serving.registry.version}){metrics}"
+        )
+        _wait_for_a_stop_signal()
+    finally:
+        if feed is not None:
+            feed.stop()
+        serving.stop()
 
 
 def _fanouts(text: str) -> tuple[int, ...]:
@@ -243,10 +249,4 @@ def _call(address: str | None, token: str, call):  # type: ignore[no-untyped-def
     target = address or load_config().grpc_address
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     with grpc.insecure_channel(target) as channel:
-        try:
-            return call(pb_grpc.RecommenderStub(channel), metadata)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            detail = exc.details()
-            Console(stderr=True).print(f"[red]{code.name}[/red]: {detail}")
-            raise typer.Exit(1 if code is not grpc.StatusCode.INVALID_ARGUMENT else 2) from None
+        return call(pb_grpc.RecommenderStub(channel), metadata)
