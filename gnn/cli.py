@@ -17,9 +17,11 @@ from gnn.train import SUPERVISION, TRAINING_MODES, TrainConfig
 from gnn.trainer import train_periodically
 
 __all__ = [
+    "TRAINABLE_MODELS",
     "eval_command",
     "train_command",
 ]
+TRAINABLE_MODELS = ("sage", "lightgcn")  # what `train` publishes; `eval` compares more
 
 TrainingModeOpt = Annotated[
     str,
@@ -131,7 +133,7 @@ def train_command(
     models_dir: Annotated[Path, typer.Option(help="Where versions are written.")] = Path(
         "data/models"
     ),
-    model: Annotated[str, typer.Option(help="sage or lightgcn.")] = "sage",
+    model: Annotated[str, typer.Option(help=f"One of: {', '.join(TRAINABLE_MODELS)}.")] = "sage",
     epochs: Annotated[int, typer.Option(min=1)] = 60,
     every_minutes: Annotated[
         float, typer.Option(help="Periodic mode: retrain this often (0: once).")
@@ -145,6 +147,8 @@ def train_command(
 ) -> None:
     """Train on the graph's current snapshot and publish models/<version>/ when its recall@20
     on held-out pairs is not worse than the current version's on the same pairs."""
+    if model not in TRAINABLE_MODELS:
+        raise typer.BadParameter(f"unknown model {model!r}: {', '.join(TRAINABLE_MODELS)}")
     config = TrainConfig(
         model=model,
         epochs=epochs,

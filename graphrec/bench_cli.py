@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from graphrec.console import user_errors
-
 bench_app = typer.Typer(help="Benchmarks: each prints its figure beside a same-run baseline.")
 DatasetOpt = Annotated[str, typer.Option(help="ml-100k or synthetic.")]
 
@@ -35,8 +33,7 @@ def bench_ingest_cmd(
     """
     from benchmarks.ingest import bench_ingest
 
-    with user_errors():
-        print(json.dumps(bench_ingest(events, batch_size, store, source, trials)))
+    print(json.dumps(bench_ingest(events, batch_size, store, source, trials)))
 
 
 @bench_app.command("serve")
@@ -59,14 +56,13 @@ def bench_serve_cmd(
     exact search, and status codes and goodput at 2x the saturating load (JSON last line)."""
     from benchmarks.serve import bench_serve
 
-    with user_errors():
-        steps = tuple(int(c) for c in levels.split(",") if c.strip())
-        if not steps or min(steps) < 1:
-            raise ValueError(f"--levels takes positive integers like 1,8,32, got {levels!r}")
-        figures = bench_serve(
-            items, events, users, seconds, steps, overload_seconds, workers, max_inflight, epochs
-        )
-        print(json.dumps(figures))
+    steps = tuple(int(c) for c in levels.split(",") if c.strip())
+    if not steps or min(steps) < 1:
+        raise ValueError(f"--levels takes positive integers like 1,8,32, got {levels!r}")
+    figures = bench_serve(
+        items, events, users, seconds, steps, overload_seconds, workers, max_inflight, epochs
+    )
+    print(json.dumps(figures))
 
 
 @bench_app.command("sample")
@@ -78,8 +74,7 @@ def bench_sample_cmd(
     """Sampled neighbours/s beside a raw numpy CSR gather of the same seeds (JSON last line)."""
     from benchmarks.learning import bench_sample, load_graph
 
-    with user_errors():
-        print(json.dumps(bench_sample(load_graph(dataset), seeds, fanout)))
+    print(json.dumps(bench_sample(load_graph(dataset), seeds, fanout)))
 
 
 @bench_app.command("train")
@@ -90,5 +85,4 @@ def bench_train_cmd(
     """LightGCN epoch time beside a bare sparse-matmul LightGCN loop (JSON last line)."""
     from benchmarks.learning import bench_train, load_graph
 
-    with user_errors():
-        print(json.dumps(bench_train(load_graph(dataset), epochs)))
+    print(json.dumps(bench_train(load_graph(dataset), epochs)))

@@ -4,6 +4,10 @@ The serving process reads the same topics as the sink with a consumer group of i
 starting right after what the graph held when the item table was built (the store's
 watermark), and waits for the store's watermark to pass each batch before asking the service
 to re-embed the items it touched. Bad records are skipped here (the sink dead-letters them).
+
+The feed outlives its event log and its store: when either fails (Kafka down at start, the
+store unreachable) it reports the loop down, waits and reconnects (``graphrec.background``),
+starting again after what the graph holds.
 """
 
 from __future__ import annotations
@@ -14,17 +18,24 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from prometheus_client import CollectorRegistry
+
+from graphrec.background import LoopMetrics, LoopState, run_forever
 from graphstore import GraphStore, ItemRecord
 from streaming.codec import BadRecord, decode_event, decode_item
 from streaming.records import TopicPartition
 from streaming.urls import open_source, parse_log_url
 
 log = logging.getLogger(__name__)
+LOOP_NAME = "change-feed"
 Notify = Callable[[list[str], list[ItemRecord]], object]
 
 
 class ChangeFeed(threading.Thread):
-    """A daemon thread calling ``notify(item_ids, item_records)`` for each applied batch."""
+    """A daemon thread calling ``notify(item_ids, item_records)`` for each applied batch.
+
+    ``state`` shows whether it can follow the log (metrics, health); by default one of its
+    own, on a registry nobody serves."""
 
     def __init__(
         self,
@@ -32,11 +43,13 @@ class ChangeFeed(threading.Thread):
         store: GraphStore,
         notify: Notify,
         wait_for_graph_s: float = 10.0,
+        state: LoopState | None = None,
     ) -> None:
-        super().__init__(name="change-feed", daemon=True)
+        super().__init__(name=LOOP_NAME, daemon=True)
         self.log_url, self.store, self.notify = log_url, store, notify
         self.wait_for_graph_s = wait_for_graph_s
         self.items_topic = parse_log_url(log_url).items
+        self.state = state or LoopState(LOOP_NAME, LoopMetrics(CollectorRegistry()))
         self._stopping = threading.Event()
         self.batches = 0
 
@@ -44,11 +57,16 @@ class ChangeFeed(threading.Thread):
         self._stopping.set()
 
     def run(self) -> None:
+        run_forever(self._follow, self.state, self._stopping)
+
+    def _follow(self) -> None:
+        """Follow the log until stopped; raises when the log or the store fails."""
         source = open_source(self.log_url, f"graphrec-serving-{uuid.uuid4().hex[:8]}")
         source.on_assign(lambda tps: self._start_after_graph(source, tps))
         try:
             while not self._stopping.is_set():
                 records = source.poll(5_000, 0.1)
+                self.state.succeeded()
                 if not records:
                     continue
                 ids: dict[str, None] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -13,15 +14,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graphrec.bench_cli import bench_app
-from graphrec.config import Config, ConfigError, load_config
-from graphrec.console import err
-from graphrec.console import user_errors as _user_errors
+from graphrec.config import Config, load_config
+from graphrec.console import GraphrecGroup, err, exit_codes_help
 from graphrec.pipeline import DATASETS, ingest, load_dataset, produce_dataset
-from graphstore import GraphStore, open_store
+from graphstore import open_store
 
 app = typer.Typer(
     help="graphrec: a graph-backed recommender fed by streaming events.\n\n"
@@ -30,10 +29,13 @@ app = typer.Typer(
     "gRPC service recommends from it. Settings come from ./graphrec.toml (a \\[graphrec] table) "
     "and "
     "GRAPHREC_* environment variables; options override both.",
+    epilog=exit_codes_help(),
+    cls=GraphrecGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
+QUIET_LIBRARIES = ("kafka", "neo4j")  # their loggers, shown with -v
 StoreOpt = Annotated[
     str | None,
     typer.Option("--store", help="Graph store URL (sqlite://PATH, memory://, neo4j://HOST:PORT)."),
@@ -41,11 +43,7 @@ StoreOpt = Annotated[
 
 
 def _config() -> Config:
-    try:
-        return load_config()
-    except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+    return load_config()
 
 
 def _progress() -> Progress:
@@ -68,6 +66,11 @@ def _main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # The drivers log every refused connection at ERROR; graphrec says what failed in
+        # one line (commands) or in its own retry warnings (background loops).
+        for library in QUIET_LIBRARIES:
+            logging.getLogger(library).setLevel(logging.CRITICAL)
 
 
 @app.command("produce")
@@ -87,13 +90,12 @@ def produce_cmd(
 ) -> None:
     """Write a dataset's items (topic `items`) and events (topic `events`) to the event log."""
     config = _config()
-    with _user_errors():
-        data = load_dataset(dataset, events, seed)
-        with _progress() as bar:
-            task = bar.add_task("producing", total=len(data.interactions) + malformed)
-            report = produce_dataset(
-                to or config.log_url, data, fmt, malformed, seed, lambda n: bar.advance(task, n)
-            )
+    data = load_dataset(dataset, events, seed)
+    with _progress() as bar:
+        task = bar.add_task("producing", total=len(data.interactions) + malformed)
+        report = produce_dataset(
+            to or config.log_url, data, fmt, malformed, seed, lambda n: bar.advance(task, n)
+        )
     print(json.dumps({"dataset": data.name, **report.__dict__, "to": to or config.log_url}))
 
 
@@ -119,7 +121,7 @@ def ingest_cmd(
     Prints a JSON summary: applied, dead-lettered (with reasons), events/s.
     """
     config = _config()
-    with _user_errors(), _open(store or config.store_url) as graph, _progress() as bar:
+    with open_store(store or config.store_url) as graph, _progress() as bar:
         task = bar.add_task("ingesting", total=None)
         summary = ingest(
             source or config.log_url,
@@ -135,7 +137,7 @@ def ingest_cmd(
 @app.command("stats")
 def stats_cmd(store: StoreOpt = None) -> None:
     """Print node and edge counts and ingest watermarks of the graph store as JSON."""
-    with _open(store or _config().store_url) as graph:
+    with open_store(store or _config().store_url) as graph:
         print(json.dumps(asdict(graph.stats()), indent=2))
 
 
@@ -150,8 +152,7 @@ def services_cmd(ctx: typer.Context) -> None:
     """
     script = Path(__file__).resolve().parents[1] / "deploy" / "services.sh"
     if not script.is_file():
-        err.print(f"[red]error:[/red] {script} not found (run from a graphrec checkout)")
-        raise typer.Exit(2)
+        raise FileNotFoundError(f"{script} not found (run from a graphrec checkout)")
     raise typer.Exit(subprocess.call([str(script), *ctx.args]))
 
 
@@ -175,10 +176,9 @@ def trending_cmd(
     from streaming.urls import parse_log_url
 
     config = _config()
-    with _user_errors():
-        address = parse_log_url(source)
-        if address.scheme != "kafka":
-            raise ValueError(f"trending needs a kafka:// URL, got {source!r}")
+    address = parse_log_url(source)
+    if address.scheme != "kafka":
+        raise typer.BadParameter(f"trending needs a kafka:// URL, got {source!r}")
     app_ = build_app(
         TrendingConfig(
             broker=f"kafka://{address.location}",
@@ -217,15 +217,14 @@ def demo_cmd(
     from graphrec.demo import run_demo
 
     shutil.rmtree(data_dir, ignore_errors=True)
-    with _user_errors():
-        run_demo(
-            data_dir,
-            events,
-            out=Console(),
-            train_epochs=epochs,
-            kafka="127.0.0.1:9092" if kafka else None,
-            neo4j="neo4j://127.0.0.1:7687" if neo4j else None,
-        )
+    run_demo(
+        data_dir,
+        events,
+        out=Console(),
+        train_epochs=epochs,
+        kafka="127.0.0.1:9092" if kafka else None,
+        neo4j="neo4j://127.0.0.1:7687" if neo4j else None,
+    )
 
 
 def _mount_gnn() -> None:
@@ -236,6 +235,9 @@ def _mount_gnn() -> None:
 
 
 def _mount_serving() -> None:
+    # gRPC core prints its own lines on stderr (a failed bind, say) unless told before it loads;
+    # the command's one-line error says the same.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from graphrec import serving_cli
 
     app.command("serve")(serving_cli.serve_command)
@@ -246,11 +248,6 @@ def _mount_serving() -> None:
 _mount_gnn()
 _mount_serving()
 app.add_typer(bench_app, name="bench")
-
-
-def _open(url: str) -> GraphStore:
-    with _user_errors():
-        return open_store(url)
 
 
 def main() -> None:

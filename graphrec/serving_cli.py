@@ -13,14 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from graphrec.changefeed import ChangeFeed
+from graphrec.background import LoopMetrics, LoopState
+from graphrec.changefeed import LOOP_NAME, ChangeFeed
 from graphrec.config import load_config
-from graphstore import open_store
+from graphstore import GraphStore, open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
 from serving.app import Serving
 from serving.recommender import RecommenderConfig
 from serving.server import ServerConfig
+from streaming.urls import parse_log_url
 
 log = logging.getLogger(__name__)
 out = Console()
@@ -112,28 +114,46 @@ def serve_command(
         metrics_port=metrics_port,
     )
     recommender_config = RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url)
-    graph = open_store(store or config.store_url)
-    serving = Serving(
-        graph,
-        models_dir or config.models_path,
-        recommender_config,
-        server,
-        trending_url=trending or "",
-    )
-    port = serving.start()
-    feed = ChangeFeed(log or config.log_url, graph, serving.items_changed) if follow else None
-    if feed is not None:
-        feed.start()
-    metrics = f"; metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""
-    out.print(
-        f"serving graphrec.v1.Recommender on port {port} "
-        f"(model {serving.registry.version}){metrics}"
-    )
-    _wait_for_a_stop_signal()
-    if feed is not None:
-        feed.stop()
-    serving.stop()
-    graph.close()
+    follow_url = log or config.log_url
+    parse_log_url(follow_url)  # a bad URL fails here, before anything starts
+    with open_store(store or config.store_url) as graph:
+        serving = Serving(
+            graph,
+            models_dir or config.models_path,
+            recommender_config,
+            server,
+            trending_url=trending or "",
+        )
+        _run(serving, graph, follow_url if follow else None, metrics_port)
+
+
+def _run(serving: Serving, graph: GraphStore, follow_url: str | None, metrics_port: int) -> None:
+    """Start the service (and the change feed on ``follow_url``), wait for SIGTERM/SIGINT,
+    stop both."""
+    feed: ChangeFeed | None = None
+    try:
+        port = serving.start()
+        if follow_url is not None:
+            feed = _feed(follow_url, graph, serving)
+            feed.start()
+        metrics = f"; metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""
+        out.print(
+            f"serving graphrec.v1.Recommender on port {port} "
+            f"(model {serving.registry.version}){metrics}"
+        )
+        _wait_for_a_stop_signal()
+    finally:
+        if feed is not None:
+            feed.stop()
+        serving.stop()
+
+
+def _feed(log_url: str, graph: GraphStore, serving: Serving) -> ChangeFeed:
+    """The change feed, its state in the service's /metrics and gRPC health (the server
+    must be running to take health)."""
+    metrics = LoopMetrics(serving.metrics.registry)
+    state = LoopState(LOOP_NAME, metrics, serving.server.set_health)
+    return ChangeFeed(log_url, graph, serving.items_changed, state=state)
 
 
 def _fanouts(text: str) -> tuple[int, ...]:
@@ -243,10 +263,4 @@ def _call(address: str | None, token: str, call):  # type: ignore[no-untyped-def
     target = address or load_config().grpc_address
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     with grpc.insecure_channel(target) as channel:
-        try:
-            return call(pb_grpc.RecommenderStub(channel), metadata)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            detail = exc.details()
-            Console(stderr=True).print(f"[red]{code.name}[/red]: {detail}")
-            raise typer.Exit(1 if code is not grpc.StatusCode.INVALID_ARGUMENT else 2) from None
+        return call(pb_grpc.RecommenderStub(channel), metadata)

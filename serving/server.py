@@ -92,6 +92,15 @@ class RecommenderServer:
         for name in ("", SERVICE_NAME):
             self._call(self._health.set(name, status))
 
+    def set_health(self, service: str, ok: bool) -> None:
+        """Health status of another service name (a background loop's, say)."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ok
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        self._call(self._health.set(service, status))
+
     def stop(self, grace_s: float = 5.0) -> None:
         """Finish requests in flight (up to ``grace_s``), then close the loop and the pool."""
         if self._server is not None:
