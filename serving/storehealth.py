@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as CallTimeout
+from typing import Any, cast
 
 from graphstore import GraphStore, GraphStoreError, InvalidInput, NodeKind, NodeRef
 
@@ -22,11 +25,39 @@ PROBE_TIMEOUT_S = 5.0  # more than a request's bound: the first query after a st
 
 
 def bounded(store: GraphStore, timeout_s: float) -> GraphStore:
-    """The store's view whose calls give up after about ``timeout_s`` when it has one
-    (``Neo4jGraphStore.bounded``); a store without one (the embedded store reads local
-    files) is returned as it is."""
+    """The store's view whose calls give up after about ``timeout_s``.
+
+    A store's own bound (``Neo4jGraphStore.bounded``: one attempt, connection and
+    transaction timeouts) ends calls to a server that is down; it cannot end a read from a
+    server that answers slowly, so every call also runs on a small pool and the caller stops
+    waiting at the bound (``GraphStoreError``) while the abandoned call finishes there."""
     view = getattr(store, "bounded", None)
-    return view(timeout_s) if callable(view) else store
+    return cast(GraphStore, _Deadline(view(timeout_s) if callable(view) else store, timeout_s))
+
+
+class _Deadline:
+    """Forwards attribute access to ``store``; its methods return within ``timeout_s``."""
+
+    _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store-call")
+
+    def __init__(self, store: GraphStore, timeout_s: float) -> None:
+        self._store, self._timeout_s = store, timeout_s
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            future = self._pool.submit(attribute, *args, **kwargs)
+            try:
+                return future.result(timeout=self._timeout_s)
+            except CallTimeout:
+                raise GraphStoreError(
+                    f"graph store did not answer {name} within {self._timeout_s:g} s"
+                ) from None
+
+        return call
 
 
 def store_unavailable(exc: BaseException) -> bool:
