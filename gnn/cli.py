@@ -89,7 +89,7 @@ def eval_command(
         typer.Option(
             "--plot",
             callback=_needs_matplotlib,
-            help="Write metric bars and training curves to a PNG (needs graphrec[plot]).",
+            help="Write metric bars and training curves to a PNG (needs graphrec\\[plot]).",
         ),
     ] = None,
     events: Annotated[int, typer.Option(help="Synthetic interactions.")] = 50_000,

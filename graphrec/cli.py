@@ -146,7 +146,7 @@ def stats_cmd(store: StoreOpt = None) -> None:
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def services_cmd(ctx: typer.Context) -> None:
-    """Run deploy/services.sh: `up|down|restart|status|reset|password [kafka|neo4j]`.
+    """Run deploy/services.sh: `up|down|restart|status|reset|password \\[kafka|neo4j]`.
 
     Fetches Kafka and Neo4j (+ Browser) from Maven Central once and runs them on 127.0.0.1.
     """
