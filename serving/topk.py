@@ -32,7 +32,7 @@ import numpy.typing as npt
 from usearch.index import BatchMatches, Index, Matches
 
 Rows = npt.NDArray[np.int64]
-Scores = npt.NDArray[np.float32]
+ScoreArray = npt.NDArray[np.float32]
 Vectors = npt.NDArray[np.float32]
 
 # HNSW settings. Gaussian vectors are a worst case for graph search; measured recall@10 vs exact:
@@ -116,7 +116,7 @@ class ItemIndex:
         k: int,
         exclude: np.ndarray | None = None,
         allowed: np.ndarray | None = None,
-    ) -> tuple[Rows, Scores]:
+    ) -> tuple[Rows, ScoreArray]:
         """The ``k`` rows with the largest dot product with ``query`` (``[d]`` float32), best
         first; ties go to the smaller row. Returns ``(rows, scores)`` with
         ``min(k, eligible rows)`` entries. ``exclude`` rows are never returned; if ``allowed`` is
@@ -142,7 +142,7 @@ class ItemIndex:
         ks: Sequence[int],
         excludes: Sequence[np.ndarray | None],
         alloweds: Sequence[np.ndarray | None],
-    ) -> list[tuple[Rows, Scores]]:
+    ) -> list[tuple[Rows, ScoreArray]]:
         """:meth:`search` for each row of ``queries`` (``[q, d]`` float32) with its own ``k``,
         ``exclude`` and ``allowed``; the same answers. The queries without ``allowed`` are
         served together: one matrix product on the exact path, or one batched usearch call
@@ -157,7 +157,7 @@ class ItemIndex:
             )
         for k in ks:
             _check_k(k)
-        out: list[tuple[Rows, Scores]] = [(_NO_ROWS, _NO_SCORES)] * len(qs)
+        out: list[tuple[Rows, ScoreArray]] = [(_NO_ROWS, _NO_SCORES)] * len(qs)
         together = [i for i, allowed in enumerate(alloweds) if allowed is None]
         for i, allowed in enumerate(alloweds):
             if allowed is not None:
@@ -199,7 +199,7 @@ class ItemIndex:
         k: int,
         skip: Rows,
         allowed: Rows | None,
-    ) -> tuple[Rows, Scores]:
+    ) -> tuple[Rows, ScoreArray]:
         """Over-fetch from usearch, drop ineligible rows, re-score exactly; widen the fetch
         until ``k`` eligible rows are found, and fall back to exact search if the graph cannot
         supply them."""
@@ -257,7 +257,7 @@ def exact_topk(table: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
 
 
 _NO_ROWS: Rows = np.empty(0, np.int64)
-_NO_SCORES: Scores = np.empty(0, np.float32)
+_NO_SCORES: ScoreArray = np.empty(0, np.float32)
 _CORES = os.cpu_count() or 1
 
 
@@ -268,12 +268,12 @@ def _keys_per_query(matches: BatchMatches | Matches, queries: int) -> list[Rows]
     return [np.asarray(matches.keys, np.int64)]
 
 
-def _exact(table: Vectors, q: Vectors, k: int, skip: Rows) -> tuple[Rows, Scores]:
+def _exact(table: Vectors, q: Vectors, k: int, skip: Rows) -> tuple[Rows, ScoreArray]:
     """Exact search over the whole table minus the ``skip`` rows."""
     return _exact_of_scores(table @ q, k, skip)
 
 
-def _exact_of_scores(scores: np.ndarray, k: int, skip: Rows) -> tuple[Rows, Scores]:
+def _exact_of_scores(scores: np.ndarray, k: int, skip: Rows) -> tuple[Rows, ScoreArray]:
     """The best ``k`` of every row's ``scores`` minus the ``skip`` rows."""
     rows = np.arange(len(scores), dtype=np.int64)
     if len(skip):
@@ -284,7 +284,7 @@ def _exact_of_scores(scores: np.ndarray, k: int, skip: Rows) -> tuple[Rows, Scor
     return _rank(rows, scores, k)
 
 
-def _rank(rows: Rows, scores: np.ndarray, k: int) -> tuple[Rows, Scores]:
+def _rank(rows: Rows, scores: np.ndarray, k: int) -> tuple[Rows, ScoreArray]:
     """The ``k`` best ``(row, score)`` pairs, by score descending then row ascending."""
     if k < len(scores):
         kth = np.partition(scores, len(scores) - k)[len(scores) - k]  # the k-th largest score
