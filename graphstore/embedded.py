@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from graphstore import (
     ApplyResult,
     Batch,
     CsrSnapshot,
+    DedupWindow,
     GraphStore,
     Interaction,
     ItemRecord,
@@ -38,6 +40,7 @@ from graphstore import (
 from graphstore import _sqlite_schema as sql
 from graphstore._neighbourhood import assemble
 from graphstore._snapshot_builder import SnapshotBuilder
+from graphstore.base import first_sightings
 
 DB_FILENAME = "graph.sqlite"
 # An edge as stored in SQLite, endpoints as node row ids: (src, rel, dst, count, first_ts, last_ts).
@@ -77,14 +80,36 @@ class EmbeddedGraphStore(GraphStore):
             return result
 
     def _apply_in_tx(self, batch: Batch) -> ApplyResult:
-        interactions, items = batch.unseen(self._watermarks())
+        unseen, items = batch.unseen(self._watermarks())
+        interactions = unseen
+        if batch.dedup is not None:
+            now = time.time() if batch.ingested_at is None else batch.ingested_at
+            interactions = self._first_sightings(unseen, batch.dedup, now)
         self._write_interactions(interactions)
         if items:
             self._write_items(items)
         marks = batch.new_watermarks()
         self._db.executemany(sql.UPSERT_WATERMARK, [(t, p, o) for (t, p), o in marks.items()])
-        applied = len(interactions) + len(items)
-        return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
+        return ApplyResult(
+            applied=len(interactions) + len(items),
+            skipped_replayed=len(batch) - len(unseen) - len(items),
+            skipped_duplicate=len(unseen) - len(interactions),
+        )
+
+    def _first_sightings(
+        self, interactions: Sequence[Interaction], window: DedupWindow, now: float
+    ) -> list[Interaction]:
+        """Drop events whose id is in the window, remember the new ids, trim the window."""
+        cutoff = now - window.max_age_s
+        self._db.execute(sql.FORGET_EVENTS_BEFORE, {"cutoff": cutoff})
+        ids = json.dumps(sorted({i.event_id for i in interactions if i.event_id}))
+        seen = {
+            r[0] for r in self._db.execute(sql.SELECT_SEEN_EVENTS, {"ids": ids, "cutoff": cutoff})
+        }
+        fresh = first_sightings(interactions, seen)
+        self._db.executemany(sql.REMEMBER_EVENT, [(i.event_id, now) for i in fresh if i.event_id])
+        self._db.execute(sql.FORGET_EVENTS_BEYOND, (window.max_ids,))
+        return fresh
 
     def _write_interactions(self, interactions: Sequence[Interaction]) -> None:
         edges = edge_aggregates(interactions)

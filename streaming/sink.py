@@ -27,6 +27,7 @@ import tenacity
 
 from graphstore import (
     Batch,
+    DedupWindow,
     GraphStore,
     Interaction,
     InvalidInput,
@@ -58,12 +59,15 @@ class SinkConfig:
     item_topics: Collection[str] = (ITEMS_TOPIC,)  # topics carrying ItemUpsert, not Event
     retry_initial_s: float = 0.2  # first back-off after a failed graph write
     retry_max_s: float = 5.0  # back-off ceiling; the sink retries until stopped
+    # Events whose event_id was accepted within this window are dropped (None: keep all).
+    dedup: DedupWindow | None = field(default_factory=DedupWindow)
 
 
 @dataclass
 class SinkStats:
     applied: int = 0
     skipped_replayed: int = 0
+    skipped_duplicate: int = 0
     dead_lettered: int = 0
     batches: int = 0
     retries: int = 0
@@ -72,7 +76,8 @@ class SinkStats:
 
     @property
     def events_per_s(self) -> float:
-        return (self.applied + self.skipped_replayed) / self.elapsed_s if self.elapsed_s else 0.0
+        handled = self.applied + self.skipped_replayed + self.skipped_duplicate
+        return handled / self.elapsed_s if self.elapsed_s else 0.0
 
 
 @dataclass(frozen=True)
@@ -197,10 +202,19 @@ class Sink:
 
     def _write(self, decoded: Decoded) -> None:
         self._dead_letter(decoded.bad)
-        batch = Batch(decoded.interactions, decoded.items, decoded.consumed)
+        batch = Batch(
+            decoded.interactions,
+            decoded.items,
+            decoded.consumed,
+            dedup=self.config.dedup,
+            ingested_at=time.time(),
+        )
         result = self._with_retries(lambda: self.store.apply(batch))
         self.stats.applied += result.applied
         self.stats.skipped_replayed += result.skipped_replayed
+        self.stats.skipped_duplicate += result.skipped_duplicate
+        if result.skipped_duplicate:
+            log.info("dropped %d resent events (event id seen before)", result.skipped_duplicate)
         self.stats.batches += 1
         if self._on_batch is not None:
             self._on_batch(self.stats)
