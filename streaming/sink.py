@@ -146,14 +146,26 @@ class Sink:
         self.stats = SinkStats()
         self._on_batch = on_batch
         self._stop = threading.Event()
+        # Next offset per partition after the records decoded and handed to the writer: on a
+        # rebalance that gives a partition back, those are in hand and not read again.
+        self._in_hand: dict[TopicPartition, int] = {}
         source.on_assign(self._resume_from_watermarks)
 
     def _resume_from_watermarks(self, partitions: Sequence[TopicPartition]) -> None:
-        """Seek each newly assigned partition past everything the graph already holds."""
+        """Seek each newly assigned partition past everything the graph already holds and
+        everything this sink has decoded but not yet written (it will be)."""
         marks = self.store.watermarks()
         for tp in partitions:
-            start = max(self.source.committed(tp) or 0, marks.get(tp, -1) + 1)
+            committed = self.source.committed(tp) or 0
+            start = max(committed, marks.get(tp, -1) + 1, self._in_hand.get(tp, 0))
             self.source.seek(tp, start)
+
+    def _hand_over(self, records: list[LogRecord]) -> Decoded:
+        """Decode polled records for the writer, noting them as in hand."""
+        decoded = decode_batch(records, self.config.item_topics)
+        for tp, offset in decoded.consumed.items():
+            self._in_hand[tp] = max(self._in_hand.get(tp, 0), offset + 1)
+        return decoded
 
     def stop(self) -> None:
         """Ask ``run`` to return after the batches in hand are written and committed."""
@@ -191,7 +203,7 @@ class Sink:
         """Poll, write and commit one batch on this thread; returns records handled."""
         records = self.source.poll(self.config.batch_size, self.config.poll_timeout_s)
         if records:
-            batch = decode_batch(records, self.config.item_topics)
+            batch = self._hand_over(records)
             self._write(batch)
             self.commit({tp: o + 1 for tp, o in batch.consumed.items()})
         return len(records)
@@ -294,7 +306,7 @@ class _Reader(threading.Thread):
                     if not seen_records:
                         seen_records, self.first_record_at = True, now
                     last_record = now
-                    self._put(decode_batch(records, config.item_topics))
+                    self._put(sink._hand_over(records))
                 elif self.idle_exit_s is not None and now - last_record >= self.idle_exit_s:
                     break
         except BaseException as exc:
