@@ -65,7 +65,18 @@ class Neo4jGraphStore(GraphStore):
     def __init__(self, uri: str, auth: tuple[str, str], database: str = "neo4j") -> None:
         self.url = uri
         self._database = database
-        self._driver = GraphDatabase.driver(uri, auth=auth)
+        self._driver = GraphDatabase.driver(
+            uri,
+            auth=auth,
+            # Our statements name property keys a fresh graph does not have yet (seen_at,
+            # first_ts, ...): "property key does not exist" is expected there, not news for
+            # the user. Notes ("index already exists") are dropped too; warnings such as
+            # deprecations and performance hints still reach the neo4j.notifications log.
+            notifications_min_severity=neo4j.NotificationMinimumSeverity.WARNING,
+            notifications_disabled_classifications=[
+                neo4j.NotificationDisabledClassification.UNRECOGNIZED
+            ],
+        )
         try:
             self._driver.verify_connectivity()
         except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.AuthError) as exc:
