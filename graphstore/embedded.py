@@ -27,6 +27,7 @@ from graphstore import (
     CsrSnapshot,
     DedupWindow,
     GraphStore,
+    GraphStoreError,
     Interaction,
     ItemRecord,
     Neighbourhood,
@@ -68,16 +69,32 @@ class EmbeddedGraphStore(GraphStore):
 
     # ------------------------------------------------------------------ writes
     def _apply(self, batch: Batch) -> ApplyResult:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = self._apply_in_tx(batch)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._ids.clear()  # ids handed out in the rolled-back transaction are void
-                raise
+        with self._lock, self._transaction():
+            return self._apply_in_tx(batch)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction, committed on success and rolled back on any error.
+
+        SQLite may already have rolled back by itself (on SQLITE_FULL, also at COMMIT), so
+        the node-id cache is cleared first: ids handed out in a rolled-back transaction are
+        void, and a later batch using one would attach its edges to whatever node gets it.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self._db.execute("COMMIT")
-            return result
+        except BaseException as exc:
+            self._ids.clear()
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                where = self._target
+                raise GraphStoreError(
+                    f"disk full: no space left for the graph at {where}; free disk space "
+                    "there (nothing of this batch was written)"
+                ) from exc
+            raise
 
     def _apply_in_tx(self, batch: Batch) -> ApplyResult:
         unseen, items = batch.unseen(self._watermarks())
@@ -167,15 +184,9 @@ class EmbeddedGraphStore(GraphStore):
         return [self._ids[(r.kind, r.key)] for r in refs]
 
     def _reset(self) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in sql.DELETE_ALL:
-                    self._db.execute(statement)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, self._transaction():
+            for statement in sql.DELETE_ALL:
+                self._db.execute(statement)
             self._ids.clear()  # the rows they named are gone
 
     # ------------------------------------------------------------------ reads
