@@ -130,6 +130,7 @@ def ingest_cmd(
             batch_size or config.batch_size,
             idle_exit_s=None if follow else idle_exit,
             on_batch=lambda s: bar.update(task, completed=s.applied + s.dead_lettered),
+            dedup=config.dedup_window,
         )
     print(json.dumps(summary.as_dict()))
 

@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from graphstore import DedupWindow
+
 CONFIG_ENV = "GRAPHREC_CONFIG"
 DEFAULT_CONFIG_FILE = Path("graphrec.toml")
 
@@ -31,6 +33,10 @@ class Config(BaseSettings):
     group: str = "graphrec-sink"  # consumer group of the sink
     batch_size: int = Field(2_000, ge=1)  # records per graph transaction
     grpc_address: str = "127.0.0.1:50051"  # where `graphrec serve` listens
+    # The sink drops an event whose event_id it accepted within the last dedup_window_s
+    # seconds (ingest time) and among the last dedup_max_ids ids; 0 in either turns it off.
+    dedup_window_s: float = Field(24 * 3600.0, ge=0)
+    dedup_max_ids: int = Field(1_000_000, ge=0)
 
     @classmethod
     def settings_customise_sources(
@@ -51,6 +57,12 @@ class Config(BaseSettings):
     @property
     def log_url(self) -> str:
         return self.log or f"log://{self.data_dir / 'log'}"
+
+    @property
+    def dedup_window(self) -> DedupWindow | None:
+        if not (self.dedup_window_s and self.dedup_max_ids):
+            return None
+        return DedupWindow(self.dedup_window_s, self.dedup_max_ids)
 
     @property
     def models_path(self) -> Path:

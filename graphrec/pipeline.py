@@ -10,12 +10,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
-from graphstore import GraphStore
+from graphstore import DedupWindow, GraphStore
 from streaming.produce import ProduceReport, produce
 from streaming.sink import Sink, SinkConfig, SinkStats
 from streaming.urls import open_source, open_writer, parse_log_url
 
 log = logging.getLogger(__name__)
+DEFAULT_DEDUP = DedupWindow()
 DATASETS = ("synthetic", "ml-100k")
 
 
@@ -55,6 +56,7 @@ def produce_dataset(
 class IngestSummary:
     applied: int
     skipped_replayed: int
+    skipped_duplicate: int
     dead_lettered: int
     dead_letter_reasons: dict[str, int]
     batches: int
@@ -67,6 +69,7 @@ class IngestSummary:
         return cls(
             applied=stats.applied,
             skipped_replayed=stats.skipped_replayed,
+            skipped_duplicate=stats.skipped_duplicate,
             dead_lettered=stats.dead_lettered,
             dead_letter_reasons=dict(stats.dead_letter_reasons),
             batches=stats.batches,
@@ -86,12 +89,15 @@ def ingest(
     batch_size: int = 2_000,
     idle_exit_s: float | None = 1.0,
     on_batch: Callable[[SinkStats], None] | None = None,
+    dedup: DedupWindow | None = DEFAULT_DEDUP,
 ) -> IngestSummary:
     """Run the sink from ``log_url`` into ``store`` until idle (or forever with ``None``).
 
+    Events whose id was accepted within ``dedup`` are dropped (``None``: none are).
     SIGTERM and SIGINT stop it after the batch in hand is committed.
     """
-    sink = open_sink(log_url, store, group, SinkConfig(batch_size=batch_size), on_batch)
+    config = SinkConfig(batch_size=batch_size, dedup=dedup)
+    sink = open_sink(log_url, store, group, config, on_batch)
     with _stop_on_signals(sink.stop), closing_all(sink.source, sink.dead_letters):
         stats = sink.run(idle_exit_s=idle_exit_s)
     summary = IngestSummary.of(stats)

@@ -17,6 +17,9 @@ CONSTRAINTS: tuple[LiteralString, ...] = (
     "CREATE CONSTRAINT item_id IF NOT EXISTS FOR (n:Item) REQUIRE n.id IS UNIQUE",
     "CREATE CONSTRAINT category_id IF NOT EXISTS FOR (n:Category) REQUIRE n.id IS UNIQUE",
     "CREATE CONSTRAINT watermark_tp IF NOT EXISTS FOR (n:Watermark) REQUIRE n.tp IS UNIQUE",
+    "CREATE CONSTRAINT seen_event_id IF NOT EXISTS FOR (n:SeenEvent) REQUIRE n.id IS UNIQUE",
+    "CREATE INDEX seen_event_seq IF NOT EXISTS FOR (n:SeenEvent) ON (n.seq)",
+    "CREATE INDEX seen_event_at IF NOT EXISTS FOR (n:SeenEvent) ON (n.seen_at)",
 )
 
 READ_WATERMARKS: LiteralString = """
@@ -28,6 +31,40 @@ UNWIND $marks AS m
 MERGE (w:Watermark {tp: m.topic + ':' + toString(m.partition)})
 ON CREATE SET w.topic = m.topic, w.partition = m.partition, w.offset = m.offset
 ON MATCH SET w.offset = CASE WHEN m.offset > w.offset THEN m.offset ELSE w.offset END
+"""
+
+# The dedup window: one (:SeenEvent {id, seq, seen_at}) per remembered event id; seq numbers
+# ids in acceptance order from a counter node, so the newest $max_ids are those with the
+# highest seq. Expired ids are deleted at most $limit a batch (one transaction stays small
+# after a long pause); the lookup ignores expired ones still there, and remembering an id
+# again overwrites its expired node.
+FORGET_EVENTS_BEFORE: LiteralString = """
+MATCH (e:SeenEvent) WHERE e.seen_at < $cutoff
+WITH e LIMIT $limit
+DELETE e
+"""
+
+SELECT_SEEN_EVENTS: LiteralString = """
+UNWIND $ids AS id
+MATCH (e:SeenEvent {id: id}) WHERE e.seen_at >= $cutoff
+RETURN e.id AS id
+"""
+
+REMEMBER_EVENTS: LiteralString = """
+MERGE (c:SeenEventCounter {id: 0}) ON CREATE SET c.next = 0
+WITH c, c.next AS first
+SET c.next = first + size($ids)
+WITH first
+UNWIND range(0, size($ids) - 1) AS k
+MERGE (e:SeenEvent {id: $ids[k]})
+SET e.seq = first + k, e.seen_at = $now
+"""
+
+FORGET_EVENTS_BEYOND: LiteralString = """
+MATCH (c:SeenEventCounter {id: 0})
+WITH c.next - $max_ids AS cut
+MATCH (e:SeenEvent) WHERE e.seq < cut
+DELETE e
 """
 
 # One statement per actor label for a whole batch of pre-aggregated rows; the relationship

@@ -25,6 +25,10 @@ CREATE TABLE IF NOT EXISTS items (
     removed  INTEGER NOT NULL,
     ts       REAL    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seen_events (
+    event_id TEXT PRIMARY KEY,
+    seen_at  REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS watermarks (
     topic     TEXT    NOT NULL,
     partition INTEGER NOT NULL,
@@ -60,7 +64,33 @@ UPSERT_ITEM = (
 )
 SELECT_ITEMS = "SELECT node, title, features, removed FROM items"
 
-DELETE_ALL = tuple(f"DELETE FROM {table}" for table in ("edges", "items", "watermarks", "nodes"))
+DELETE_ALL = (
+    "DELETE FROM edges",
+    "DELETE FROM items",
+    "DELETE FROM watermarks",
+    "DELETE FROM seen_events",
+    "DELETE FROM nodes",
+)
+
+# The dedup window. seen_events is a rowid table: rowids grow with insertion, so the ids
+# accepted most recently are those with the highest rowids. Expiry deletes the run of oldest
+# rows before the first unexpired one (no index on seen_at to keep up: the scan stops there);
+# should the clock have stepped back, an expired id behind that row stays a while, so the
+# lookup checks seen_at too, and remembering it again replaces its row.
+FORGET_EVENTS_BEFORE = """
+DELETE FROM seen_events WHERE rowid < coalesce(
+    (SELECT rowid FROM seen_events WHERE seen_at >= :cutoff ORDER BY rowid LIMIT 1),
+    (SELECT max(rowid) + 1 FROM seen_events)
+)
+"""
+SELECT_SEEN_EVENTS = """
+SELECT event_id FROM seen_events
+WHERE event_id IN (SELECT value FROM json_each(:ids)) AND seen_at >= :cutoff
+"""
+REMEMBER_EVENT = "INSERT OR REPLACE INTO seen_events (event_id, seen_at) VALUES (?, ?)"
+FORGET_EVENTS_BEYOND = (
+    "DELETE FROM seen_events WHERE rowid <= (SELECT max(rowid) FROM seen_events) - ?"
+)
 SELECT_WATERMARKS = "SELECT topic, partition, offset FROM watermarks"
 UPSERT_WATERMARK = """
 INSERT INTO watermarks (topic, partition, offset) VALUES (?, ?, ?)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Generic, Self, TypeVar
@@ -14,6 +14,7 @@ from graphstore.types import (
     ALL_RELATIONSHIPS,
     ApplyResult,
     Behaviour,
+    DedupWindow,
     Interaction,
     ItemRecord,
     NodeKind,
@@ -61,12 +62,18 @@ class Batch:
     """What the sink hands to ``GraphStore.apply`` in one transaction.
 
     ``consumed`` is the highest offset read per (topic, partition), including records
-    that were dead-lettered, so the watermark moves past them too.
+    that were dead-lettered, so the watermark moves past them too. With ``dedup``, an
+    interaction whose ``event_id`` was accepted before (within the window, or earlier in this
+    batch) is dropped, and the ids accepted are remembered in the same transaction;
+    ``ingested_at`` is the ingest time the window is measured in (default: the clock at
+    ``apply``). An empty ``event_id`` is never deduplicated.
     """
 
     interactions: Sequence[Positioned[Interaction]] = ()
     items: Sequence[Positioned[ItemRecord]] = ()
     consumed: Mapping[TopicPartition, int] = field(default_factory=dict)
+    dedup: DedupWindow | None = None
+    ingested_at: float | None = None
 
     def __len__(self) -> int:
         return len(self.interactions) + len(self.items)
@@ -107,6 +114,8 @@ class GraphStore(abc.ABC):
     * Interaction edges keep commutative aggregates ``{count, first_ts, last_ts}``: any
       order of the same events gives the same graph.
     * Item upserts are last-writer-wins by ``ts``.
+    * With ``Batch.dedup``, an event id is applied at most once within the window (see
+      ``DedupWindow``); the remembered ids are kept in the store, committed with the batch.
     """
 
     url: str = ""
@@ -122,6 +131,7 @@ class GraphStore(abc.ABC):
             _check_position(item.position)
         for (topic, partition), offset in batch.consumed.items():
             _check_position(Position(topic, partition, offset))
+        _check_dedup(batch)
         if not len(batch) and not batch.consumed:
             return ApplyResult(0, 0)
         return self._apply(batch)
@@ -275,6 +285,28 @@ def _check_item(item: ItemRecord) -> None:
     for name, value in item.numeric_features:
         if not math.isfinite(value):
             raise InvalidInput(f"feature {name!r} is not a finite number")
+
+
+def first_sightings(interactions: Iterable[Interaction], seen: Set[str]) -> list[Interaction]:
+    """The interactions whose event id is not in ``seen`` and not repeated from earlier in
+    the sequence (the first one wins); an empty event id is always kept."""
+    out: list[Interaction] = []
+    taken: set[str] = set()
+    for i in interactions:
+        if i.event_id:
+            if i.event_id in seen or i.event_id in taken:
+                continue
+            taken.add(i.event_id)
+        out.append(i)
+    return out
+
+
+def _check_dedup(batch: Batch) -> None:
+    window = batch.dedup
+    if window is not None and not (window.max_age_s > 0 and window.max_ids > 0):
+        raise InvalidInput(f"a dedup window needs positive bounds, got {window}")
+    if batch.ingested_at is not None and not math.isfinite(batch.ingested_at):
+        raise InvalidInput("ingested_at must be a finite timestamp")
 
 
 def _check_position(p: Position | None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,9 @@ from graphstore import (
     ApplyResult,
     Batch,
     CsrSnapshot,
+    DedupWindow,
     GraphStore,
+    GraphStoreError,
     Interaction,
     ItemRecord,
     Neighbourhood,
@@ -38,6 +41,7 @@ from graphstore import (
 from graphstore import _sqlite_schema as sql
 from graphstore._neighbourhood import assemble
 from graphstore._snapshot_builder import SnapshotBuilder
+from graphstore.base import first_sightings
 
 DB_FILENAME = "graph.sqlite"
 # An edge as stored in SQLite, endpoints as node row ids: (src, rel, dst, count, first_ts, last_ts).
@@ -65,26 +69,64 @@ class EmbeddedGraphStore(GraphStore):
 
     # ------------------------------------------------------------------ writes
     def _apply(self, batch: Batch) -> ApplyResult:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = self._apply_in_tx(batch)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._ids.clear()  # ids handed out in the rolled-back transaction are void
-                raise
+        with self._lock, self._transaction():
+            return self._apply_in_tx(batch)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction, committed on success and rolled back on any error.
+
+        SQLite may already have rolled back by itself (on SQLITE_FULL, also at COMMIT), so
+        the node-id cache is cleared first: ids handed out in a rolled-back transaction are
+        void, and a later batch using one would attach its edges to whatever node gets it.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self._db.execute("COMMIT")
-            return result
+        except BaseException as exc:
+            self._ids.clear()
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                where = self._target
+                raise GraphStoreError(
+                    f"disk full: no space left for the graph at {where}; free disk space "
+                    "there (nothing of this batch was written)"
+                ) from exc
+            raise
 
     def _apply_in_tx(self, batch: Batch) -> ApplyResult:
-        interactions, items = batch.unseen(self._watermarks())
+        unseen, items = batch.unseen(self._watermarks())
+        interactions = unseen
+        if batch.dedup is not None:
+            now = time.time() if batch.ingested_at is None else batch.ingested_at
+            interactions = self._first_sightings(unseen, batch.dedup, now)
         self._write_interactions(interactions)
         if items:
             self._write_items(items)
         marks = batch.new_watermarks()
         self._db.executemany(sql.UPSERT_WATERMARK, [(t, p, o) for (t, p), o in marks.items()])
-        applied = len(interactions) + len(items)
-        return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
+        return ApplyResult(
+            applied=len(interactions) + len(items),
+            skipped_replayed=len(batch) - len(unseen) - len(items),
+            skipped_duplicate=len(unseen) - len(interactions),
+        )
+
+    def _first_sightings(
+        self, interactions: Sequence[Interaction], window: DedupWindow, now: float
+    ) -> list[Interaction]:
+        """Drop events whose id is in the window, remember the new ids, trim the window."""
+        cutoff = now - window.max_age_s
+        self._db.execute(sql.FORGET_EVENTS_BEFORE, {"cutoff": cutoff})
+        ids = json.dumps(sorted({i.event_id for i in interactions if i.event_id}))
+        seen = {
+            r[0] for r in self._db.execute(sql.SELECT_SEEN_EVENTS, {"ids": ids, "cutoff": cutoff})
+        }
+        fresh = first_sightings(interactions, seen)
+        self._db.executemany(sql.REMEMBER_EVENT, [(i.event_id, now) for i in fresh if i.event_id])
+        self._db.execute(sql.FORGET_EVENTS_BEYOND, (window.max_ids,))
+        return fresh
 
     def _write_interactions(self, interactions: Sequence[Interaction]) -> None:
         edges = edge_aggregates(interactions)
@@ -142,15 +184,9 @@ class EmbeddedGraphStore(GraphStore):
         return [self._ids[(r.kind, r.key)] for r in refs]
 
     def _reset(self) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in sql.DELETE_ALL:
-                    self._db.execute(statement)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, self._transaction():
+            for statement in sql.DELETE_ALL:
+                self._db.execute(statement)
             self._ids.clear()  # the rows they named are gone
 
     # ------------------------------------------------------------------ reads

@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from itertools import pairwise
@@ -28,6 +29,7 @@ from graphstore import (
     ApplyResult,
     Batch,
     CsrSnapshot,
+    DedupWindow,
     GraphStore,
     GraphStoreError,
     Interaction,
@@ -43,11 +45,13 @@ from graphstore import (
 from graphstore import _cypher as cy
 from graphstore._neighbourhood import HopEdgeRow, assemble
 from graphstore._snapshot_builder import SnapshotBuilder
+from graphstore.base import first_sightings
 
 log = logging.getLogger(__name__)
 PASSWORD_ENV = "GRAPHREC_NEO4J_PASSWORD"
 USER_ENV = "GRAPHREC_NEO4J_USER"
 FETCH_SIZE = 5_000  # records per Bolt round trip when streaming a snapshot (driver default 1000)
+FORGET_LIMIT = 50_000  # expired event ids deleted per batch at most
 
 
 def default_password_file() -> Path:
@@ -63,7 +67,18 @@ class Neo4jGraphStore(GraphStore):
         self.url = uri
         self._database = database
         self._bound_s: float | None = None  # see ``bounded``
-        self._driver = GraphDatabase.driver(uri, auth=auth)
+        self._driver = GraphDatabase.driver(
+            uri,
+            auth=auth,
+            # Our statements name property keys a fresh graph does not have yet (seen_at,
+            # first_ts, ...): "property key does not exist" is expected there, not news for
+            # the user. Notes ("index already exists") are dropped too; warnings such as
+            # deprecations and performance hints still reach the neo4j.notifications log.
+            notifications_min_severity=neo4j.NotificationMinimumSeverity.WARNING,
+            notifications_disabled_classifications=[
+                neo4j.NotificationDisabledClassification.UNRECOGNIZED
+            ],
+        )
         try:
             self._driver.verify_connectivity()
         except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.AuthError) as exc:
@@ -222,7 +237,11 @@ def _read_watermarks(tx: ManagedTransaction) -> dict[TopicPartition, int]:
 
 def _write_batch(tx: ManagedTransaction, batch: Batch) -> ApplyResult:
     """Idempotent: filters by the watermark read in this same transaction."""
-    interactions, items = batch.unseen(_read_watermarks(tx))
+    unseen, items = batch.unseen(_read_watermarks(tx))
+    interactions = unseen
+    if batch.dedup is not None:
+        now = time.time() if batch.ingested_at is None else batch.ingested_at
+        interactions = _first_sightings(tx, unseen, batch.dedup, now)
     if items:
         _write_items(tx, items)
     for actor, rows in _aggregate(interactions).items():
@@ -233,8 +252,27 @@ def _write_batch(tx: ManagedTransaction, batch: Batch) -> ApplyResult:
     ]
     if marks:
         tx.run(cy.RAISE_WATERMARKS, marks=marks).consume()
-    applied = len(interactions) + len(items)
-    return ApplyResult(applied=applied, skipped_replayed=len(batch) - applied)
+    return ApplyResult(
+        applied=len(interactions) + len(items),
+        skipped_replayed=len(batch) - len(unseen) - len(items),
+        skipped_duplicate=len(unseen) - len(interactions),
+    )
+
+
+def _first_sightings(
+    tx: ManagedTransaction, interactions: Sequence[Interaction], window: DedupWindow, now: float
+) -> list[Interaction]:
+    """Drop events whose id is in the window, remember the new ids, trim the window."""
+    cutoff = now - window.max_age_s
+    tx.run(cy.FORGET_EVENTS_BEFORE, cutoff=cutoff, limit=FORGET_LIMIT).consume()
+    ids = sorted({i.event_id for i in interactions if i.event_id})
+    seen = {r["id"] for r in tx.run(cy.SELECT_SEEN_EVENTS, ids=ids, cutoff=cutoff)}
+    fresh = first_sightings(interactions, seen)
+    new_ids = [i.event_id for i in fresh if i.event_id]
+    if new_ids:
+        tx.run(cy.REMEMBER_EVENTS, ids=new_ids, now=now).consume()
+        tx.run(cy.FORGET_EVENTS_BEYOND, max_ids=window.max_ids).consume()
+    return fresh
 
 
 def _aggregate(interactions: Sequence[Interaction]) -> dict[NodeKind, list[list[Any]]]:

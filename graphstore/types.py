@@ -132,11 +132,28 @@ def edge_aggregates(interactions: Iterable[Interaction]) -> dict[EdgeKey, EdgeAg
 
 
 @dataclass(frozen=True, slots=True)
+class DedupWindow:
+    """Which event ids a store remembers to drop resent events (same ``event_id``).
+
+    An id is remembered while both bounds hold: it was accepted less than ``max_age_s``
+    seconds ago by ingest time (the clock of the writer, ``Batch.ingested_at``; event time
+    is not used, so a backlog replayed late or events with skewed clocks are still caught),
+    and it is among the ``max_ids`` ids accepted most recently (older ones are forgotten
+    first). An event whose id is forgotten is counted again.
+    """
+
+    max_age_s: float = 24 * 3600.0
+    max_ids: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyResult:
-    """What one ``GraphStore.apply`` call did."""
+    """What one ``GraphStore.apply`` call did: records written, records at or below the
+    watermark (replayed), and events dropped because their id was seen in the window."""
 
     applied: int
     skipped_replayed: int
+    skipped_duplicate: int = 0
 
 
 @dataclass(frozen=True, slots=True)

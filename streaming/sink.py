@@ -27,6 +27,7 @@ import tenacity
 
 from graphstore import (
     Batch,
+    DedupWindow,
     GraphStore,
     Interaction,
     InvalidInput,
@@ -58,12 +59,15 @@ class SinkConfig:
     item_topics: Collection[str] = (ITEMS_TOPIC,)  # topics carrying ItemUpsert, not Event
     retry_initial_s: float = 0.2  # first back-off after a failed graph write
     retry_max_s: float = 5.0  # back-off ceiling; the sink retries until stopped
+    # Events whose event_id was accepted within this window are dropped (None: keep all).
+    dedup: DedupWindow | None = field(default_factory=DedupWindow)
 
 
 @dataclass
 class SinkStats:
     applied: int = 0
     skipped_replayed: int = 0
+    skipped_duplicate: int = 0
     dead_lettered: int = 0
     batches: int = 0
     retries: int = 0
@@ -72,7 +76,8 @@ class SinkStats:
 
     @property
     def events_per_s(self) -> float:
-        return (self.applied + self.skipped_replayed) / self.elapsed_s if self.elapsed_s else 0.0
+        handled = self.applied + self.skipped_replayed + self.skipped_duplicate
+        return handled / self.elapsed_s if self.elapsed_s else 0.0
 
 
 @dataclass(frozen=True)
@@ -141,14 +146,26 @@ class Sink:
         self.stats = SinkStats()
         self._on_batch = on_batch
         self._stop = threading.Event()
+        # Next offset per partition after the records decoded and handed to the writer: on a
+        # rebalance that gives a partition back, those are in hand and not read again.
+        self._in_hand: dict[TopicPartition, int] = {}
         source.on_assign(self._resume_from_watermarks)
 
     def _resume_from_watermarks(self, partitions: Sequence[TopicPartition]) -> None:
-        """Seek each newly assigned partition past everything the graph already holds."""
+        """Seek each newly assigned partition past everything the graph already holds and
+        everything this sink has decoded but not yet written (it will be)."""
         marks = self.store.watermarks()
         for tp in partitions:
-            start = max(self.source.committed(tp) or 0, marks.get(tp, -1) + 1)
+            committed = self.source.committed(tp) or 0
+            start = max(committed, marks.get(tp, -1) + 1, self._in_hand.get(tp, 0))
             self.source.seek(tp, start)
+
+    def _hand_over(self, records: list[LogRecord]) -> Decoded:
+        """Decode polled records for the writer, noting them as in hand."""
+        decoded = decode_batch(records, self.config.item_topics)
+        for tp, offset in decoded.consumed.items():
+            self._in_hand[tp] = max(self._in_hand.get(tp, 0), offset + 1)
+        return decoded
 
     def stop(self) -> None:
         """Ask ``run`` to return after the batches in hand are written and committed."""
@@ -186,7 +203,7 @@ class Sink:
         """Poll, write and commit one batch on this thread; returns records handled."""
         records = self.source.poll(self.config.batch_size, self.config.poll_timeout_s)
         if records:
-            batch = decode_batch(records, self.config.item_topics)
+            batch = self._hand_over(records)
             self._write(batch)
             self.commit({tp: o + 1 for tp, o in batch.consumed.items()})
         return len(records)
@@ -197,10 +214,19 @@ class Sink:
 
     def _write(self, decoded: Decoded) -> None:
         self._dead_letter(decoded.bad)
-        batch = Batch(decoded.interactions, decoded.items, decoded.consumed)
+        batch = Batch(
+            decoded.interactions,
+            decoded.items,
+            decoded.consumed,
+            dedup=self.config.dedup,
+            ingested_at=time.time(),
+        )
         result = self._with_retries(lambda: self.store.apply(batch))
         self.stats.applied += result.applied
         self.stats.skipped_replayed += result.skipped_replayed
+        self.stats.skipped_duplicate += result.skipped_duplicate
+        if result.skipped_duplicate:
+            log.info("dropped %d resent events (event id seen before)", result.skipped_duplicate)
         self.stats.batches += 1
         if self._on_batch is not None:
             self._on_batch(self.stats)
@@ -280,7 +306,7 @@ class _Reader(threading.Thread):
                     if not seen_records:
                         seen_records, self.first_record_at = True, now
                     last_record = now
-                    self._put(decode_batch(records, config.item_topics))
+                    self._put(sink._hand_over(records))
                 elif self.idle_exit_s is not None and now - last_record >= self.idle_exit_s:
                     break
         except BaseException as exc:
