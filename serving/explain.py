@@ -8,6 +8,7 @@ the categories they share.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import numpy as np
@@ -177,10 +178,13 @@ def browser_url(base: str, bolt: str, cypher: str, params: dict[str, str]) -> st
     The Browser decodes the whole address before splitting it, so ``&`` and ``#`` can never
     appear in the query: inside string literals they are written as unicode escapes.
     """
-    inline = cypher
-    for name in sorted(params, key=len, reverse=True):  # p10n1 before p1n1
-        inline = inline.replace(f"${name}", _literal(params[name]))
+    # One pass over the query text: a value holding another parameter's name (``$p1n1``)
+    # stays inside its own literal instead of being replaced again.
+    inline = _PARAMETER.sub(lambda m: _literal(params[m[1]]) if m[1] in params else m[0], cypher)
     return f"{base.rstrip('/')}/?dbms={quote(bolt, safe='')}&cmd=edit&arg={quote(inline, safe='')}"
+
+
+_PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _literal(value: str) -> str:

@@ -135,11 +135,6 @@ def test_explain_cypher_draws_exactly_the_paths(
     assert sorted(drawn) == sorted([user(k), item(k)] for k in range(N))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving.explain.browser_url inlines parameters one by one with str.replace, so an "
-    "id holding another path's placeholder ('$p1n1') is rewritten inside its own literal",
-)
 def test_explain_browser_link_draws_exactly_the_paths(
     loaded: GraphStore, servers: Servers, credentials: tuple[str, str]
 ) -> None:
