@@ -58,6 +58,16 @@ TargetOpt = Annotated[
 ]
 
 
+TrainFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--train",
+        help="Training interactions: CSV, TSV, JSON lines, Parquet or RecBole .inter, "
+        "columns user_id, item_id[, timestamp, type, session_id, category] (as import).",
+    ),
+]
+
+
 def _needs_matplotlib(path: Path | None) -> Path | None:
     """``--plot`` needs the ``plot`` extra: say so in one line before any work starts."""
     if path is not None and importlib.util.find_spec("matplotlib") is None:
@@ -78,11 +88,9 @@ def eval_command(
     k: Annotated[int, typer.Option(min=1, help="Cut-off K of the metrics.")] = 20,
     epochs: Annotated[int, typer.Option(min=1, help="Max epochs for GNN models.")] = 60,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
-    train_file: Annotated[
-        Path | None, typer.Option("--train", help="CSV user_id,item_id,timestamp[,type].")
-    ] = None,
+    train_file: TrainFileOpt = None,
     test_file: Annotated[
-        Path | None, typer.Option("--test", help="CSV of held-out interactions.")
+        Path | None, typer.Option("--test", help="Held-out interactions, same formats as --train.")
     ] = None,
     plot_path: Annotated[
         Path | None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,10 +13,11 @@ import numpy as np
 from gnn.baselines import EASE, FitScorer, GenrePop, ItemKNN, Pop
 from gnn.data import BEHAVIOURS, GraphData, from_snapshot
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_into, load_ml100k
+from gnn.datasets.files import read_interactions
 from gnn.evaluate import evaluate
 from gnn.splits import SPLITS, Split, make_split
 from gnn.train import GnnRecommender, TrainConfig
-from graphstore import Behaviour, Interaction, NodeKind, NodeRef, open_store
+from graphstore import Interaction, ItemRecord, open_store
 
 MODELS = ("pop", "genre-pop", "itemknn", "ease", "lightgcn", "sage", "sage-merged")
 
@@ -49,28 +49,6 @@ def graph_of(dataset: Dataset) -> GraphData:
     with open_store("memory://") as store:
         load_into(store, dataset)
         return from_snapshot(store.snapshot())
-
-
-def read_csv_interactions(path: Path) -> list[Interaction]:
-    """Rows ``user_id,item_id,timestamp[,type]`` (type: VIEW/CLICK/CART/PURCHASE, default VIEW)."""
-    out = []
-    with path.open(newline="") as f:
-        for n, row in enumerate(csv.DictReader(f)):
-            try:
-                kind = Behaviour[(row.get("type") or "VIEW").strip().upper()]
-                user = NodeRef(NodeKind.USER, row["user_id"].strip())
-                out.append(
-                    Interaction(
-                        f"{path.name}-{n}",
-                        user,
-                        row["item_id"].strip(),
-                        kind,
-                        float(row["timestamp"]),
-                    )
-                )
-            except (KeyError, ValueError) as exc:
-                raise ValueError(f"{path}:{n + 2}: bad row {row!r} ({exc})") from None
-    return out
 
 
 def run_experiment(
@@ -135,8 +113,9 @@ def fixed_split_from(data: GraphData, test: list[Interaction]) -> Split:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """What ``graphrec eval`` runs: a dataset (or train/test CSV files), a split, models and
-    seeds; ``config`` trains the GNNs (its ``target`` says which behaviours are held out)."""
+    """What ``graphrec eval`` runs: a dataset (or train/test files, read by
+    ``gnn.datasets.files``), a split, models and seeds; ``config`` trains the GNNs (its
+    ``target`` says which behaviours are held out)."""
 
     dataset: str = "ml-100k"  # ml-100k or synthetic (ignored with files)
     split: str = "random"
@@ -172,10 +151,14 @@ def behaviour_indices(names: Sequence[str]) -> tuple[int, ...]:
 def eval_data(spec: EvalSpec) -> tuple[GraphData, Split | None]:
     """The spec's data, and its fixed split when the test pairs come from a file."""
     if spec.train_file is not None and spec.test_file is not None:
-        train = read_csv_interactions(spec.train_file)
-        test = read_csv_interactions(spec.test_file)
-        data = graph_of(Dataset("files", [], train + test))
-        return data, fixed_split_from(data, test)
+        train, test = read_interactions([spec.train_file, spec.test_file])
+        items: dict[str, ItemRecord] = {}
+        for item in train.items + test.items:
+            items.setdefault(item.item_id, item)
+        data = graph_of(
+            Dataset("files", list(items.values()), train.interactions + test.interactions)
+        )
+        return data, fixed_split_from(data, test.interactions)
     if spec.dataset == "ml-100k":
         return graph_of(load_ml100k()), None
     synthetic = SyntheticConfig(seed=0, events=spec.events, journeys=spec.journeys)

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from graphrec.bench_cli import bench_app
 from graphrec.config import Config, load_config
 from graphrec.console import GraphrecGroup, err, exit_codes_help
+from graphrec.import_cli import import_command
 from graphrec.pipeline import DATASETS, ingest, load_dataset, produce_dataset
 from graphstore import open_store
 
@@ -248,6 +249,7 @@ def _mount_serving() -> None:
 
 _mount_gnn()
 _mount_serving()
+app.command("import")(import_command)
 app.add_typer(bench_app, name="bench")
 
 
