@@ -53,7 +53,8 @@ class GenrePop:
         per_leaf = np.bincount(
             leaf[leaf >= 0], weights=pop[leaf >= 0], minlength=data.num_categories
         )
-        self._score = np.where(leaf >= 0, per_leaf[np.maximum(leaf, 0)], 0.0).astype(np.float32)
+        # an item without a category (-1) scores by its own popularity alone (the tie-break)
+        self._score = np.append(per_leaf, 0.0)[leaf].astype(np.float32)
         self._score += 1e-6 * pop.astype(np.float32)  # break ties inside a category
 
     def score(self, actors: IntArray) -> ScoreMatrix:

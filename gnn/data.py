@@ -3,7 +3,10 @@
 Built from a CsrSnapshot (``from_snapshot``), so the trainer learns from exactly what the
 graph holds. Actors are users and sessions alike (both touch items); items carry their leaf
 category, the category's ancestors and numeric features, which is what makes the default
-model inductive.
+model inductive. Any of these may be missing (users' files with only user, item and time):
+an item without a category has ancestors -1; SAGE then reads its ID
+embedding and neighbours, and a cold item without content stands in as the average known
+item (``SageRec.remember_categories``); GenrePop ranks such items by their own popularity.
 """
 
 from __future__ import annotations
@@ -93,11 +96,12 @@ class GraphData:
     def category_ancestors(self, depth: int = 4) -> IntArray:
         """``[I, depth]`` leaf, parent, grandparent … category of every item (-1 padded)."""
         out = np.full((self.num_items, depth), -1, np.int64)
+        # -1 (unknown or above a root) indexes the appended -1: no categories at all works too
+        parent = np.append(self.category_parent, -1)
         current = self.item_leaf.copy()
         for level in range(depth):
             out[:, level] = current
-            known = current >= 0
-            current = np.where(known, self.category_parent[np.maximum(current, 0)], -1)
+            current = parent[current]
         return out
 
 
