@@ -22,6 +22,7 @@ from gnn.publish import version_recall
 from gnn.splits import make_split
 from gnn.train import GnnRecommender, TrainConfig
 from gnn.version import ModelVersion, load_version
+from gnn.warm import WarmRecommender
 from graphstore import CsrSnapshot, open_store
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,19 @@ def train_once(
     snapshot: CsrSnapshot,
     config: TrainConfig,
     models_dir: Path,
+    warm_from: Path | None = None,
 ) -> dict[str, object]:
     """Train one version and write it whole (``gnn.checkpoint.write_version``); publish it
     (``current`` pointer) only if its recall on held-out pairs is not worse than the current
-    version's on the same pairs. Returns a summary."""
+    version's on the same pairs. ``warm_from``: a version directory whose weights the model
+    starts from (``gnn.warm``; None: a cold start). Returns a summary."""
     data = from_snapshot(snapshot)
     split = make_split(data, "random", config.seed, 0.1)
-    model = GnnRecommender(config)
+    model = (
+        GnnRecommender(config)
+        if warm_from is None
+        else WarmRecommender(config, load_version(warm_from))
+    )
     model.fit(data, split.train, config.seed)
     candidate = snapshot_version(new_version(models_dir), model, data, snapshot)
     metric = version_recall(candidate, data, split)
@@ -63,6 +70,7 @@ def train_once(
         "current_recall@20": current_metric,
         "published": published,
         "previous": current.name if current else None,
+        "warm_from": None if warm_from is None else warm_from.name,
         "history": model.history,
     }
     directory = write_version(models_dir, replace(candidate, metrics=metrics))
