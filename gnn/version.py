@@ -22,9 +22,10 @@ safetensors and JSON only (no pickle); it reads no graph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +36,7 @@ from safetensors.torch import load as load_tensors
 
 from gnn.data import FloatArray, IntArray
 from gnn.inputs import Content
-from gnn.manifest import VersionError, verify
+from gnn.manifest import VerifiedFiles, VersionError, verify
 from gnn.models import LightGCN, LightGCNConfig, SageConfig, SageRec
 from gnn.train import TrainConfig
 
@@ -47,6 +48,7 @@ WATERMARKS = "watermarks.json"
 METRICS = "metrics.json"
 FILES = (WEIGHTS, CONFIG, INDEX, ITEMS, WATERMARKS, METRICS)
 Float32Array = npt.NDArray[np.float32]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -99,11 +101,8 @@ def load_version(directory: Path) -> ModelVersion:
     name = files.version
     config_raw = _mapping(files.json(CONFIG), name, CONFIG)
     index_raw = _mapping(files.json(INDEX), name, INDEX)
-    try:
-        arrays = load_arrays(files.read(ITEMS))
-        weights = load_tensors(files.read(WEIGHTS))
-    except SafetensorError as exc:
-        raise VersionError(f"{name}: a safetensors file is unreadable ({exc})") from None
+    arrays = _safetensors(load_arrays, files, ITEMS)
+    weights = _safetensors(load_tensors, files, WEIGHTS)
     try:
         config = config_from_dict(config_raw["train_config"])
         index = ModelIndex(
@@ -219,6 +218,17 @@ def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], name
             f"{name}: {WEIGHTS} does not fit the model (missing {missing}, unexpected {unexpected})"
         )
     model.eval()
+
+
+def _safetensors(
+    read: Callable[[bytes], dict[str, T]], files: VerifiedFiles, file: str
+) -> dict[str, T]:
+    try:
+        return read(files.read(file))
+    except SafetensorError as exc:
+        raise VersionError(
+            f"{files.version}: {file} is not a readable safetensors file ({exc})"
+        ) from None
 
 
 def _mapping(value: object, name: str, file: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from gnn.checkpoint import (
 )
 from gnn.data import GraphData
 from gnn.inference import SageInference
-from gnn.manifest import VersionError, version_dir
+from gnn.manifest import VersionError, version_dir, write_manifest
 from gnn.models import SageConfig
 from gnn.splits import make_split
 from gnn.train import GnnRecommender, TrainConfig
@@ -178,3 +178,11 @@ def test_loading_reads_no_graph(saved: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "copied" / "v1"
     shutil.copytree(saved, elsewhere)  # the directory alone: no store, no snapshot
     assert load_version(elsewhere).items.embeddings.shape == (200, 8)
+
+
+def test_a_listed_file_that_is_not_safetensors_is_refused(saved: Path) -> None:
+    (saved / "items.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    (saved / "manifest.json").unlink()
+    write_manifest(saved, "v1")  # the manifest is right about the bytes: they are no tensors
+    with pytest.raises(VersionError, match=r"v1: items\.safetensors is not a readable"):
+        load_version(saved)
