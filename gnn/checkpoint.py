@@ -1,78 +1,220 @@
-"""Model versions on disk: ``<dir>/model.safetensors`` + ``<dir>/meta.json``."""
+"""Writing model versions (the layout: ``gnn.version``) and the ``current`` pointer.
+
+A version is written whole into ``<models>/.tmp-<version>/``, listed in its manifest, synced
+and renamed into place; ``current`` is switched (write, then rename) only after that, so a
+reader sees a complete version or none, and the old pointer or the new one.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import save as save_arrays
+from safetensors.torch import save as save_tensors
 
 from gnn.data import GraphData
-from gnn.models import LightGCN, LightGCNConfig, SageConfig, SageRec
-from gnn.train import GnnRecommender, TrainConfig
+from gnn.inference import FeatureScaler, SageInference
+from gnn.inputs import Content
+from gnn.manifest import VersionError, check_name, sync_dir, version_dir, write_file, write_manifest
+from gnn.models import LightGCN, SageRec
+from gnn.train import GnnRecommender
+from gnn.version import (
+    CONFIG,
+    INDEX,
+    ITEMS,
+    METRICS,
+    WATERMARKS,
+    WEIGHTS,
+    ModelIndex,
+    ModelVersion,
+    VersionItems,
+    config_to_dict,
+    item_arrays,
+    load_version,
+)
+from graphstore import IN_CATEGORY, CsrSnapshot, NodeKind
+
+TMP_PREFIX = ".tmp-"
 
 
-def save(model: GnnRecommender, data: GraphData, directory: Path, extra: dict[str, Any]) -> Path:
-    """Write weights and metadata (config, key tables, ``extra`` such as metrics, watermark)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
-    save_file(tensors, str(directory / "model.safetensors"))
-    meta = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "config": asdict(model.config),
-        "item_keys": list(data.item_keys),
-        "actor_keys": list(data.actor_keys),
-        "category_keys": list(data.category_keys),
-        "feature_names": list(data.feature_names),
-        # items trained with an ID embedding; the others are embedded from content alone
-        "known_items": np.flatnonzero(model.known_items).tolist(),
-        **extra,
+def snapshot_version(
+    name: str,
+    rec: GnnRecommender,
+    data: GraphData,
+    snapshot: CsrSnapshot,
+    metrics: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """The version of a model fitted on ``data`` (``from_snapshot(snapshot)``): its item
+    table embeds every item of the snapshot over all of its edges, as serving would."""
+    model = rec.model.cpu().eval()
+    rows = np.arange(data.num_items)
+    index = ModelIndex(
+        data.item_keys,
+        np.where(rec.known_items, rows, -1),
+        data.category_keys,
+        data.feature_names,
+        data.actor_keys if isinstance(model, LightGCN) else (),
+    )
+    reference_ts = snapshot_reference_ts(snapshot)
+    items = _snapshot_items(model, index, data, snapshot, reference_ts)
+    return ModelVersion(
+        check_name(name),
+        rec.config,
+        model,
+        index,
+        items,
+        reference_ts,
+        dict(snapshot.watermarks),
+        dict(metrics or {}),
+    )
+
+
+def snapshot_reference_ts(snapshot: CsrSnapshot) -> float:
+    """The newest edge's timestamp (now for a graph without edges)."""
+    newest = [float(r.last_ts.max()) for r in snapshot.relations.values() if r.num_edges]
+    return max(newest, default=time.time())
+
+
+def _snapshot_items(
+    model: torch.nn.Module,
+    index: ModelIndex,
+    data: GraphData,
+    snapshot: CsrSnapshot,
+    reference_ts: float,
+) -> VersionItems:
+    keys = index.items
+    cats = snapshot.keys.get(NodeKind.CATEGORY, ())
+    in_cat = snapshot.relation(NodeKind.ITEM, IN_CATEGORY, NodeKind.CATEGORY)
+    leaves: list[str | None] = [None] * len(keys)
+    for item, cat in zip(in_cat.rows().tolist(), in_cat.indices.tolist(), strict=True):
+        leaves[item] = cats[cat]
+    raw = np.asarray(snapshot.item_features, np.float64).reshape(len(keys), -1)
+    scaler = FeatureScaler.fit(index.features, raw)
+    if isinstance(model, SageRec):
+        inference = SageInference(model, index, reference_ts)
+        content = inference.content(keys, leaves, scaler.transform(raw))
+        _, z = inference.forward(data.num_actors, data.edges, content)
+    else:
+        content = Content.of(data, index.id_rows >= 0)
+        with torch.no_grad():
+            model.set_graph(torch.as_tensor(data.edges.actor), torch.as_tensor(data.edges.item))  # type: ignore[operator]
+            z = model()[1].numpy()
+    e = data.edges
+    removed = snapshot.item_removed if len(snapshot.item_removed) else np.zeros(len(keys), bool)
+    return VersionItems(
+        embeddings=np.asarray(z, np.float32),
+        content=content,
+        leaves=tuple(leaves),
+        titles=tuple(snapshot.item_titles or ("",) * len(keys)),
+        raw_features=raw,
+        feature_mean=np.asarray(scaler.mean, np.float64),
+        feature_std=np.asarray(scaler.std, np.float64),
+        popularity=np.bincount(e.item, weights=e.count, minlength=len(keys)).astype(np.float64),
+        removed=np.asarray(removed, np.bool_),
+    )
+
+
+def write_version(models_dir: Path, version: ModelVersion) -> Path:
+    """Write ``version`` to ``models_dir/<name>/`` through ``.tmp-<name>/`` and one rename;
+    ``VersionError`` if that version exists already. Returns its directory."""
+    final = version_dir(models_dir, version.name)
+    if final.exists():
+        raise VersionError(f"{version.name}: already exists in {models_dir}")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = models_dir / f"{TMP_PREFIX}{version.name}"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a writer that died
+    tmp.mkdir()
+    try:
+        for name, data in _files(version).items():
+            write_file(tmp / name, data)
+        write_manifest(tmp, version.name)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    sync_dir(models_dir)
+    return final
+
+
+def _files(version: ModelVersion) -> dict[str, bytes]:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in version.model.state_dict().items()}
+    index, items = version.index, version.items
+    config = {
+        "model": version.config.model,
+        "train_config": config_to_dict(version.config),
+        "reference_ts": version.reference_ts,
+        "num_items": len(index.items),
     }
-    (directory / "meta.json").write_text(json.dumps(meta, indent=1))
-    return directory
+    keys = {
+        "items": list(index.items),
+        "categories": list(index.categories),
+        "features": list(index.features),
+        "actors": list(index.actors),
+        "leaves": list(items.leaves),
+        "titles": list(items.titles),
+    }
+    return {
+        WEIGHTS: save_tensors(tensors),
+        ITEMS: save_arrays(item_arrays(version)),
+        CONFIG: _json(config),
+        INDEX: _json(keys),
+        WATERMARKS: _json(version.watermarks),
+        METRICS: _json(version.metrics),
+    }
 
 
-def update_meta(directory: Path, extra: dict[str, Any]) -> None:
-    """Add ``extra`` to a saved version's metadata (written whole, then renamed into place)."""
-    path = directory / "meta.json"
-    meta = json.loads(path.read_text())
-    meta.update(extra)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(path)
+def _json(value: object) -> bytes:
+    return json.dumps(value, indent=1, default=float).encode()
+
+
+def versions(models_dir: Path) -> list[str]:
+    """Names of the complete versions in ``models_dir`` (renamed into place, with a
+    manifest; their files are checked when loaded), oldest name first."""
+    if not models_dir.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in models_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file()
+    )
 
 
 def current_version(models_dir: Path) -> str | None:
-    """The version ``models_dir/current`` points at (written by ``graphrec train``), if any.
+    """The version ``models_dir/current`` points at, if any.
 
-    Raises ValueError when it names anything but a directory inside ``models_dir`` (``..``,
-    a path, a link out): a version name never reaches outside the models directory.
+    ``VersionError`` when it names anything but a version directory inside ``models_dir``
+    (``..``, a path, a link out): a version name never reaches outside the models directory.
     """
     pointer = models_dir / "current"
     if not pointer.is_file():
         return None
-    version = pointer.read_text().strip()
-    if not version:
+    name = pointer.read_text().strip()
+    if not name:
         return None
-    inside = (models_dir / version).resolve().is_relative_to(models_dir.resolve())
-    if Path(version).name != version or version in (".", "..") or not inside:
-        raise ValueError(
-            f"{pointer} names {version!r}, which is not a version directory inside "
-            f"{models_dir}; write the name of one of its version directories there"
+    try:
+        check_name(name)
+    except VersionError as exc:
+        raise VersionError(f"{pointer}: {exc}; write the name of a version directory") from None
+    if not (models_dir / name).resolve().is_relative_to(models_dir.resolve()):
+        raise VersionError(
+            f"{pointer} names {name!r}, a link out of {models_dir}; write the name of one of "
+            "its version directories there"
         )
-    return version
+    return name
 
 
 def new_version(models_dir: Path) -> str:
     """A UTC timestamp name, suffixed when a version was already written in that second."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     version, n = stamp, 1
-    while (models_dir / version).exists():
+    while (models_dir / version).exists() or (models_dir / f"{TMP_PREFIX}{version}").exists():
         n += 1
         version = f"{stamp}-{n}"
     return version
@@ -82,41 +224,25 @@ def set_current(models_dir: Path, version: str) -> None:
     """Point ``models_dir/current`` at ``version`` (written whole, then renamed: readers see
     the old pointer or the new one)."""
     tmp = models_dir / ".current.tmp"
-    tmp.write_text(version)
+    write_file(tmp, check_name(version).encode())
     tmp.replace(models_dir / "current")
+    sync_dir(models_dir)
 
 
 def load(directory: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The model (weights loaded, eval mode) and its metadata."""
-    meta = json.loads((directory / "meta.json").read_text())
-    raw = dict(meta["config"])
-    config = TrainConfig(
-        **{k: v for k, v in raw.items() if k not in ("sage", "lightgcn", "hard_rank", "target")},
-        hard_rank=tuple(raw["hard_rank"]),
-        target=tuple(raw.get("target", ())),
-        sage=SageConfig(**raw["sage"]),
-        lightgcn=LightGCNConfig(**raw["lightgcn"]),
-    )
-    model: torch.nn.Module
-    if config.model == "sage":
-        model = SageRec(
-            config.sage,
-            len(meta["category_keys"]),
-            len(meta["feature_names"]),
-            len(meta["item_keys"]),
-        )
-    else:
-        model = LightGCN(config.lightgcn, len(meta["actor_keys"]), len(meta["item_keys"]))
-    missing, unexpected = model.load_state_dict(
-        load_file(str(directory / "model.safetensors")), strict=False
-    )
-    # versions saved before items without an ID had a stand-in load without one (zeros)
-    missing = [k for k in missing if k not in SageRec.STAND_INS]
-    if missing or unexpected:
-        raise ValueError(
-            f"{directory}: weights do not fit the model (missing {missing}, unexpected "
-            f"{unexpected})"
-        )
-    model.eval()
-    meta["train_config"] = config
-    return model, meta
+    """The model of the version in ``directory`` (``load_version``) and a summary of it:
+    ``version``, ``train_config``, the key tables and its metrics."""
+    version = load_version(directory)
+    index = version.index
+    meta = {
+        **version.metrics,
+        "version": version.name,
+        "train_config": version.config,
+        "item_keys": list(index.items),
+        "actor_keys": list(index.actors),
+        "category_keys": list(index.categories),
+        "feature_names": list(index.features),
+        "known_items": np.flatnonzero(index.id_rows >= 0).tolist(),
+        "watermarks": version.watermarks,
+    }
+    return version.model, meta

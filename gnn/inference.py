@@ -20,16 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from gnn.checkpoint import load
 from gnn.data import IntArray, Interactions
 from gnn.inputs import Content, build_graph
 from gnn.models import BehaviourConv, Graph, SageRec, interaction_weights
+from gnn.version import ModelIndex, ModelVersion, load_version
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -58,32 +57,40 @@ class FeatureScaler:
 class SageInference:
     """A trained SageRec with its key tables; every method is thread-safe (no state changes)."""
 
-    def __init__(self, model: SageRec, meta: dict[str, Any], reference_ts: float) -> None:
+    def __init__(
+        self, model: SageRec, index: ModelIndex, reference_ts: float, version: str = ""
+    ) -> None:
         self.model = model
-        self.version = str(meta.get("version", ""))
+        self.version = version
         self.dim = model.config.dim
         self.depth = model.config.category_depth
         self.reference_ts = reference_ts  # edge ages are measured from here (never negative)
         self.half_life_days = model.config.half_life_days
-        self.feature_names: tuple[str, ...] = tuple(meta["feature_names"])
-        self._categories = {k: i for i, k in enumerate(meta["category_keys"])}
-        item_keys = meta["item_keys"]
-        known = meta.get("known_items")
-        rows = range(len(item_keys)) if known is None else known  # items trained with an ID
-        self._id_rows: dict[str, int] = {item_keys[i]: i for i in rows}
+        self.feature_names: tuple[str, ...] = index.features
+        self._categories = {k: i for i, k in enumerate(index.categories)}
+        known = np.flatnonzero(index.id_rows >= 0).tolist()  # items trained with an ID
+        rows = index.id_rows.tolist()
+        self._id_rows: dict[str, int] = {index.items[i]: rows[i] for i in known}
         self._num_types = len(model.types)
         self._output = _OutputLayer.of(model)
 
     @classmethod
-    def from_dir(cls, directory: Path, reference_ts: float) -> SageInference:
-        """Load ``models/<version>/``; raises ``ValueError`` for a model that is not SageRec."""
-        model, meta = load(directory)
-        if not isinstance(model, SageRec):
+    def of(cls, version: ModelVersion, reference_ts: float | None = None) -> SageInference:
+        """Inference with a loaded version, edge ages counted back from ``reference_ts``
+        (default: the version's own); ``ValueError`` for a model that is not SageRec."""
+        if not isinstance(version.model, SageRec):
             raise ValueError(
-                f"{directory}: serving needs the inductive sage model, not {type(model).__name__}"
+                f"{version.name}: serving needs the inductive sage model, not "
+                f"{type(version.model).__name__}"
             )
-        meta.setdefault("version", directory.name)
-        return cls(model, meta, reference_ts)
+        ts = version.reference_ts if reference_ts is None else reference_ts
+        return cls(version.model, version.index, ts, version.name)
+
+    @classmethod
+    def from_dir(cls, directory: Path, reference_ts: float) -> SageInference:
+        """Load ``models/<version>/`` (``gnn.version.load_version``); raises ``ValueError``
+        for a damaged version or a model that is not SageRec."""
+        return cls.of(load_version(directory), reference_ts)
 
     # ------------------------------------------------------------------ content
     def content(

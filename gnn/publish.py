@@ -9,14 +9,15 @@ is the best of several evaluations, so it is neither comparable nor unbiased.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from gnn.data import GraphData, IntArray
 from gnn.evaluate import evaluate
 from gnn.inference import Float32Array, SageInference
+from gnn.models import SageRec
 from gnn.splits import Split
+from gnn.version import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,10 @@ def held_out_recall(inference: SageInference, data: GraphData, split: Split, k: 
     return evaluate(_VersionScorer(inference, data, split), data, split, k)[f"recall@{k}"]
 
 
-def version_recall(directory: Path, data: GraphData, split: Split) -> float | None:
-    """``held_out_recall`` of the version saved in ``directory`` (None for a model that cannot
+def version_recall(version: ModelVersion, data: GraphData, split: Split) -> float | None:
+    """``held_out_recall`` of ``version`` on today's graph (None for a model that cannot
     embed today's graph, such as LightGCN)."""
-    try:
-        inference = SageInference.from_dir(directory, data.newest_ts)
-    except ValueError as exc:
-        log.info("%s; the gate uses its stored validation score", exc)
+    if not isinstance(version.model, SageRec):
+        log.info("%s is %s: the gate uses its stored score", version.name, version.config.model)
         return None
-    return held_out_recall(inference, data, split)
+    return held_out_recall(SageInference.of(version, data.newest_ts), data, split)

@@ -2,12 +2,21 @@ from __future__ import annotations
 
 import pytest
 
-from gnn.data import GraphData
+from gnn.data import GraphData, from_snapshot
 from gnn.datasets import SyntheticConfig, generate
-from gnn.experiment import graph_of
+from gnn.datasets.base import load_into
+from graphstore import CsrSnapshot, open_store
 
 
 @pytest.fixture(scope="session")
-def small() -> GraphData:
-    """A small synthetic shop: 4,000 events, 300 actors, 200 items."""
-    return graph_of(generate(SyntheticConfig(seed=5, events=4_000, users=300, items=200)))
+def small_snapshot() -> CsrSnapshot:
+    """A small synthetic shop's graph: 4,000 events, 300 actors, 200 items."""
+    with open_store("memory://") as store:
+        load_into(store, generate(SyntheticConfig(seed=5, events=4_000, users=300, items=200)))
+        return store.snapshot()
+
+
+@pytest.fixture(scope="session")
+def small(small_snapshot: CsrSnapshot) -> GraphData:
+    """``small_snapshot`` as training data."""
+    return from_snapshot(small_snapshot)

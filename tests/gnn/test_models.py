@@ -1,4 +1,4 @@
-"""SageRec's stand-ins for items it has no ID or no edges for, and loading older versions."""
+"""SageRec's stand-ins for items it has no ID or no edges for, and weights that do not fit."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from gnn.checkpoint import load, save
+from gnn.checkpoint import snapshot_version, write_version
 from gnn.data import GraphData
 from gnn.inputs import to_graph
+from gnn.manifest import VersionError, write_manifest
 from gnn.models import Graph, SageConfig, SageRec
 from gnn.splits import make_split
 from gnn.train import GnnRecommender, TrainConfig
+from gnn.version import load_version
+from graphstore import CsrSnapshot
 
 
 def remembering(data: GraphData, known: Tensor | None = None) -> tuple[SageRec, Graph]:
@@ -108,23 +111,28 @@ def test_an_item_without_edges_takes_its_categorys_mean_neighbour_message(
     assert message.norm() > 0 and not torch.allclose(x_cold, content_only)
 
 
-def test_a_version_saved_before_stand_ins_loads_and_wrong_weights_are_refused(
-    small: GraphData, tmp_path: Path
+def test_weights_that_do_not_fit_the_model_are_refused_even_with_a_fresh_manifest(
+    small: GraphData, small_snapshot: CsrSnapshot, tmp_path: Path
 ) -> None:
     rec = GnnRecommender(TrainConfig(epochs=1, eval_every=1, sage=SageConfig(dim=8)))
     rec.fit(small, make_split(small, "random", 0).train, seed=0)
-    directory = save(rec, small, tmp_path / "v1", {})
+    directory = write_version(tmp_path, snapshot_version("v1", rec, small, small_snapshot))
     weights = load_file(str(directory / "model.safetensors"))
-    old = {k: v for k, v in weights.items() if k not in SageRec.STAND_INS}
-    save_file(old, str(directory / "model.safetensors"))
-    model, _ = load(directory)
-    assert isinstance(model, SageRec)
-    assert not model.category_ids.any() and not model.category_messages.any()
 
-    save_file({**old, "stray": torch.zeros(1)}, str(directory / "model.safetensors"))
-    with pytest.raises(ValueError, match="stray"):
-        load(directory)
-    del old["level_weight"]
-    save_file(old, str(directory / "model.safetensors"))
-    with pytest.raises(ValueError, match="level_weight"):
-        load(directory)
+    def rewrite(tensors: dict[str, Tensor]) -> None:
+        save_file(tensors, str(directory / "model.safetensors"))
+        (directory / "manifest.json").unlink()
+        write_manifest(directory, "v1")  # the files check out: only the weights are wrong
+
+    old = {k: v for k, v in weights.items() if k not in SageRec.STAND_INS}
+    rewrite(old)  # a version saved before the stand-ins existed
+    with pytest.raises(VersionError, match=r"v1: model\.safetensors .*category_ids"):
+        load_version(directory)
+    rewrite({**weights, "stray": torch.zeros(1)})
+    with pytest.raises(VersionError, match="stray"):
+        load_version(directory)
+    rewrite({**weights, "level_weight": torch.zeros(2)})
+    with pytest.raises(VersionError, match="level_weight"):
+        load_version(directory)
+    rewrite(weights)
+    assert isinstance(load_version(directory).model, SageRec)

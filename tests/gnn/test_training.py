@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from gnn.checkpoint import load, save
+from gnn.checkpoint import snapshot_version, write_version
 from gnn.data import GraphData
 from gnn.inputs import to_graph
 from gnn.metrics import hit_rate, mrr, ndcg, recall
 from gnn.models import SageConfig
 from gnn.splits import make_split
 from gnn.train import GnnRecommender, TrainConfig, after_random_point
+from gnn.version import load_version
+from graphstore import CsrSnapshot
 
 
 def test_metrics_on_a_hand_checked_ranking() -> None:
@@ -145,20 +147,21 @@ def test_training_is_bit_for_bit_the_same_for_a_seed_whatever_the_thread_count(
 
 @pytest.mark.parametrize("model", ["sage", "lightgcn"])
 def test_checkpoint_round_trip_gives_bit_identical_scores(
-    small: GraphData, tmp_path: Path, model: str
+    small: GraphData, small_snapshot: CsrSnapshot, tmp_path: Path, model: str
 ) -> None:
     split = make_split(small, "random", 0)
     rec = GnnRecommender(TrainConfig(model=model, epochs=2, eval_every=1))
     rec.fit(small, split.train, seed=0)
-    save(rec, small, tmp_path / "v1", {"validation_recall@20": rec.best_validation})
-    loaded, meta = load(tmp_path / "v1")
+    write_version(tmp_path, snapshot_version("v1", rec, small, small_snapshot))
+    version = load_version(tmp_path / "v1")
+    loaded = version.model
     with torch.no_grad():
         if model == "sage":
             graph = to_graph(
                 small,
                 split.train,
                 True,
-                meta["train_config"].sage.half_life_days,
+                version.config.sage.half_life_days,
                 torch.device("cpu"),
                 rec.known_items,
             )

@@ -1,0 +1,188 @@
+"""A model version is a complete artifact: written whole, checked against its manifest when
+loaded, refused with a clear message when damaged, loaded without the graph."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gnn.checkpoint import (
+    current_version,
+    set_current,
+    snapshot_version,
+    versions,
+    write_version,
+)
+from gnn.data import GraphData
+from gnn.inference import SageInference
+from gnn.manifest import VersionError, version_dir, write_manifest
+from gnn.models import SageConfig
+from gnn.splits import make_split
+from gnn.train import GnnRecommender, TrainConfig
+from gnn.version import FILES, ModelVersion, load_version
+from graphstore import CsrSnapshot
+from serving.table import ItemTable
+
+WATERMARKS = {"events:0": 41, "events:1": 7}
+
+
+@pytest.fixture(scope="module")
+def trained(small: GraphData, small_snapshot: CsrSnapshot) -> ModelVersion:
+    rec = GnnRecommender(TrainConfig(epochs=2, eval_every=1, sage=SageConfig(dim=8)))
+    rec.fit(small, make_split(small, "random", 0).train, seed=0)
+    version = snapshot_version("v1", rec, small, small_snapshot, {"validation_recall@20": 0.1})
+    return replace(version, watermarks=WATERMARKS)
+
+
+@pytest.fixture
+def saved(trained: ModelVersion, tmp_path: Path) -> Path:
+    return write_version(tmp_path / "models", trained)
+
+
+def test_a_version_round_trips_and_holds_the_item_table_serving_computes_from_the_graph(
+    trained: ModelVersion, saved: Path, small_snapshot: CsrSnapshot
+) -> None:
+    loaded = load_version(saved)
+    assert (loaded.name, loaded.watermarks) == ("v1", WATERMARKS)
+    assert loaded.metrics == {"validation_recall@20": 0.1}
+    assert loaded.config == trained.config and loaded.reference_ts == trained.reference_ts
+    assert loaded.index.items == trained.index.items and loaded.index.items
+    assert np.array_equal(loaded.index.id_rows, trained.index.id_rows)
+    original = trained.model.state_dict()
+    assert all(torch.equal(v, original[k]) for k, v in loaded.model.state_dict().items())
+    # what serving builds today from the whole graph at load: the version already holds it
+    inference = SageInference.from_dir(saved, trained.reference_ts)
+    table = ItemTable.build(inference, small_snapshot)
+    assert table.keys == list(loaded.index.items)
+    assert np.array_equal(table.embeddings.vectors(), loaded.items.embeddings)
+    assert np.array_equal(table.content.ancestors, loaded.items.content.ancestors)
+    assert np.array_equal(table.content.features, loaded.items.content.features)
+    assert np.array_equal(table.content.id_rows, loaded.items.content.id_rows)
+    assert np.array_equal(table.scaler.mean, loaded.items.feature_mean)
+    assert np.array_equal(table.popularity, loaded.items.popularity)
+    assert (table.leaves, table.titles) == (list(loaded.items.leaves), list(loaded.items.titles))
+    assert any(loaded.items.leaves) and any(loaded.items.titles)
+
+
+def test_the_manifest_lists_every_file_with_its_size_and_sha256(saved: Path) -> None:
+    manifest = json.loads((saved / "manifest.json").read_text())
+    on_disk = {p.name for p in saved.iterdir()} - {"manifest.json"}
+    assert set(manifest["files"]) == on_disk == set(FILES)
+    for name, entry in manifest["files"].items():
+        data = (saved / name).read_bytes()
+        assert entry == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert not [p for p in saved.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def _truncate(d: Path) -> None:
+    path = d / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _flip_byte(d: Path) -> None:
+    path = d / "items.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # same size: only the checksum can tell
+    path.write_bytes(bytes(data))
+
+
+def _old_format(d: Path) -> None:
+    (d / "manifest.json").unlink()
+    (d / "meta.json").write_text("{}")
+
+
+DAMAGE: dict[str, tuple[Callable[[Path], object], str]] = {
+    "truncated weights": (_truncate, r"v1: model\.safetensors is \d+ bytes, the manifest says"),
+    "changed byte": (_flip_byte, r"v1: items\.safetensors does not match its sha256"),
+    "missing file": (lambda d: (d / "index.json").unlink(), r"v1: index\.json is missing"),
+    "unlisted file": (
+        lambda d: (d / "extra.bin").write_bytes(b"x"),
+        r"v1: extra\.bin is not listed in manifest\.json",
+    ),
+    "missing manifest": (
+        lambda d: (d / "manifest.json").unlink(),
+        r"v1: manifest\.json is missing: not a complete version",
+    ),
+    "corrupt manifest": (
+        lambda d: (d / "manifest.json").write_text('{"format": "graphrec-version/1", "fi'),
+        r"v1: manifest\.json is corrupt",
+    ),
+    "older graphrec": (_old_format, r"v1: .*written by an older graphrec; retrain"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_version_is_refused_naming_the_version_and_the_file(
+    saved: Path, damage: str
+) -> None:
+    harm, message = DAMAGE[damage]
+    harm(saved)
+    with pytest.raises(VersionError, match=message):
+        load_version(saved)
+    with pytest.raises(ValueError, match=message):  # serving's loader refuses it too
+        SageInference.from_dir(saved, 0.0)
+
+
+def test_a_half_written_version_is_never_a_version(
+    trained: ModelVersion, saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = saved.parent
+    shutil.copytree(saved, models / ".tmp-v2")  # a writer died just before its rename
+    assert versions(models) == ["v1"]
+    with pytest.raises(VersionError, match="not a version name"):
+        load_version(models / ".tmp-v2")
+    with pytest.raises(VersionError, match="not a version name"):
+        set_current(models, ".tmp-v2")
+
+    def dies(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("gnn.checkpoint.os.rename", dies)
+    with pytest.raises(OSError, match="disk full"):
+        write_version(models, replace(trained, name="v3"))
+    assert sorted(p.name for p in models.iterdir()) == [".tmp-v2", "v1"]
+    monkeypatch.undo()
+    write_version(models, replace(trained, name="v2"))  # replaces the stale temporary
+    assert sorted(p.name for p in models.iterdir()) == ["v1", "v2"]
+    assert load_version(models / "v2").name == "v2"
+    with pytest.raises(VersionError, match="already exists"):
+        write_version(models, trained)
+
+
+@pytest.mark.parametrize("name", ["..", "../v1", "a/b", "/etc", ".tmp-v1", "", "v1/.."])
+def test_a_version_name_that_is_not_one_path_component_is_refused(saved: Path, name: str) -> None:
+    models = saved.parent
+    with pytest.raises(VersionError, match="not a version name"):
+        version_dir(models, name)
+    (models / "current").write_text(name or "\n")
+    if name:
+        with pytest.raises(VersionError, match="not a version name"):
+            current_version(models)
+    else:
+        assert current_version(models) is None
+    set_current(models, "v1")
+    assert current_version(models) == "v1"
+
+
+def test_loading_reads_no_graph(saved: Path, tmp_path: Path) -> None:
+    assert list(inspect.signature(load_version).parameters) == ["directory"]
+    elsewhere = tmp_path / "copied" / "v1"
+    shutil.copytree(saved, elsewhere)  # the directory alone: no store, no snapshot
+    assert load_version(elsewhere).items.embeddings.shape == (200, 8)
+
+
+def test_a_listed_file_that_is_not_safetensors_is_refused(saved: Path) -> None:
+    (saved / "items.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    (saved / "manifest.json").unlink()
+    write_manifest(saved, "v1")  # the manifest is right about the bytes: they are no tensors
+    with pytest.raises(VersionError, match=r"v1: items\.safetensors is not a readable"):
+        load_version(saved)
