@@ -40,4 +40,5 @@ def test_a_version_name_pointing_outside_is_refused_with_a_clear_error(
     assert registry.version == "v1" and loaded == [models / "v1"]
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
-    assert f"names {name!r}, which is not a version directory inside {models}" in errors[0]
+    assert str(models / "current") in errors[0] and repr(name) in errors[0]
+    assert "write the name of" in errors[0] and "keeping v1" in errors[0]
