@@ -10,8 +10,6 @@ a third of its time.
 
 from __future__ import annotations
 
-import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -127,12 +125,3 @@ def _retrain(make: Callable[[], GnnRecommender], data: GraphData, split: Split) 
         "epochs": int(history[-1]["epoch"]),
         "best_epoch": int(best["epoch"]),
     }
-
-
-def main() -> None:
-    """``python -m benchmarks.warm_start [ml-100k|synthetic]``: the figures as JSON (last line)."""
-    print(json.dumps(bench_warm(sys.argv[1] if len(sys.argv) > 1 else "ml-100k")))
-
-
-if __name__ == "__main__":
-    main()

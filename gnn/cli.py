@@ -77,7 +77,7 @@ def _needs_matplotlib(path: Path | None) -> Path | None:
 
 
 def eval_command(
-    dataset: Annotated[str, typer.Option(help="ml-100k or synthetic.")] = "ml-100k",
+    dataset: Annotated[str, typer.Option(help="ml-100k, ml-1m or synthetic.")] = "ml-100k",
     split: Annotated[str, typer.Option(help=f"One of: {', '.join(SPLITS)}.")] = "random",
     models: Annotated[
         str, typer.Option(help=f"Comma-separated, from: {', '.join(MODELS)}.")

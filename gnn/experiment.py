@@ -12,7 +12,7 @@ import numpy as np
 
 from gnn.baselines import EASE, FitScorer, GenrePop, ItemKNN, Pop
 from gnn.data import BEHAVIOURS, GraphData, from_snapshot
-from gnn.datasets import Dataset, SyntheticConfig, generate, load_into, load_ml100k
+from gnn.datasets import Dataset, SyntheticConfig, generate, load_into, load_ml1m, load_ml100k
 from gnn.datasets.files import read_interactions
 from gnn.evaluate import evaluate
 from gnn.splits import SPLITS, Split, make_split
@@ -117,7 +117,7 @@ class EvalSpec:
     ``gnn.datasets.files``), a split, models and seeds; ``config`` trains the GNNs (its
     ``target`` says which behaviours are held out)."""
 
-    dataset: str = "ml-100k"  # ml-100k or synthetic (ignored with files)
+    dataset: str = "ml-100k"  # ml-100k, ml-1m or synthetic (ignored with files)
     split: str = "random"
     models: tuple[str, ...] = ("pop", "itemknn", "ease", "lightgcn", "sage")
     seeds: int = 3
@@ -135,8 +135,8 @@ class EvalSpec:
             raise ValueError(f"unknown models {unknown} or split {self.split!r}")
         if (self.train_file is None) != (self.test_file is None):
             raise ValueError("--train and --test go together")
-        if self.train_file is None and self.dataset not in ("ml-100k", "synthetic"):
-            raise ValueError(f"unknown dataset {self.dataset!r}: ml-100k or synthetic")
+        if self.train_file is None and self.dataset not in ("ml-100k", "ml-1m", "synthetic"):
+            raise ValueError(f"unknown dataset {self.dataset!r}: ml-100k, ml-1m or synthetic")
 
 
 def behaviour_indices(names: Sequence[str]) -> tuple[int, ...]:
@@ -159,8 +159,8 @@ def eval_data(spec: EvalSpec) -> tuple[GraphData, Split | None]:
             Dataset("files", list(items.values()), train.interactions + test.interactions)
         )
         return data, fixed_split_from(data, test.interactions)
-    if spec.dataset == "ml-100k":
-        return graph_of(load_ml100k()), None
+    if spec.dataset in ("ml-100k", "ml-1m"):
+        return graph_of(load_ml100k() if spec.dataset == "ml-100k" else load_ml1m()), None
     synthetic = SyntheticConfig(seed=0, events=spec.events, journeys=spec.journeys)
     return graph_of(generate(synthetic)), None
 

@@ -86,3 +86,19 @@ def bench_train_cmd(
     from benchmarks.learning import bench_train, load_graph
 
     print(json.dumps(bench_train(load_graph(dataset), epochs)))
+
+
+@bench_app.command("warm")
+def bench_warm_cmd(
+    dataset: DatasetOpt = "ml-100k",
+    base_share: Annotated[
+        float, typer.Option(min=0.1, max=0.99, help="Share of events the previous version saw.")
+    ] = 0.9,
+    epochs: Annotated[int, typer.Option(min=1, help="Epoch budget of each retrain.")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the training.")] = 0,
+) -> None:
+    """A retrain after new events, warm-started from the previous version beside a cold one:
+    recall@20 on the same held-out pairs, wall and CPU time (JSON last line)."""
+    from benchmarks.warm_start import bench_warm
+
+    print(json.dumps(bench_warm(dataset, base_share, seed, epochs)))

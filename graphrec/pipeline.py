@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 
-from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml100k
+from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml1m, load_ml100k
 from graphstore import DedupWindow, GraphStore
 from streaming.produce import ProduceReport, produce
 from streaming.sink import Sink, SinkConfig, SinkStats
@@ -17,15 +17,18 @@ from streaming.urls import open_source, open_writer, parse_log_url
 
 log = logging.getLogger(__name__)
 DEFAULT_DEDUP = DedupWindow()
-DATASETS = ("synthetic", "ml-100k")
+DATASETS = ("synthetic", "ml-100k", "ml-1m")
 
 
 def load_dataset(name: str, events: int = 20_000, seed: int = 0) -> Dataset:
-    """A dataset by name: ``synthetic`` (``events`` interactions, seeded) or ``ml-100k``."""
+    """A dataset by name: ``synthetic`` (``events`` interactions, seeded), ``ml-100k`` or
+    ``ml-1m``."""
     if name == "synthetic":
         return generate(SyntheticConfig(seed=seed, events=events))
     if name == "ml-100k":
         return load_ml100k()
+    if name == "ml-1m":
+        return load_ml1m()
     raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 
