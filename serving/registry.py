@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from gnn.checkpoint import current_version
+from gnn.manifest import VersionError
 
 log = logging.getLogger(__name__)
 E = TypeVar("E")
@@ -61,6 +62,10 @@ class ModelRegistry(Generic[E]):
         self.loading.set()
         try:
             engine = self._load(self.models_dir / version)
+        except VersionError as exc:  # damaged, partial or foreign: the message says which file
+            log.error("refused model version %s (%s); keeping %s", version, exc, self._version)
+            self._failed = version
+            return False
         except Exception:
             log.exception("model version %s failed to load; keeping %s", version, self._version)
             self._failed = version
