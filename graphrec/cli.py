@@ -230,9 +230,10 @@ def demo_cmd(
 
 def _mount_gnn() -> None:
     from gnn import cli as gnn_cli
+    from graphrec import train_cli
 
     app.command("eval")(gnn_cli.eval_command)
-    app.command("train")(gnn_cli.train_command)
+    app.command("train")(train_cli.train_command)
 
 
 def _mount_serving() -> None:
