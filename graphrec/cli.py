@@ -173,6 +173,7 @@ def trending_cmd(
 
     Serves GET /trending/items/?k=20[&category=...] and /trending/categories/ on 127.0.0.1.
     """
+    from streaming.kafka import ensure_topics
     from streaming.trending import TrendingConfig, build_app, run_worker
     from streaming.urls import parse_log_url
 
@@ -180,6 +181,9 @@ def trending_cmd(
     address = parse_log_url(source)
     if address.scheme != "kafka":
         raise typer.BadParameter(f"trending needs a kafka:// URL, got {source!r}")
+    # faust's worker would log a broker it cannot reach as a traceback: ask first, and make
+    # the topics it reads (as the sink does).
+    ensure_topics(address.location, [address.events, address.items])
     app_ = build_app(
         TrendingConfig(
             broker=f"kafka://{address.location}",
@@ -203,12 +207,16 @@ def demo_cmd(
     events: Annotated[int, typer.Option(min=100, help="Synthetic interactions.")] = 20_000,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (early stopping).")] = 20,
     kafka: Annotated[
-        bool, typer.Option("--kafka", help="Go through Kafka on 127.0.0.1:9092 (new topics).")
+        bool, typer.Option("--kafka", help="Go through Kafka at --kafka-address (new topics).")
     ] = False,
     neo4j: Annotated[
         bool,
-        typer.Option("--neo4j", help="Use Neo4j on 127.0.0.1:7687 (its graph is emptied first!)."),
+        typer.Option("--neo4j", help="Use Neo4j at --neo4j-url (its graph is emptied first!)."),
     ] = False,
+    kafka_address: Annotated[str, typer.Option(help="HOST:PORT of Kafka's broker.")] = (
+        "127.0.0.1:9092"
+    ),
+    neo4j_url: Annotated[str, typer.Option(help="Neo4j's bolt URL.")] = "neo4j://127.0.0.1:7687",
 ) -> None:
     """Run the whole pipeline end to end, printing what it does: produce → ingest → train →
     serve → Recommend / Explain / ScoreItems, a live click and a cold-start item.
@@ -223,8 +231,8 @@ def demo_cmd(
         events,
         out=Console(),
         train_epochs=epochs,
-        kafka="127.0.0.1:9092" if kafka else None,
-        neo4j="neo4j://127.0.0.1:7687" if neo4j else None,
+        kafka=kafka_address if kafka else None,
+        neo4j=neo4j_url if neo4j else None,
     )
 
 

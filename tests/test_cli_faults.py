@@ -29,6 +29,7 @@ KAFKA_DOWN = "kafka://127.0.0.1:1"
 NEO4J_DOWN = "neo4j://127.0.0.1:2"
 NEO4J = "neo4j://127.0.0.1:7687"  # only reached through the refusing driver below
 RATE_LIMIT = "Neo.ClientError.Security.AuthenticationRateLimit"
+DEMO = ["demo", "--data-dir", "{tmp}/demo", "--events", "100"]
 
 
 def neo4j_error(code: str) -> Neo4jError:
@@ -79,6 +80,17 @@ KAFKA_DOWN_ROWS = [
         ["ingest", "--follow", "--from", KAFKA_DOWN, "--store", "memory://"],
         ExitCode.UNREACHABLE,
         "Kafka",
+    ),
+    (["trending", "--from", KAFKA_DOWN, "--web-port", "{port}"], ExitCode.UNREACHABLE, "Kafka"),
+    (
+        [*DEMO, "--kafka", "--kafka-address", KAFKA_DOWN.removeprefix("kafka://")],
+        ExitCode.UNREACHABLE,
+        "Kafka",
+    ),
+    (
+        [*DEMO, "--neo4j", "--neo4j-url", NEO4J_DOWN],
+        ExitCode.UNREACHABLE,
+        "Neo4j at neo4j://127.0.0.1:2",
     ),
 ]
 OTHER_ROWS = [
