@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graphrec.bench_cli import bench_app
 from graphrec.config import Config, load_config
 from graphrec.console import GraphrecGroup, err, exit_codes_help
-from graphrec.pipeline import DATASETS, ingest, load_dataset, produce_dataset
+from graphrec.pipeline import DATASETS, SinkMetrics, ingest, load_dataset, produce_dataset
 from graphstore import open_store
+from serving.metrics import serve_metrics
+from streaming.sink import SinkStats
 
 app = typer.Typer(
     help="graphrec: a graph-backed recommender fed by streaming events.\n\n"
@@ -113,6 +116,13 @@ def ingest_cmd(
     idle_exit: Annotated[
         float, typer.Option(help="Without --follow: stop after this many idle seconds.")
     ] = 1.0,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            help="Prometheus /metrics on 127.0.0.1 (0: off): records applied, dead-lettered, "
+            "duplicates dropped, replays skipped."
+        ),
+    ] = 0,
 ) -> None:
     """Run the sink: log → decode ▸ validate ▸ batch ▸ graph ▸ commit.
 
@@ -121,15 +131,23 @@ def ingest_cmd(
     Prints a JSON summary: applied, dead-lettered (with reasons), events/s.
     """
     config = _config()
+    metrics = SinkMetrics(CollectorRegistry())
+    if metrics_port:
+        serve_metrics(metrics.registry, metrics_port)
     with open_store(store or config.store_url) as graph, _progress() as bar:
         task = bar.add_task("ingesting", total=None)
+
+        def on_batch(stats: SinkStats) -> None:
+            bar.update(task, completed=stats.applied + stats.dead_lettered)
+            metrics.observe(stats)
+
         summary = ingest(
             source or config.log_url,
             graph,
             group or config.group,
             batch_size or config.batch_size,
             idle_exit_s=None if follow else idle_exit,
-            on_batch=lambda s: bar.update(task, completed=s.applied + s.dead_lettered),
+            on_batch=on_batch,
             dedup=config.dedup_window,
         )
     print(json.dumps(summary.as_dict()))
