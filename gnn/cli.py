@@ -1,6 +1,7 @@
-"""Commands of the learning half, mounted into the ``graphrec`` CLI: eval and train.
+"""The learning half's ``eval`` command, mounted into the ``graphrec`` CLI, and the options
+it shares with ``graphrec train`` (``graphrec/train_cli.py``).
 
-They parse options and call ``gnn.experiment.run_eval`` and ``gnn.trainer``."""
+``eval`` parses options and calls ``gnn.experiment.run_eval``."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import typer
 from gnn.experiment import MODELS, EvalSpec, behaviour_indices, format_table, run_eval
 from gnn.splits import SPLITS
 from gnn.train import SUPERVISION, TRAINING_MODES, TrainConfig
-from gnn.trainer import train_periodically
 
 __all__ = [
     "TRAINABLE_MODELS",
+    "SupervisionOpt",
+    "TrainingModeOpt",
+    "check_mode",
+    "check_supervision",
     "eval_command",
-    "train_command",
 ]
 TRAINABLE_MODELS = ("sage", "lightgcn")  # what `train` publishes; `eval` compares more
 
@@ -112,8 +115,8 @@ def eval_command(
         config = TrainConfig(
             epochs=epochs,
             target=behaviour_indices(target.split(",")),
-            mode=_mode(mode),
-            supervision=_supervision(supervision),
+            mode=check_mode(mode),
+            supervision=check_supervision(supervision),
         )
         spec = EvalSpec(
             dataset=dataset,
@@ -134,53 +137,13 @@ def eval_command(
     typer.echo(json.dumps(report) if as_json else format_table(report["results"]))
 
 
-def train_command(
-    store: Annotated[
-        str, typer.Option("--store", help="Graph store URL to train from.")
-    ] = "sqlite://data/graph",
-    models_dir: Annotated[Path, typer.Option(help="Where versions are written.")] = Path(
-        "data/models"
-    ),
-    model: Annotated[str, typer.Option(help=f"One of: {', '.join(TRAINABLE_MODELS)}.")] = "sage",
-    epochs: Annotated[int, typer.Option(min=1)] = 60,
-    every_minutes: Annotated[
-        float, typer.Option(help="Periodic mode: retrain this often (0: once).")
-    ] = 0.0,
-    every_events: Annotated[
-        int, typer.Option(help="Periodic mode: or after this many new events.")
-    ] = 0,
-    seed: Annotated[int, typer.Option()] = 0,
-    mode: TrainingModeOpt = "auto",
-    supervision: SupervisionOpt = "random",
-) -> None:
-    """Train on the graph's current snapshot and publish models/<version>/ when its recall@20
-    on held-out pairs is not worse than the current version's on the same pairs."""
-    if model not in TRAINABLE_MODELS:
-        raise typer.BadParameter(f"unknown model {model!r}: {', '.join(TRAINABLE_MODELS)}")
-    config = TrainConfig(
-        model=model,
-        epochs=epochs,
-        seed=seed,
-        mode=_mode(mode),
-        supervision=_supervision(supervision),
-    )
-    train_periodically(
-        store,
-        config,
-        models_dir,
-        every_minutes,
-        every_events,
-        report=lambda summary: typer.echo(json.dumps(summary)),
-    )
-
-
-def _mode(mode: str) -> str:
+def check_mode(mode: str) -> str:
     if mode not in TRAINING_MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}: {', '.join(TRAINING_MODES)}")
     return mode
 
 
-def _supervision(supervision: str) -> str:
+def check_supervision(supervision: str) -> str:
     if supervision not in SUPERVISION:
         raise typer.BadParameter(f"unknown supervision {supervision!r}: {', '.join(SUPERVISION)}")
     return supervision

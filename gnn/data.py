@@ -105,6 +105,10 @@ class GraphData:
         return out
 
 
+class NoInteractions(ValueError):
+    """A graph without interactions: there is nothing to learn from."""
+
+
 def from_snapshot(snapshot: CsrSnapshot) -> GraphData:
     """Interactions of users and sessions with items, and item content, from a snapshot."""
     users = snapshot.num_nodes(NodeKind.USER)
@@ -115,6 +119,10 @@ def from_snapshot(snapshot: CsrSnapshot) -> GraphData:
             n = rel.num_edges
             parts.append((rel.rows() + offset, rel.indices, np.full(n, b), rel.count, rel.last_ts))
     actor, item, beh, count, last = (np.concatenate(col) for col in zip(*parts, strict=True))
+    if not actor.size:
+        raise NoInteractions(
+            "the graph holds no interactions: ingest events first (graphrec ingest)"
+        )
     in_cat = snapshot.relation(NodeKind.ITEM, IN_CATEGORY, NodeKind.CATEGORY)
     leaf = np.full(snapshot.num_nodes(NodeKind.ITEM), -1, np.int64)
     leaf[in_cat.rows()] = in_cat.indices

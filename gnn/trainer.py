@@ -1,12 +1,14 @@
 """Train a version, gate it and publish it: once (``train_once``) or on a schedule
-(``train_periodically``). ``graphrec train``, the demo and the benchmarks call these."""
+(``PeriodicTrainer``). ``graphrec train``, the demo and the benchmarks call these."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from gnn.checkpoint import (
@@ -23,9 +25,14 @@ from gnn.splits import make_split
 from gnn.train import GnnRecommender, TrainConfig
 from gnn.version import ModelVersion, load_version
 from gnn.warm import WarmRecommender
-from graphstore import CsrSnapshot, open_store
+from graphstore import CsrSnapshot, GraphStore
 
 log = logging.getLogger(__name__)
+EVENTS_POLL_S = 5.0  # how often a schedule by events counts the graph's interactions
+
+
+def _nothing() -> None:
+    pass
 
 
 def train_once(
@@ -99,31 +106,72 @@ def _current(models_dir: Path) -> ModelVersion | None:
         return None
 
 
-def train_periodically(
-    store_url: str,
-    config: TrainConfig,
-    models_dir: Path,
-    every_minutes: float = 0.0,
-    every_events: int = 0,
-    report: Callable[[dict[str, object]], None] = lambda summary: None,
-) -> None:
-    """``train_once`` on the store's snapshot, then again every ``every_minutes`` or after
-    ``every_events`` new interactions, whichever comes first (neither: return after one).
-    A round whose store holds no new interactions trains nothing. Each summary goes to
-    ``report``."""
-    last_events = -1
-    while True:
-        with open_store(store_url) as graph:
+@dataclass(frozen=True)
+class Schedule:
+    """Retrain every ``every_minutes`` or after ``every_events`` new interactions, whichever
+    comes first; neither: once."""
+
+    every_minutes: float = 0.0
+    every_events: int = 0
+
+    @property
+    def periodic(self) -> bool:
+        return self.every_minutes > 0 or self.every_events > 0
+
+
+class PeriodicTrainer:
+    """``train_once`` on the store's snapshot, on a ``Schedule``; each summary goes to
+    ``report``. A round whose store holds no new interactions trains nothing.
+
+    ``run`` raises when a round fails (the store unreachable, say); calling it again carries
+    on from the last round that worked, so whoever calls it decides how to retry
+    (``graphrec train`` backs off and tries again)."""
+
+    def __init__(
+        self,
+        open_graph: Callable[[], AbstractContextManager[GraphStore]],
+        config: TrainConfig,
+        models_dir: Path,
+        schedule: Schedule = Schedule(),
+        report: Callable[[dict[str, object]], None] = lambda summary: None,
+    ) -> None:
+        self.open_graph = open_graph
+        self.config, self.models_dir = config, models_dir
+        self.schedule, self.report = schedule, report
+        self.trained_on = -1  # interactions in the graph at the last round that trained
+
+    def run(
+        self, stopping: threading.Event | None = None, succeeded: Callable[[], None] = _nothing
+    ) -> None:
+        """Rounds until ``stopping`` is set (one round when not periodic), calling
+        ``succeeded`` after each round that worked."""
+        stopping = stopping or threading.Event()
+        while not stopping.is_set():
+            self.round()
+            succeeded()
+            if not self.schedule.periodic or self._wait_for_next_round(stopping):
+                return
+
+    def round(self) -> None:
+        """Train on the graph unless it holds no new interactions (or, periodic, none yet:
+        ``train_once`` refuses an empty graph)."""
+        with self.open_graph() as graph:
             events = graph.stats().interactions
-            if events != last_events:
-                report(train_once(graph.snapshot(), config, models_dir))
-                last_events = events
-        if every_minutes <= 0 and every_events <= 0:
-            return
-        deadline = time.monotonic() + (every_minutes * 60 if every_minutes > 0 else float("inf"))
+            if events == self.trained_on or (events == 0 and self.schedule.periodic):
+                return
+            self.report(train_once(graph.snapshot(), self.config, self.models_dir))
+            self.trained_on = events
+
+    def _wait_for_next_round(self, stopping: threading.Event) -> bool:
+        """Wait for the next round; True when stopped instead."""
+        minutes, events = self.schedule.every_minutes, self.schedule.every_events
+        period_s = minutes * 60 if minutes > 0 else float("inf")
+        deadline = time.monotonic() + period_s
         while time.monotonic() < deadline:
-            time.sleep(5)
-            if every_events > 0:
-                with open_store(store_url) as graph:
-                    if graph.stats().interactions - last_events >= every_events:
-                        break
+            if stopping.wait(min(EVENTS_POLL_S, period_s)):
+                return True
+            if events > 0:
+                with self.open_graph() as graph:
+                    if graph.stats().interactions - self.trained_on >= events:
+                        return False
+        return False

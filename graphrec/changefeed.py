@@ -6,7 +6,7 @@ watermark), and waits for the store's watermark to pass each batch before asking
 to re-embed the items it touched. Bad records are skipped here (the sink dead-letters them).
 
 The feed outlives its event log and its store: when either fails (Kafka down at start, the
-store unreachable) it reports the loop down, waits and reconnects (``graphrec.background``),
+store unreachable) it reports the loop down, waits and reconnects (``serving.loops``),
 starting again after what the graph holds.
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
-from graphrec.background import LoopMetrics, LoopState, run_forever
 from graphstore import GraphStore, ItemRecord
+from serving.loops import LoopMetrics, LoopState, run_forever
 from streaming.codec import BadRecord, decode_event, decode_item
 from streaming.records import TopicPartition
 from streaming.urls import open_source, parse_log_url

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -20,8 +21,10 @@ from graphrec.bench_cli import bench_app
 from graphrec.config import Config, load_config
 from graphrec.console import GraphrecGroup, err, exit_codes_help
 from graphrec.import_cli import import_command
-from graphrec.pipeline import DATASETS, ingest, load_dataset, produce_dataset
+from graphrec.pipeline import DATASETS, SinkMetrics, ingest, load_dataset, produce_dataset
 from graphstore import open_store
+from serving.metrics import serve_metrics
+from streaming.sink import SinkStats
 
 app = typer.Typer(
     help="graphrec: a graph-backed recommender fed by streaming events.\n\n"
@@ -114,6 +117,13 @@ def ingest_cmd(
     idle_exit: Annotated[
         float, typer.Option(help="Without --follow: stop after this many idle seconds.")
     ] = 1.0,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            help="Prometheus /metrics on 127.0.0.1 (0: off): records applied, dead-lettered, "
+            "duplicates dropped, replays skipped."
+        ),
+    ] = 0,
 ) -> None:
     """Run the sink: log → decode ▸ validate ▸ batch ▸ graph ▸ commit.
 
@@ -122,15 +132,23 @@ def ingest_cmd(
     Prints a JSON summary: applied, dead-lettered (with reasons), events/s.
     """
     config = _config()
+    metrics = SinkMetrics(CollectorRegistry())
+    if metrics_port:
+        serve_metrics(metrics.registry, metrics_port)
     with open_store(store or config.store_url) as graph, _progress() as bar:
         task = bar.add_task("ingesting", total=None)
+
+        def on_batch(stats: SinkStats) -> None:
+            bar.update(task, completed=stats.applied + stats.dead_lettered)
+            metrics.observe(stats)
+
         summary = ingest(
             source or config.log_url,
             graph,
             group or config.group,
             batch_size or config.batch_size,
             idle_exit_s=None if follow else idle_exit,
-            on_batch=lambda s: bar.update(task, completed=s.applied + s.dead_lettered),
+            on_batch=on_batch,
             dedup=config.dedup_window,
         )
     print(json.dumps(summary.as_dict()))
@@ -174,6 +192,7 @@ def trending_cmd(
 
     Serves GET /trending/items/?k=20[&category=...] and /trending/categories/ on 127.0.0.1.
     """
+    from streaming.kafka import ensure_topics
     from streaming.trending import TrendingConfig, build_app, run_worker
     from streaming.urls import parse_log_url
 
@@ -181,6 +200,9 @@ def trending_cmd(
     address = parse_log_url(source)
     if address.scheme != "kafka":
         raise typer.BadParameter(f"trending needs a kafka:// URL, got {source!r}")
+    # faust's worker would log a broker it cannot reach as a traceback: ask first, and make
+    # the topics it reads (as the sink does).
+    ensure_topics(address.location, [address.events, address.items])
     app_ = build_app(
         TrendingConfig(
             broker=f"kafka://{address.location}",
@@ -204,12 +226,16 @@ def demo_cmd(
     events: Annotated[int, typer.Option(min=100, help="Synthetic interactions.")] = 20_000,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (early stopping).")] = 20,
     kafka: Annotated[
-        bool, typer.Option("--kafka", help="Go through Kafka on 127.0.0.1:9092 (new topics).")
+        bool, typer.Option("--kafka", help="Go through Kafka at --kafka-address (new topics).")
     ] = False,
     neo4j: Annotated[
         bool,
-        typer.Option("--neo4j", help="Use Neo4j on 127.0.0.1:7687 (its graph is emptied first!)."),
+        typer.Option("--neo4j", help="Use Neo4j at --neo4j-url (its graph is emptied first!)."),
     ] = False,
+    kafka_address: Annotated[str, typer.Option(help="HOST:PORT of Kafka's broker.")] = (
+        "127.0.0.1:9092"
+    ),
+    neo4j_url: Annotated[str, typer.Option(help="Neo4j's bolt URL.")] = "neo4j://127.0.0.1:7687",
 ) -> None:
     """Run the whole pipeline end to end, printing what it does: produce → ingest → train →
     serve → Recommend / Explain / ScoreItems, a live click and a cold-start item.
@@ -224,16 +250,17 @@ def demo_cmd(
         events,
         out=Console(),
         train_epochs=epochs,
-        kafka="127.0.0.1:9092" if kafka else None,
-        neo4j="neo4j://127.0.0.1:7687" if neo4j else None,
+        kafka=kafka_address if kafka else None,
+        neo4j=neo4j_url if neo4j else None,
     )
 
 
 def _mount_gnn() -> None:
     from gnn import cli as gnn_cli
+    from graphrec import train_cli
 
     app.command("eval")(gnn_cli.eval_command)
-    app.command("train")(gnn_cli.train_command)
+    app.command("train")(train_cli.train_command)
 
 
 def _mount_serving() -> None:

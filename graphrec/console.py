@@ -43,7 +43,8 @@ EXIT_CODES = {
     ExitCode.OK: "done",
     ExitCode.UNEXPECTED: "any other failure: the service answered an error, or a bug "
     "(`graphrec -v ...` shows the traceback)",
-    ExitCode.USAGE: "usage or configuration: bad option, URL, name, file or setting",
+    ExitCode.USAGE: "usage or configuration: bad option, URL, name, file or setting; or "
+    "nothing to work on (train on a graph without interactions)",
     ExitCode.UNREACHABLE: "a server is unreachable: Kafka, Neo4j or the graphrec service",
     ExitCode.AUTH_REFUSED: "authentication refused: wrong Neo4j password, rate limit, token",
     ExitCode.ADDRESS_IN_USE: "cannot listen: the port is in use or the address is not local",

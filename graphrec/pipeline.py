@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 
+from prometheus_client import CollectorRegistry, Counter
+
 from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml1m, load_ml100k
 from graphstore import DedupWindow, GraphStore
 from streaming.produce import ProduceReport, produce
@@ -83,6 +85,43 @@ class IngestSummary:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+# SinkStats field → (metric name without _total, help)
+SINK_COUNTERS = {
+    "applied": ("graphrec_sink_applied", "Events and catalogue records written to the graph."),
+    "dead_lettered": (
+        "graphrec_sink_dead_lettered",
+        "Records sent to the dead-letter topic (the reason is in its header).",
+    ),
+    "skipped_duplicate": (
+        "graphrec_sink_duplicates_dropped",
+        "Events dropped because their event id was accepted within the dedup window.",
+    ),
+    "skipped_replayed": (
+        "graphrec_sink_replayed_skipped",
+        "Records read again (after a restart or rebalance) that the graph already held.",
+    ),
+}
+
+
+class SinkMetrics:
+    """The sink's counts as Prometheus counters on ``registry``, from the running totals it
+    reports after each batch (``observe`` is an ``on_batch`` callback)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._counters = {
+            field: Counter(name, text, registry=registry)
+            for field, (name, text) in SINK_COUNTERS.items()
+        }
+        self._seen = dict.fromkeys(SINK_COUNTERS, 0)
+
+    def observe(self, stats: SinkStats) -> None:
+        for field, counter in self._counters.items():
+            total = getattr(stats, field)
+            counter.inc(total - self._seen[field])
+            self._seen[field] = total
 
 
 def ingest(

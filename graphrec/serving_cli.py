@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from graphrec.background import LoopMetrics, LoopState
 from graphrec.changefeed import LOOP_NAME, ChangeFeed
 from graphrec.config import load_config
 from graphstore import GraphStore, open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
 from serving.app import Serving
+from serving.loops import LoopState
 from serving.recommender import RecommenderConfig
 from serving.server import ServerConfig
 from streaming.urls import parse_log_url
@@ -151,8 +151,7 @@ def _run(serving: Serving, graph: GraphStore, follow_url: str | None, metrics_po
 def _feed(log_url: str, graph: GraphStore, serving: Serving) -> ChangeFeed:
     """The change feed, its state in the service's /metrics and gRPC health (the server
     must be running to take health)."""
-    metrics = LoopMetrics(serving.metrics.registry)
-    state = LoopState(LOOP_NAME, metrics, serving.server.set_health)
+    state = LoopState(LOOP_NAME, serving.metrics.loops, serving.server.set_health)
     return ChangeFeed(log_url, graph, serving.items_changed, state=state)
 
 

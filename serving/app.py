@@ -11,12 +11,13 @@ import torch
 
 from graphstore import GraphStore, ItemRecord
 from serving.engine import Engine
+from serving.loops import LoopState
 from serving.metrics import Metrics
 from serving.recommender import Recommender, RecommenderConfig
 from serving.registry import ModelRegistry
 from serving.server import RecommenderServer, ServerConfig
 from serving.storehealth import StoreProbe
-from serving.trending import TrendingCache, http_trending
+from serving.trending import LOOP_NAME, TrendingCache, http_trending
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,9 @@ class Serving:
         (a request took 5× longer with two of them on two cores).
         """
         torch.set_num_threads(1)
-        if self.trending is not None:
-            self.trending.start()
         port = self.server.start()
+        if self.trending is not None:  # its health needs the server running
+            self.trending.start(LoopState(LOOP_NAME, self.metrics.loops, self.server.set_health))
         self._started = True
         if not self.registry.check() and self.registry.current() is None:
             log.warning(
@@ -88,11 +89,11 @@ class Serving:
         return port
 
     def stop(self) -> None:
+        if self.trending is not None:
+            self.trending.stop()
         self.store_probe.stop()
         self.registry.stop()
         self.server.stop()
-        if self.trending is not None:
-            self.trending.stop()
 
     def items_changed(self, item_ids: Sequence[str], records: Sequence[ItemRecord] = ()) -> int:
         """Re-embed items whose neighbourhood or catalogue entry changed; returns how many."""

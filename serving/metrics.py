@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from serving.loops import LoopMetrics
+
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 3600.0)
@@ -12,7 +14,7 @@ FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 360
 
 class Metrics:
     """Latency per method and status, shed requests, batch sizes, freshness, the model
-    version in use, whether the graph store answers."""
+    version in use, whether the graph store answers, the background loops' state."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -66,6 +68,17 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.loops = LoopMetrics(self.registry)
+
     def serve_http(self, port: int, host: str = "127.0.0.1") -> None:
         """Expose /metrics over HTTP on ``host:port``."""
-        start_http_server(port, addr=host, registry=self.registry)
+        serve_metrics(self.registry, port, host)
+
+
+def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> None:
+    """Expose ``registry`` at http://host:port/metrics (a daemon thread); an ``OSError``
+    naming the address when it cannot listen there."""
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from exc

@@ -2,17 +2,19 @@
 
 Requests arrive as bytes and are parsed on a worker, so a request that is not a valid
 message gets INVALID_ARGUMENT rather than the framework's INTERNAL. Each request is admitted
-on the event loop (``Admission``), runs on the worker pool within the caller's deadline, and
-Recommend requests go through the ``RecommendBatcher``.
+on the event loop (``Admission``), runs on the worker pool within the caller's deadline (or is
+shed with RESOURCE_EXHAUSTED when it would not make it), and Recommend requests go through
+the ``RecommendBatcher``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from prometheus_client import Histogram
@@ -81,7 +83,9 @@ class RecommenderServicer:
 
     def _endpoint(self, method: str, work: Callable[[bytes], bytes]) -> Endpoint:
         async def endpoint(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            return await self._handle(method, context, lambda: self._run(work, raw, context))
+            return await self._handle(
+                method, context, lambda: self._run(method, work, raw, context)
+            )
 
         return endpoint
 
@@ -95,7 +99,7 @@ class RecommenderServicer:
         started = time.perf_counter()
         try:
             sent = dict(context.invocation_metadata() or ()).get("authorization", "")
-            self.admission.admit(sent, context.time_remaining())
+            self.admission.admit(sent, context.time_remaining(), method)
             self.admission.inflight += 1
             try:
                 result = await run()
@@ -112,24 +116,40 @@ class RecommenderServicer:
         return result
 
     async def _run(
-        self, work: Callable[[bytes], R], raw: bytes, context: grpc.aio.ServicerContext
+        self, method: str, work: Callable[[bytes], R], raw: bytes, context: grpc.aio.ServicerContext
     ) -> R:
-        """``work(raw)`` on the pool within the caller's deadline."""
+        """``work(raw)`` on the pool within the caller's deadline; shed with
+        RESOURCE_EXHAUSTED if it is still waiting for a worker when only its expected time is
+        left, or if a worker takes it up too late."""
         remaining = _remaining(context)
-        start_by = None if remaining is None else time.monotonic() + remaining
+        expected = self.admission.call_s(method)
+        deadline = None if remaining is None else time.monotonic() + remaining
+        taken = threading.Lock()  # held by whichever comes first: a worker, or the shedding
 
-        def timed() -> R:
-            if start_by is not None and time.monotonic() > start_by:
-                raise TimeoutError  # expired in the queue: do not spend a worker on it
+        def timed() -> R | None:
+            if not taken.acquire(blocking=False):
+                return None  # shed while it waited: no one wants the answer
+            if deadline is not None and time.monotonic() + self.admission.call_s(method) > deadline:
+                raise self.admission.late()
             started = time.perf_counter()
             try:
                 return work(raw)
             finally:
-                self.admission.observe_service(time.perf_counter() - started, 1)
+                self.admission.observe_call(method, time.perf_counter() - started)
 
         future = asyncio.get_running_loop().run_in_executor(self._pool, timed)
         try:
-            return await asyncio.wait_for(future, remaining)
+            if deadline is not None:
+                shed_in = deadline - expected - time.monotonic()
+                try:
+                    return cast(
+                        R, await asyncio.wait_for(asyncio.shield(future), max(0.0, shed_in))
+                    )
+                except TimeoutError:
+                    if taken.acquire(blocking=False):  # still waiting for a worker
+                        raise self.admission.late() from None
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return cast(R, await asyncio.wait_for(future, left))
         except Exception as exc:
             raise failure_of(exc) from None
 

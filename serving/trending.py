@@ -4,12 +4,15 @@
 fetches, every ``period_s``, the ranking of each category that requests asked for recently
 (a category asked for the first time is fetched at once, and answered from the store's
 counts until then); requests only read what the last fetch returned.
+
+While trending is unreachable the refresher retries with back-off (``serving.loops``), shown
+as the ``trending`` loop in /metrics and in gRPC health (``graphrec.v1.Recommender/trending``);
+requests meanwhile fall back to the store's counts once the last ranking is too old.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 import urllib.parse
@@ -17,9 +20,13 @@ import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
 
-log = logging.getLogger(__name__)
+from prometheus_client import CollectorRegistry
+
+from serving.loops import LoopMetrics, LoopState, run_forever
+
 Ranking = list[tuple[str, float]]
 Fetch = Callable[[int, str], Ranking]  # (k, category) → (item id, count) best first
+LOOP_NAME = "trending"
 
 
 def http_trending(base: str, timeout_s: float = 2.0) -> Fetch:
@@ -60,6 +67,7 @@ class TrendingCache:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.state: LoopState | None = None
 
     def __call__(self, k: int, category: str) -> Ranking:
         with self._lock:
@@ -76,21 +84,21 @@ class TrendingCache:
         return cached[1][:k]
 
     def refresh(self) -> None:
-        """Fetch every category asked for (on the refresher thread)."""
+        """Fetch every category asked for (on the refresher thread); raises when a fetch
+        fails, keeping the rankings fetched before until they are too old."""
         with self._lock:
             categories = list(self._rankings)
         for category in categories:
-            try:
-                ranking = self._fetch(self.depth, category)
-            except Exception as exc:  # keep the last ranking until it is too old
-                log.warning("trending counts unavailable (%s)", exc)
-                return
+            ranking = self._fetch(self.depth, category)
             with self._lock:
                 if category in self._rankings:
                     self._rankings[category] = (time.monotonic(), ranking)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="trending", daemon=True)
+    def start(self, state: LoopState | None = None) -> None:
+        """Start refreshing; ``state`` shows the refresher (default: one of its own, on a
+        registry nobody serves)."""
+        self.state = state or LoopState(LOOP_NAME, LoopMetrics(CollectorRegistry()))
+        self._thread = threading.Thread(target=self._run, name=LOOP_NAME, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -100,7 +108,14 @@ class TrendingCache:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        assert self.state is not None
+        back_off = max(self.period_s, 30.0)
+        run_forever(self._refresh_every_period, self.state, self._stop, self.period_s, back_off)
+
+    def _refresh_every_period(self) -> None:
+        assert self.state is not None
         while not self._stop.is_set():
             self._wake.clear()
             self.refresh()
+            self.state.succeeded()
             self._wake.wait(self.period_s)

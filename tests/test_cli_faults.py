@@ -29,6 +29,7 @@ KAFKA_DOWN = "kafka://127.0.0.1:1"
 NEO4J_DOWN = "neo4j://127.0.0.1:2"
 NEO4J = "neo4j://127.0.0.1:7687"  # only reached through the refusing driver below
 RATE_LIMIT = "Neo.ClientError.Security.AuthenticationRateLimit"
+DEMO = ["demo", "--data-dir", "{tmp}/demo", "--events", "100"]
 
 
 def neo4j_error(code: str) -> Neo4jError:
@@ -80,6 +81,17 @@ KAFKA_DOWN_ROWS = [
         ExitCode.UNREACHABLE,
         "Kafka",
     ),
+    (["trending", "--from", KAFKA_DOWN, "--web-port", "{port}"], ExitCode.UNREACHABLE, "Kafka"),
+    (
+        [*DEMO, "--kafka", "--kafka-address", KAFKA_DOWN.removeprefix("kafka://")],
+        ExitCode.UNREACHABLE,
+        "Kafka",
+    ),
+    (
+        [*DEMO, "--neo4j", "--neo4j-url", NEO4J_DOWN],
+        ExitCode.UNREACHABLE,
+        "Neo4j at neo4j://127.0.0.1:2",
+    ),
 ]
 OTHER_ROWS = [
     (["produce", "--to", "http://x"], ExitCode.USAGE, "unknown log URL"),
@@ -91,6 +103,11 @@ OTHER_ROWS = [
     ),
     (["train", "--store", "memory://", "--model", "nope"], ExitCode.USAGE, "unknown model"),
     (["train", "--mode", "nope"], ExitCode.USAGE, "unknown mode"),
+    (
+        ["train", "--store", "memory://", "--models-dir", "{tmp}/models"],
+        ExitCode.USAGE,
+        "the graph holds no interactions: ingest events first (graphrec ingest)",
+    ),
     (["recommend", "--user", "u1", "--address", "127.0.0.1:1"], ExitCode.UNREACHABLE, "serve"),
     (
         ["explain", "--user", "u1", "--item", "i1", "--address", "127.0.0.1:1"],
@@ -107,7 +124,7 @@ OTHER_ROWS = [
     (
         ["serve", "--store", "memory://", "--address", "127.0.0.1:0", "--metrics-port", "{port}"],
         ExitCode.ADDRESS_IN_USE,
-        "--metrics-port",
+        "cannot listen on 127.0.0.1:{port} ",
     ),
 ]
 
@@ -155,7 +172,7 @@ def test_store_faults(
 def test_other_faults(
     args: list[str], code: ExitCode, word: str, tmp_path: Path, held_port: int
 ) -> None:
-    assert_one_line(run(args, tmp_path, port=held_port), code, word)
+    assert_one_line(run(args, tmp_path, port=held_port), code, word.format(port=held_port))
 
 
 def test_a_bad_setting_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from graphrec.background import LoopMetrics, LoopState, run_forever
 from graphrec.changefeed import LOOP_NAME, ChangeFeed
 from graphstore import open_store
+from serving.loops import LoopMetrics, LoopState, run_forever
 from tests.integration.waiting import wait_until
 
 HEALTH_NAME = "graphrec.v1.Recommender/change-feed"
@@ -31,7 +31,7 @@ def sample(registry: CollectorRegistry, name: str) -> float | None:
 
 
 def test_kafka_down_at_start_is_reported_and_retried(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="graphrec.background")
+    caplog.set_level(logging.WARNING, logger="serving.loops")
     registry = CollectorRegistry()
     health: list[tuple[str, bool]] = []
     state = LoopState(LOOP_NAME, LoopMetrics(registry), lambda name, ok: health.append((name, ok)))

@@ -94,3 +94,59 @@ def test_calls_the_caller_cancels_or_lets_expire_are_not_errors_in_the_log(
     finally:
         recommender.recommend_many = real  # type: ignore[method-assign]
         close(served)
+
+
+def _burst(calls: list[Any]) -> Counter[grpc.StatusCode]:
+    codes: Counter[grpc.StatusCode] = Counter()
+    for call in calls:
+        try:
+            call.result()
+            codes[grpc.StatusCode.OK] += 1
+        except grpc.RpcError as exc:
+            codes[exc.code()] += 1
+    return codes
+
+
+@pytest.mark.parametrize("method", ["ScoreItems", "Explain"])
+def test_unbatched_methods_are_answered_or_shed_under_a_burst(
+    method: str, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = serve(world, ServerConfig(address="127.0.0.1:0", workers=1))
+    recommender = served.serving.recommender
+    name = {"ScoreItems": "score_items", "Explain": "explain"}[method]
+    real = getattr(recommender, name)
+
+    def slowed(*args: Any) -> Any:
+        time.sleep(SLOW_BATCH_S)
+        return real(*args)
+
+    users = sorted(
+        {i.actor.key for i in world.dataset.interactions if i.actor.kind is NodeKind.USER}
+    )[:40]
+    requests = []
+    for user in users:
+        subject = pb.Subject(user_id=user)
+        top = served.stub.Recommend(pb.RecommendRequest(subject=subject, k=3), timeout=10)
+        if method == "ScoreItems":
+            requests.append(
+                pb.ScoreItemsRequest(subject=subject, item_ids=[i.item_id for i in top.items])
+            )
+        else:
+            requests.append(pb.ExplainRequest(subject=subject, item_id=top.items[0].item_id))
+    call = getattr(served.stub, method)
+    try:
+        setattr(recommender, name, slowed)
+        caplog.set_level(logging.INFO)
+        # A first burst teaches admission the slowed cost of the method (until a call of it
+        # has finished, it is guessed from Recommend's, and callers may still run out).
+        _burst([call.future(r, timeout=0.4) for r in requests * 3])
+        codes: Counter[grpc.StatusCode] = Counter()
+        for _ in range(2):
+            codes += _burst([call.future(r, timeout=0.4) for r in requests * 3])
+        assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not errors, [r.getMessage()[:200] for r in errors]
+        assert served.serving.server.servicer.admission.inflight == 0
+    finally:
+        setattr(recommender, name, real)
+        close(served)

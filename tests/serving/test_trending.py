@@ -4,15 +4,25 @@ delays a request. The app is a real HTTP server on a local port."""
 from __future__ import annotations
 
 import json
+import logging
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
 
+from graphstore import open_store
+from serving.app import Serving
+from serving.loops import LoopMetrics, LoopState
 from serving.recommender import Recommender
-from serving.trending import TrendingCache, http_trending
+from serving.server import ServerConfig
+from serving.trending import LOOP_NAME, TrendingCache, http_trending
 from serving.types import Query, Subject, SubjectKind
 from tests.serving.conftest import Served, World
 
@@ -109,8 +119,75 @@ def test_an_unreachable_trending_app_falls_back_to_store_counts(served: Served) 
     rec = Recommender(served.store, served.serving.registry.current, popular=cache)
     cache.start()
     try:
-        cache.refresh()  # fails; what requests see after it is the store's counts
+        with pytest.raises(OSError):
+            cache.refresh()  # fails; what requests see after it is the store's counts
         got = rec.recommend(NOBODY)
         assert got.fallback and "store counts" in got.fallback_reason and len(got.items) == 5
     finally:
         cache.stop()
+
+
+def test_the_refresher_backs_off_while_trending_is_down_and_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="serving.loops")
+    ranking = [("i1", 3.0), ("i2", 1.0)]
+    attempts: list[float] = []
+
+    def fetch(k: int, category: str) -> list[tuple[str, float]]:
+        attempts.append(time.monotonic())
+        if len(attempts) <= 3:
+            raise ConnectionError("trending is down")
+        return ranking
+
+    registry = CollectorRegistry()
+    health: list[tuple[str, bool]] = []
+    state = LoopState(LOOP_NAME, LoopMetrics(registry), lambda n, ok: health.append((n, ok)))
+    cache = TrendingCache(fetch, period_s=0.1)
+    cache.start(state)
+    try:
+        wait_for(lambda: cache(5, "") == ranking)
+        waits = [
+            float(w) for w in re.findall(r"trending failed .* retrying in ([\d.]+) s", caplog.text)
+        ]
+        assert len(waits) == 3, caplog.text
+        assert waits[0] <= 0.1 and waits[2] >= 0.2  # each failure in a row waits longer
+        labels = {"loop": LOOP_NAME}
+        assert registry.get_sample_value("graphrec_background_failures_total", labels) == 3
+        assert registry.get_sample_value("graphrec_background_up", labels) == 1
+        name = "graphrec.v1.Recommender/trending"
+        assert health == [(name, False), (name, True)]
+    finally:
+        cache.stop()
+
+
+def test_the_server_shows_an_unreachable_trending_app_but_keeps_serving(world: World) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with open_store(world.store_url) as store:
+        serving = Serving(
+            store,
+            world.models,
+            config=ServerConfig(address="127.0.0.1:0"),
+            trending_url=f"http://127.0.0.1:{closed}",
+        )
+        port = serving.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+
+                def status(service: str) -> int:
+                    request = health_pb2.HealthCheckRequest(service=service)
+                    return int(health.Check(request, timeout=2).status)
+
+                registry = serving.metrics.registry
+                labels = {"loop": LOOP_NAME}
+                failures = "graphrec_background_failures_total"
+                wait_for(lambda: (registry.get_sample_value(failures, labels) or 0) >= 1)
+                assert registry.get_sample_value("graphrec_background_up", labels) == 0
+                not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+                assert status("graphrec.v1.Recommender/trending") == not_serving
+                wait_for(lambda: status("graphrec.v1.Recommender") == 1)  # SERVING
+        finally:
+            serving.stop()

@@ -1,4 +1,5 @@
-"""The service's background loops: kept running through failures, and their state shown.
+"""Background loops kept running through failures, and their state shown: the server's
+trending refresher and change feed, the periodic trainer.
 
 ``run_forever`` runs a loop's work again after each failure, waiting longer after each
 failure in a row (exponential back-off with jitter, so several servers do not retry in step)
@@ -7,9 +8,10 @@ and starting over once the work has succeeded. ``LoopState`` shows each loop in 
 ``graphrec_background_last_success_timestamp_seconds``, labelled by ``loop``) and in gRPC
 health under a service name of its own, ``graphrec.v1.Recommender/<loop>``.
 
-A loop that cannot work does not turn the whole service NOT_SERVING: with the change feed
-cut off from its event log, Recommend still answers from the graph's live neighbourhoods,
-and only the re-embedding of changed items waits. A load balancer taking the server out
+A loop of the server that cannot work does not turn the whole service NOT_SERVING: with the
+change feed cut off from its event log, Recommend still answers from the graph's live
+neighbourhoods, and only the re-embedding of changed items waits (with trending down, the
+popularity fallback uses the store's counts). A load balancer taking the server out
 for that would turn stale items into no answers. So the service's own health ("" and
 ``graphrec.v1.Recommender``) stays the server's to set (model loaded, store reachable), and
 the loop's name tells operators and probes that want freshness.
