@@ -71,6 +71,20 @@ def servers() -> Servers:
     return ensure_servers()
 
 
+@pytest.fixture
+def neo4j(servers: Servers) -> Iterator[GraphStore]:
+    """The real Neo4j, emptied before the test and after it."""
+    from graphstore.neo4j import Neo4jGraphStore
+
+    store = Neo4jGraphStore.from_url(servers.neo4j)
+    store.reset()
+    try:
+        yield store
+    finally:
+        store.reset()
+        store.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """Every GraphStore implementation, for the contract suite."""

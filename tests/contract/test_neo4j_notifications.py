@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,25 +17,15 @@ from graphstore import (
     Positioned,
 )
 from graphstore.neo4j import Neo4jGraphStore
-from tests.integration.servers import Servers
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def fresh(servers: Servers) -> Iterator[Neo4jGraphStore]:
-    store = Neo4jGraphStore.from_url(servers.neo4j)
-    store.reset()
-    yield store
-    store.reset()
-    store.close()
-
-
 def test_a_fresh_graph_logs_no_notifications(
-    fresh: Neo4jGraphStore, caplog: pytest.LogCaptureFixture
+    neo4j: Neo4jGraphStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="neo4j.notifications")
-    store = Neo4jGraphStore.from_url(fresh.url)  # constraints exist: "already exists" notes
+    store = Neo4jGraphStore.from_url(neo4j.url)  # constraints exist: "already exists" notes
     with store:
         store.watermarks()
         store.stats()

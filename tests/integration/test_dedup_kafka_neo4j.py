@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
 from gnn.datasets import Dataset, SyntheticConfig, generate
 from graphrec.pipeline import produce_dataset
 from graphstore import GraphStore, Interaction
-from graphstore.neo4j import Neo4jGraphStore
 from streaming.codec import event_to_json
 from streaming.kafka import ensure_topics
 from tests.integration.servers import Servers
@@ -26,14 +25,6 @@ from tests.streaming.resent import with_resends
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KCAT = shutil.which("kcat") or "/usr/bin/kcat"
-
-
-@pytest.fixture
-def neo4j(servers: Servers) -> Iterator[GraphStore]:
-    store = Neo4jGraphStore.from_url(servers.neo4j)
-    store.reset()
-    yield store
-    store.close()
 
 
 def kcat_produce(bootstrap: str, topic: str, events: Sequence[Interaction]) -> None:

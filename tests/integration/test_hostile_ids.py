@@ -4,7 +4,6 @@ link, every id comes back exactly and nothing else in the graph changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,7 +20,6 @@ from graphstore import (
     NodeRef,
     category_keys,
 )
-from graphstore.neo4j import Neo4jGraphStore
 from serving.explain import browser_url, cypher_for
 from serving.types import ExplanationPath
 from streaming.log import EventLog
@@ -56,15 +54,6 @@ def user(k: int) -> str:
 
 def item(k: int) -> str:
     return f"i-{HOSTILE[k]}"
-
-
-@pytest.fixture
-def neo4j(servers: Servers) -> Iterator[GraphStore]:
-    store = Neo4jGraphStore.from_url(servers.neo4j)
-    store.reset()
-    yield store
-    store.reset()
-    store.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -21,7 +20,6 @@ from kafka import KafkaConsumer, TopicPartition
 from gnn.datasets import Dataset, SyntheticConfig, generate, ledger_of
 from graphrec.pipeline import ingest, open_sink, produce_dataset
 from graphstore import GraphStore
-from graphstore.neo4j import Neo4jGraphStore
 from streaming.records import LogRecord, header
 from streaming.urls import open_source
 from tests.contract.test_graphstore_contract import edge_table
@@ -29,14 +27,6 @@ from tests.integration.servers import Servers, services
 from tests.integration.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def neo4j(servers: Servers) -> Iterator[GraphStore]:
-    store = Neo4jGraphStore.from_url(servers.neo4j)
-    store.reset()
-    yield store
-    store.close()
 
 
 def topics_url(servers: Servers) -> str:
