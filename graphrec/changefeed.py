@@ -1,13 +1,15 @@
 """Follow the event log for the service: which items changed, once the graph holds the change.
 
 The serving process reads the same topics as the sink with a consumer group of its own,
-starting right after what the graph held when the item table was built (the store's
-watermark), and waits for the store's watermark to pass each batch before asking the service
-to re-embed the items it touched. Bad records are skipped here (the sink dead-letters them).
+starting right after what the graph held when the item table was built (``start_from``: the
+loaded model version's watermarks, so what the sink applied between the training snapshot
+and now is re-embedded; the store's watermark without one), and waits for the store's
+watermark to pass each batch before asking the service to re-embed the items it touched.
+Bad records are skipped here (the sink dead-letters them).
 
 The feed outlives its event log and its store: when either fails (Kafka down at start, the
 store unreachable) it reports the loop down, waits and reconnects (``serving.loops``),
-starting again after what the graph holds.
+starting again after the last batch it handed on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -29,10 +31,15 @@ from streaming.urls import open_source, parse_log_url
 log = logging.getLogger(__name__)
 LOOP_NAME = "change-feed"
 Notify = Callable[[list[str], list[ItemRecord]], object]
+Positions = Mapping[TopicPartition, int]
 
 
 class ChangeFeed(threading.Thread):
     """A daemon thread calling ``notify(item_ids, item_records)`` for each applied batch.
+
+    It starts after the positions ``start_from()`` returns (the applied offset per
+    partition; a partition it leaves out is read from its start), or after the store's
+    watermarks when that returns None.
 
     ``state`` shows whether it can follow the log (metrics, health); by default one of its
     own, on a registry nobody serves."""
@@ -44,12 +51,15 @@ class ChangeFeed(threading.Thread):
         notify: Notify,
         wait_for_graph_s: float = 10.0,
         state: LoopState | None = None,
+        start_from: Callable[[], Positions | None] | None = None,
     ) -> None:
         super().__init__(name=LOOP_NAME, daemon=True)
         self.log_url, self.store, self.notify = log_url, store, notify
         self.wait_for_graph_s = wait_for_graph_s
         self.items_topic = parse_log_url(log_url).items
         self.state = state or LoopState(LOOP_NAME, LoopMetrics(CollectorRegistry()))
+        self.start_from = start_from or (lambda: None)
+        self._handed_on: dict[TopicPartition, int] = {}  # newest offset notified, per partition
         self._stopping = threading.Event()
         self.batches = 0
 
@@ -87,13 +97,16 @@ class ChangeFeed(threading.Thread):
                     self.batches += 1
                 except Exception:
                     log.exception("refreshing %d changed items failed", len(ids) + len(items))
+                self._handed_on.update(newest)
         finally:
             close = getattr(source, "close", None)
             if close is not None:
                 close()
 
     def _start_after_graph(self, source: object, tps: Sequence[TopicPartition]) -> None:
-        marks = self.store.watermarks()
+        start = self.start_from()
+        marks = dict(self.store.watermarks() if start is None else start)
+        marks.update(self._handed_on)  # a reconnect goes on after what it handed on
         for tp in tps:
             source.seek(tp, marks.get(tp, -1) + 1)  # type: ignore[attr-defined]
 

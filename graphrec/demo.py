@@ -94,7 +94,7 @@ def _serve_and_ask(
     out.rule("4. serve")
     serving = Serving(store, models, config=ServerConfig("127.0.0.1:0"))
     port = serving.start()
-    feed = ChangeFeed(log_url, store, serving.items_changed)
+    feed = ChangeFeed(log_url, store, serving.items_changed, start_from=serving.watermarks)
     feed.start()
     out.print(f"gRPC Recommender on 127.0.0.1:{port}, model {serving.registry.version}")
     try:

@@ -152,7 +152,9 @@ def _feed(log_url: str, graph: GraphStore, serving: Serving) -> ChangeFeed:
     """The change feed, its state in the service's /metrics and gRPC health (the server
     must be running to take health)."""
     state = LoopState(LOOP_NAME, serving.metrics.loops, serving.server.set_health)
-    return ChangeFeed(log_url, graph, serving.items_changed, state=state)
+    return ChangeFeed(
+        log_url, graph, serving.items_changed, state=state, start_from=serving.watermarks
+    )
 
 
 def _fanouts(text: str) -> tuple[int, ...]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
-from graphstore import GraphStore, ItemRecord
+from graphstore import GraphStore, ItemRecord, TopicPartition
 from serving.engine import Engine
 from serving.loops import LoopState
 from serving.metrics import Metrics
@@ -48,7 +48,7 @@ class Serving:
         self.metrics.store_up.set(1)
         self.registry: ModelRegistry[Engine] = ModelRegistry(
             models_dir,
-            lambda d: Engine.load(d, store, self.recommender_config.exact_threshold),
+            lambda d: Engine.load(d, self.recommender_config.exact_threshold),
             reload_every_s,
             self._swapped,
         )
@@ -94,6 +94,12 @@ class Serving:
         self.store_probe.stop()
         self.registry.stop()
         self.server.stop()
+
+    def watermarks(self) -> Mapping[TopicPartition, int] | None:
+        """The log positions the loaded version's item table reflects (None without a
+        version): a change feed starts right after them."""
+        engine = self.registry.current()
+        return None if engine is None else engine.watermarks
 
     def items_changed(self, item_ids: Sequence[str], records: Sequence[ItemRecord] = ()) -> int:
         """Re-embed items whose neighbourhood or catalogue entry changed; returns how many."""

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import numpy.typing as npt
 
 from gnn.data import Interactions
 from gnn.inference import SageInference
-from graphstore import GraphStore
+from gnn.version import load_version
+from graphstore import TopicPartition
 from serving.subgraph import LocalGraph
 from serving.table import ItemTable
 from serving.types import ScoredItem
@@ -24,21 +24,22 @@ Vectors = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class Engine:
-    """One model version ready to serve: the model and its item table."""
+    """One model version ready to serve: the model, its item table and the log positions
+    that table reflects (changes after them are the change feed's to apply)."""
 
     version: str
     inference: SageInference
     table: ItemTable
+    watermarks: Mapping[TopicPartition, int]
 
     @classmethod
-    def load(cls, model_dir: Path, store: GraphStore, exact_threshold: int) -> Engine:
-        """Load a version and embed every item of the store's current graph."""
-        snapshot = store.snapshot()
-        newest = [float(r.last_ts.max()) for r in snapshot.relations.values() if r.num_edges]
-        inference = SageInference.from_dir(model_dir, max(newest, default=time.time()))
-        table = ItemTable.build(inference, snapshot, exact_threshold)
-        log.info("model %s: %d items embedded", model_dir.name, table.size)
-        return cls(model_dir.name, inference, table)
+    def load(cls, model_dir: Path, exact_threshold: int) -> Engine:
+        """Load a version with the item table it holds; reads no graph."""
+        version = load_version(model_dir)
+        inference = SageInference.of(version)
+        table = ItemTable.of(inference, version, exact_threshold)
+        log.info("model %s: %d items loaded", version.name, table.size)
+        return cls(version.name, inference, table, _positions(version.watermarks))
 
     def item_vectors(self, keys: Sequence[str]) -> Vectors:
         """``[n, d]`` final embeddings of items from the table; an item the table lacks yet
@@ -69,3 +70,12 @@ class Engine:
             ScoredItem(table.keys[r], s, table.category_path(r), table.titles[r])
             for r, s in zip(rows.tolist(), values, strict=True)
         ]
+
+
+def _positions(watermarks: Mapping[str, int]) -> dict[TopicPartition, int]:
+    """``"topic:partition" → offset`` as ``(topic, partition) → offset``."""
+    out: dict[TopicPartition, int] = {}
+    for key, offset in watermarks.items():
+        topic, _, partition = key.rpartition(":")
+        out[(topic, int(partition))] = offset
+    return out

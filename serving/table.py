@@ -1,8 +1,9 @@
 """The item table: every catalogue item's model inputs, metadata and embedding, kept fresh.
 
-Built once per model version from a snapshot of the graph (one forward pass over the whole
-graph), then updated row by row: an item whose neighbourhood changed is re-embedded from its
-live 2-hop neighbourhood, a new item is appended with its content. Rows are append-only and a
+Built once per model version from the version itself (the item table the trainer computed
+over its snapshot; no graph is read), then updated row by row: an item whose neighbourhood
+changed is re-embedded from its live 2-hop neighbourhood, a new item is appended with its
+content. Rows are append-only and a
 row's metadata is written before its embedding, so a row the index returns is always complete.
 """
 
@@ -14,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from gnn.data import from_snapshot
 from gnn.inference import FeatureScaler, SageInference
 from gnn.inputs import Content
-from graphstore import IN_CATEGORY, CsrSnapshot, ItemRecord, NodeKind, category_keys
+from gnn.version import ModelVersion
+from graphstore import ItemRecord, category_keys
 from serving.topk import ItemIndex
 
 IntArray = npt.NDArray[np.int64]
@@ -32,7 +33,7 @@ class ItemTable:
         keys: Sequence[str],
         leaves: Sequence[str | None],
         titles: Sequence[str],
-        raw_features: npt.NDArray[np.float64],
+        content: Content,
         popularity: npt.NDArray[np.float64],
         removed: npt.NDArray[np.bool_],
         scaler: FeatureScaler,
@@ -45,7 +46,7 @@ class ItemTable:
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.leaves: list[str | None] = list(leaves)
         self.titles: list[str] = list(titles)
-        self.content = inference.content(self.keys, self.leaves, scaler.transform(raw_features))
+        self.content = content
         self.popularity = popularity.astype(np.float64)
         self.removed = removed.astype(bool)
         self.embeddings = ItemIndex(embeddings, exact_threshold=exact_threshold)
@@ -53,27 +54,24 @@ class ItemTable:
         self._by_category: dict[str, IntArray] = {}
 
     @classmethod
-    def build(
-        cls, inference: SageInference, snapshot: CsrSnapshot, exact_threshold: int = 20_000
+    def of(
+        cls, inference: SageInference, version: ModelVersion, exact_threshold: int = 20_000
     ) -> ItemTable:
-        """Every item of the snapshot, embedded by one forward pass over the whole graph."""
-        data = from_snapshot(snapshot)
-        keys = snapshot.keys.get(NodeKind.ITEM, ())
-        cats = snapshot.keys.get(NodeKind.CATEGORY, ())
-        in_cat = snapshot.relation(NodeKind.ITEM, IN_CATEGORY, NodeKind.CATEGORY)
-        leaves: list[str | None] = [None] * len(keys)
-        for item, cat in zip(in_cat.rows().tolist(), in_cat.indices.tolist(), strict=True):
-            leaves[item] = cats[cat]
-        raw = inference.align_features(snapshot.feature_names, snapshot.item_features)
-        scaler = FeatureScaler.fit(inference.feature_names, raw)
-        content = inference.content(keys, leaves, scaler.transform(raw))
-        _, z = inference.forward(data.num_actors, data.edges, content)
-        e = data.edges
-        popularity = np.bincount(e.item, weights=e.count, minlength=len(keys)).astype(np.float64)
-        titles = snapshot.item_titles or ("",) * len(keys)
-        removed = snapshot.item_removed if len(snapshot.item_removed) else np.zeros(len(keys), bool)
+        """The item table ``version`` holds (every item of its training snapshot, embedded
+        over all of the snapshot's edges), ready to be kept fresh."""
+        items = version.items
+        scaler = FeatureScaler(version.index.features, items.feature_mean, items.feature_std)
         return cls(
-            inference, keys, leaves, titles, raw, popularity, removed, scaler, z, exact_threshold
+            inference,
+            version.index.items,
+            items.leaves,
+            items.titles,
+            items.content,
+            items.popularity,
+            items.removed,
+            scaler,
+            items.embeddings,
+            exact_threshold,
         )
 
     @property

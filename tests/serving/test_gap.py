@@ -1,0 +1,77 @@
+"""Nothing between training and serving is missed: events the sink applied after the
+training snapshot, before and while the server starts, reach the item table once the change
+feed (started from the loaded version's watermarks) catches up. Embedded backend."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from gnn.checkpoint import current_version
+from gnn.version import load_version
+from graphrec.changefeed import ChangeFeed
+from graphstore import ItemRecord
+from protos import graphrec_pb2 as pb
+from tests.serving.conftest import World, close, serve
+from tests.serving.test_operations import click, own_world, publish, wait_for
+
+__all__ = ["own_world"]  # the fixture this module uses
+
+
+def test_changes_after_the_training_snapshot_reach_the_item_table(own_world: World) -> None:
+    name = current_version(own_world.models)
+    assert name is not None
+    trained = load_version(own_world.models / name)
+    rows = {k: r for r, k in enumerate(trained.index.items)}
+    known = [i.item_id for i in own_world.dataset.items[20:23]]
+    template = own_world.dataset.items[5]
+    new = ItemRecord("gap-new", template.category_path, "gap item", template.numeric_features)
+    # after the training snapshot, before the server starts
+    before = [click(f"s-gap-{n}", item, n) for n, item in enumerate([known[0], "gap-new"] * 3)]
+    before += [click(f"s-gap-b-{n}", known[1], n) for n in range(3)]
+    publish(own_world, events=before, items=[new])
+
+    served = serve(own_world)
+    # while it starts: the sink applies more before the feed has caught up
+    during = threading.Thread(
+        target=publish,
+        args=(own_world, [click(f"s-late-{n}", known[2], n) for n in range(3)]),
+    )
+    during.start()
+    feed = ChangeFeed(
+        own_world.log_url,
+        served.store,
+        served.serving.items_changed,
+        start_from=served.serving.watermarks,
+    )
+    feed.start()
+    try:
+        during.join(timeout=30)
+        assert not during.is_alive()
+
+        def table_caught_up() -> bool:
+            table = served.serving.registry.current().table  # type: ignore[union-attr]
+            vectors = table.embeddings.vectors()
+            if not 0 <= table.index.get("gap-new", -1) < table.size:
+                return False
+            return all(
+                not np.array_equal(vectors[rows[k]], trained.items.embeddings[rows[k]])
+                for k in known
+            )
+
+        wait_for(table_caught_up, timeout_s=30)
+        response = served.stub.Recommend(
+            pb.RecommendRequest(subject=pb.Subject(item_id="gap-new"), k=5)
+        )
+        assert len(response.items) == 5 and not response.fallback
+        assert "gap-new" not in [i.item_id for i in response.items]
+        untouched = rows[own_world.dataset.items[0].item_id]
+        table = served.serving.registry.current().table  # type: ignore[union-attr]
+        assert np.array_equal(
+            table.embeddings.vectors()[untouched], trained.items.embeddings[untouched]
+        )
+    finally:
+        feed.stop()
+        feed.join(timeout=10)
+        close(served)
