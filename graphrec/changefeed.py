@@ -7,6 +7,10 @@ and now is re-embedded; the store's watermark without one), and waits for the st
 watermark to pass each batch before asking the service to re-embed the items it touched.
 Bad records are skipped here (the sink dead-letters them).
 
+A hot reload swaps in a version built from an older snapshot than what the feed has handed
+on: the feed then goes back to that version's watermarks, so what the sink applied since is
+re-embedded on the new version too.
+
 The feed outlives its event log and its store: when either fails (Kafka down at start, the
 store unreachable) it reports the loop down, waits and reconnects (``serving.loops``),
 starting again after the last batch it handed on.
@@ -39,7 +43,9 @@ class ChangeFeed(threading.Thread):
 
     It starts after the positions ``start_from()`` returns (the applied offset per
     partition; a partition it leaves out is read from its start), or after the store's
-    watermarks when that returns None.
+    watermarks when that returns None. ``start_from`` gives the same mapping object while the
+    same version is loaded (``serving.app.Serving.watermarks`` does); another object means a
+    newly loaded version, and the feed goes back to its positions.
 
     ``state`` shows whether it can follow the log (metrics, health); by default one of its
     own, on a registry nobody serves."""
@@ -60,6 +66,7 @@ class ChangeFeed(threading.Thread):
         self.state = state or LoopState(LOOP_NAME, LoopMetrics(CollectorRegistry()))
         self.start_from = start_from or (lambda: None)
         self._handed_on: dict[TopicPartition, int] = {}  # newest offset notified, per partition
+        self._version_marks: Positions | None = None  # what start_from gave when it last started
         self._stopping = threading.Event()
         self.batches = 0
 
@@ -75,6 +82,7 @@ class ChangeFeed(threading.Thread):
         source.on_assign(lambda tps: self._start_after_graph(source, tps))
         try:
             while not self._stopping.is_set():
+                self._rewind_to_a_new_version(source)
                 records = source.poll(5_000, 0.1)
                 self.state.succeeded()
                 if not records:
@@ -103,8 +111,19 @@ class ChangeFeed(threading.Thread):
             if close is not None:
                 close()
 
+    def _rewind_to_a_new_version(self, source: object) -> None:
+        start = self.start_from()
+        if start is None or start is self._version_marks:
+            return
+        self._version_marks = start
+        for tp in source.assignment():  # type: ignore[attr-defined]
+            source.seek(tp, start.get(tp, -1) + 1)  # type: ignore[attr-defined]
+            self._handed_on[tp] = start.get(tp, -1)
+        log.info("change feed: re-reading the log after the new version's watermarks")
+
     def _start_after_graph(self, source: object, tps: Sequence[TopicPartition]) -> None:
         start = self.start_from()
+        self._version_marks = start
         marks = dict(self.store.watermarks() if start is None else start)
         marks.update(self._handed_on)  # a reconnect goes on after what it handed on
         for tp in tps:

@@ -8,7 +8,9 @@ import threading
 
 import numpy as np
 
-from gnn.checkpoint import current_version
+from gnn.checkpoint import current_version, set_current
+from gnn.train import TrainConfig
+from gnn.trainer import train_once
 from gnn.version import load_version
 from graphrec.changefeed import ChangeFeed
 from graphstore import ItemRecord
@@ -71,6 +73,52 @@ def test_changes_after_the_training_snapshot_reach_the_item_table(own_world: Wor
         assert np.array_equal(
             table.embeddings.vectors()[untouched], trained.items.embeddings[untouched]
         )
+    finally:
+        feed.stop()
+        feed.join(timeout=10)
+        close(served)
+
+
+def test_a_hot_reloaded_version_gets_the_changes_since_its_snapshot(own_world: World) -> None:
+    served = serve(own_world)
+    feed = ChangeFeed(
+        own_world.log_url,
+        served.store,
+        served.serving.items_changed,
+        start_from=served.serving.watermarks,
+    )
+    feed.start()
+    try:
+        snapshot = served.store.snapshot()  # the next version trains on the graph as of now
+        known = own_world.dataset.items[30].item_id
+        first = served.serving.registry.current()
+        assert first is not None
+        row = first.table.index[known]
+        trained_row = first.table.embeddings.vectors()[row].copy()
+        publish(own_world, events=[click(f"s-reload-{n}", known, n) for n in range(3)])
+
+        def reembedded_on_first() -> bool:
+            engine = served.serving.registry.current()
+            assert engine is not None
+            return not np.array_equal(engine.table.embeddings.vectors()[row], trained_row)
+
+        wait_for(reembedded_on_first, timeout_s=30)
+
+        result = train_once(snapshot, TrainConfig(epochs=5, seed=1), own_world.models)
+        second = str(result["version"])
+        set_current(own_world.models, second)
+        wait_for(lambda: served.serving.registry.version == second, timeout_s=30)
+        reloaded = load_version(own_world.models / second)
+        saved_row = reloaded.items.embeddings[list(reloaded.index.items).index(known)]
+
+        def reembedded_on_second() -> bool:
+            engine = served.serving.registry.current()
+            assert engine is not None
+            return not np.array_equal(
+                engine.table.embeddings.vectors()[engine.table.index[known]], saved_row
+            )
+
+        wait_for(reembedded_on_second, timeout_s=30)  # the clicks after its snapshot count
     finally:
         feed.stop()
         feed.join(timeout=10)
