@@ -47,7 +47,10 @@ def bench_ingest(
     try:
         run_log = _fresh_log(log_url, work)
         produce_dataset(run_log, dataset)
-        raw_driver = store_url is not None and urlsplit(store_url).scheme != "memory"
+        raw_driver = store_url is not None and urlsplit(store_url).scheme not in (
+            "memory",
+            "sqlite",
+        )
         # Read while the log holds only the dataset (freshness trials append to it later).
         total = len(dataset.items) + events
         batches = [] if raw_driver else _decoded_batches(run_log, batch_size, total)
