@@ -15,10 +15,22 @@ from gnn.version import load_version
 from graphrec.changefeed import ChangeFeed
 from graphstore import ItemRecord
 from protos import graphrec_pb2 as pb
-from tests.serving.conftest import World, close, serve
+from tests.serving.conftest import Served, World, close, serve
 from tests.serving.test_operations import click, own_world, publish, wait_for
 
 __all__ = ["own_world"]  # the fixture this module uses
+
+
+def following(world: World, served: Served) -> ChangeFeed:
+    """A started change feed for ``served``, from its loaded version's watermarks."""
+    feed = ChangeFeed(
+        world.log_url,
+        served.store,
+        served.serving.items_changed,
+        start_from=served.serving.watermarks,
+    )
+    feed.start()
+    return feed
 
 
 def test_changes_after_the_training_snapshot_reach_the_item_table(own_world: World) -> None:
@@ -41,13 +53,7 @@ def test_changes_after_the_training_snapshot_reach_the_item_table(own_world: Wor
         args=(own_world, [click(f"s-late-{n}", known[2], n) for n in range(3)]),
     )
     during.start()
-    feed = ChangeFeed(
-        own_world.log_url,
-        served.store,
-        served.serving.items_changed,
-        start_from=served.serving.watermarks,
-    )
-    feed.start()
+    feed = following(own_world, served)
     try:
         during.join(timeout=30)
         assert not during.is_alive()
@@ -81,13 +87,7 @@ def test_changes_after_the_training_snapshot_reach_the_item_table(own_world: Wor
 
 def test_a_hot_reloaded_version_gets_the_changes_since_its_snapshot(own_world: World) -> None:
     served = serve(own_world)
-    feed = ChangeFeed(
-        own_world.log_url,
-        served.store,
-        served.serving.items_changed,
-        start_from=served.serving.watermarks,
-    )
-    feed.start()
+    feed = following(own_world, served)
     try:
         snapshot = served.store.snapshot()  # the next version trains on the graph as of now
         known = own_world.dataset.items[30].item_id
