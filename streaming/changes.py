@@ -1,0 +1,149 @@
+"""The change stream: what each graph commit changed, as the sink publishes it after the commit.
+
+One record per node a commit touched, keyed by the node (``Item:ID``, ``User:ID``,
+``Session:ID``) on a topic of one partition that Kafka compacts: reading it from any offset
+gives every node changed since, each at least once, so followers (the serving feed, the
+trainer's schedule) never decode the event topics again. Each record carries the commit's
+positions (the highest applied offset per event-log partition): a follower that holds a graph
+snapshot up to some watermarks skips the changes those watermarks already cover
+(``Change.covered_by``).
+
+Publishing is at least once: the sink publishes after the graph commit and before it commits
+its offsets, and a sink that restarts re-reads from what the change stream last covered, so
+a crash in between publishes the batch again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphstore import (
+    Interaction,
+    ItemRecord,
+    NodeKind,
+    NodeRef,
+    Positioned,
+    TopicPartition,
+)
+from streaming.records import LogRecord, OutRecord
+
+CHANGES_TOPIC = "changes"
+CHANGES_PARTITION = 0  # one partition: the stream's order is the commits' order
+Positions = Mapping[TopicPartition, int]
+
+
+class BadChange(ValueError):
+    """A change-stream record graphrec did not write (or wrote in another format)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One node a commit touched.
+
+    ``positions``: the commit's highest applied offset per partition; ``events``: the
+    interactions of the commit on this node; ``record``: the catalogue record the commit
+    upserted, for an item that had one; ``committed_at``: when the commit was applied (unix
+    seconds)."""
+
+    node: NodeRef
+    positions: dict[TopicPartition, int]
+    events: int = 0
+    record: ItemRecord | None = None
+    committed_at: float = 0.0
+    offset: int = field(default=-1, compare=False)  # where it was read from; -1 before that
+
+    def covered_by(self, watermarks: Positions) -> bool:
+        """True when a graph at ``watermarks`` already holds this change."""
+        return all(watermarks.get(tp, -1) >= offset for tp, offset in self.positions.items())
+
+
+def changes_of(
+    interactions: Iterable[Positioned[Interaction]],
+    items: Iterable[Positioned[ItemRecord]],
+    positions: Positions,
+    committed_at: float,
+) -> list[Change]:
+    """The changes of one commit: its interactions' items and actors, and its catalogue
+    records, one ``Change`` per node (items first, in first-seen order)."""
+    events: dict[NodeRef, int] = {}
+    records: dict[NodeRef, ItemRecord] = {}
+    for record in items:
+        node = NodeRef(NodeKind.ITEM, record.value.item_id)
+        records[node] = record.value
+        events.setdefault(node, 0)
+    actors: dict[NodeRef, int] = {}
+    for event in interactions:
+        item = NodeRef(NodeKind.ITEM, event.value.item_id)
+        events[item] = events.get(item, 0) + 1
+        actors[event.value.actor] = actors.get(event.value.actor, 0) + 1
+    marks = dict(positions)
+    return [
+        Change(node, marks, n, records.get(node), committed_at)
+        for node, n in (*events.items(), *actors.items())
+    ]
+
+
+def encode_change(change: Change) -> OutRecord:
+    """A change as the record the sink appends (JSON, keyed by its node)."""
+    body: dict[str, Any] = {
+        "kind": change.node.kind.value,
+        "id": change.node.key,
+        "positions": [[t, p, o] for (t, p), o in sorted(change.positions.items())],
+        "events": change.events,
+        "committed_at": change.committed_at,
+    }
+    if change.record is not None:
+        r = change.record
+        body["record"] = {
+            "category_path": list(r.category_path),
+            "title": r.title,
+            "numeric_features": [list(f) for f in r.numeric_features],
+            "removed": r.removed,
+            "ts": r.ts,
+        }
+    key = f"{change.node.kind.value}:{change.node.key}".encode()
+    return OutRecord(json.dumps(body).encode(), key=key, partition=CHANGES_PARTITION)
+
+
+def decode_change(record: LogRecord) -> Change:
+    """The change a record of the change stream carries; ``BadChange`` if it is not one."""
+    try:
+        body = json.loads(record.value)
+        node = NodeRef(NodeKind(body["kind"]), str(body["id"]))
+        positions = {(str(t), int(p)): int(o) for t, p, o in body["positions"]}
+        raw = body.get("record")
+        item = None
+        if raw is not None:
+            item = ItemRecord(
+                node.key,
+                tuple(raw["category_path"]),
+                raw["title"],
+                tuple((str(n), float(v)) for n, v in raw["numeric_features"]),
+                bool(raw["removed"]),
+                float(raw["ts"]),
+            )
+        return Change(
+            node,
+            positions,
+            int(body["events"]),
+            item,
+            float(body["committed_at"]),
+            record.offset,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadChange(
+            f"{record.topic}[{record.partition}]@{record.offset} is not a change: {exc}"
+        ) from exc
+
+
+def newest_positions(changes: Sequence[Change]) -> dict[TopicPartition, int]:
+    """The highest offset per partition that ``changes`` cover."""
+    marks: dict[TopicPartition, int] = {}
+    for change in changes:
+        for tp, offset in change.positions.items():
+            if offset > marks.get(tp, -1):
+                marks[tp] = offset
+    return marks
