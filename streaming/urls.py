@@ -2,6 +2,7 @@
 
 A URL may name its topics: ``kafka://127.0.0.1:9092/clicks?items=catalogue`` reads events
 from ``clicks`` and items from ``catalogue``; by default they are ``events`` and ``items``.
+The sink's change stream (``streaming.changes``) is ``changes`` unless ``?changes=NAME``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from streaming.changes import CHANGES_TOPIC
 from streaming.log import EventLog, LogConsumer
 from streaming.records import EVENTS_TOPIC, ITEMS_TOPIC, RecordSource, RecordWriter
 
@@ -24,6 +26,7 @@ class LogAddress:
     location: str  # directory, or host:port
     events: str = EVENTS_TOPIC
     items: str = ITEMS_TOPIC
+    changes: str = CHANGES_TOPIC
 
     @property
     def topics(self) -> tuple[str, str]:
@@ -33,17 +36,20 @@ class LogAddress:
 def parse_log_url(url: str) -> LogAddress:
     """Split a log URL into where the log is and which topics it uses."""
     parts = urlsplit(url)
-    items = parse_qs(parts.query).get("items", [ITEMS_TOPIC])[0]
+    query = parse_qs(parts.query)
+    items = query.get("items", [ITEMS_TOPIC])[0]
+    changes = query.get("changes", [CHANGES_TOPIC])[0]
     if parts.scheme == "log":
         location = parts.netloc + parts.path
         if not location:
             raise UnknownLogUrl(f"{url!r}: log:// needs a directory, e.g. log://data/log")
-        events = parse_qs(parts.query).get("events", [EVENTS_TOPIC])[0]
-        return LogAddress("log", location, events, items)
+        events = query.get("events", [EVENTS_TOPIC])[0]
+        return LogAddress("log", location, events, items, changes)
     if parts.scheme == "kafka":
         if not parts.netloc:
             raise UnknownLogUrl(f"{url!r}: kafka:// needs host:port, e.g. kafka://127.0.0.1:9092")
-        return LogAddress("kafka", parts.netloc, parts.path.strip("/") or EVENTS_TOPIC, items)
+        events = parts.path.strip("/") or EVENTS_TOPIC
+        return LogAddress("kafka", parts.netloc, events, items, changes)
     raise UnknownLogUrl(f"unknown log URL {url!r}: use log://PATH or kafka://HOST:PORT[/TOPIC]")
 
 
@@ -65,3 +71,13 @@ def open_source(url: str, group: str) -> RecordSource:
     from streaming.kafka import KafkaSource
 
     return KafkaSource(address.location, group, address.topics)
+
+
+def open_changes(url: str, group: str) -> RecordSource:
+    """A consumer in ``group`` over the change stream of the log at ``url``."""
+    address = parse_log_url(url)
+    if address.scheme == "log":
+        return LogConsumer(EventLog(Path(address.location)), group, (address.changes,))
+    from streaming.kafka import KafkaSource
+
+    return KafkaSource(address.location, group, (address.changes,))
