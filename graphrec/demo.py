@@ -21,7 +21,7 @@ from rich.console import Console
 from gnn.datasets import Dataset
 from gnn.train import TrainConfig
 from gnn.trainer import train_once
-from graphrec.changefeed import ChangeFeed
+from graphrec.changefeed import serving_feed
 from graphrec.pipeline import ingest, load_dataset, produce_dataset, running_sink
 from graphrec.serving_cli import format_path
 from graphstore import Behaviour, GraphStore, Interaction, ItemRecord, NodeKind, NodeRef, open_store
@@ -94,7 +94,7 @@ def _serve_and_ask(
     out.rule("4. serve")
     serving = Serving(store, models, config=ServerConfig("127.0.0.1:0"))
     port = serving.start()
-    feed = ChangeFeed(log_url, store, serving.items_changed, start_from=serving.watermarks)
+    feed = serving_feed(log_url, store, serving)
     feed.start()
     out.print(f"gRPC Recommender on 127.0.0.1:{port}, model {serving.registry.version}")
     try:

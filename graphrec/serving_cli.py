@@ -13,13 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from graphrec.changefeed import LOOP_NAME, ChangeFeed
+from graphrec.changefeed import ChangeFeed, serving_feed
 from graphrec.config import load_config
 from graphstore import GraphStore, open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
 from serving.app import Serving
-from serving.loops import LoopState
 from serving.recommender import RecommenderConfig
 from serving.server import ServerConfig
 from streaming.urls import parse_log_url
@@ -39,10 +38,12 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="Graph store URL."
 ModelsOpt = Annotated[Path | None, typer.Option(help="Model versions (hot-reloaded).")]
 LogOpt = Annotated[
     str | None,
-    typer.Option("--from", help="Event log URL to follow for item refreshes (default: config)."),
+    typer.Option(
+        "--from", help="Log URL whose change stream to follow for item refreshes (default: config)."
+    ),
 ]
 FollowOpt = Annotated[
-    bool, typer.Option(help="Follow the event log and re-embed the items that change.")
+    bool, typer.Option(help="Follow the change stream and re-embed the items that change.")
 ]
 TrendingOpt = Annotated[
     str | None,
@@ -97,8 +98,9 @@ def serve_command(
 ) -> None:
     """Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.
 
-    Loads `<models>/current`, hot-reloads new versions, follows the event log to re-embed items
-    whose neighbourhood changed, and exposes health, reflection and Prometheus metrics.
+    Loads `<models>/current`, hot-reloads new versions, follows the sink's change stream to
+    re-embed items whose neighbourhood changed, and exposes health, reflection and Prometheus
+    metrics.
     """
     config = load_config()
     if bool(tls_cert) != bool(tls_key):
@@ -149,12 +151,9 @@ def _run(serving: Serving, graph: GraphStore, follow_url: str | None, metrics_po
 
 
 def _feed(log_url: str, graph: GraphStore, serving: Serving) -> ChangeFeed:
-    """The change feed, its state in the service's /metrics and gRPC health (the server
-    must be running to take health)."""
-    state = LoopState(LOOP_NAME, serving.metrics.loops, serving.server.set_health)
-    return ChangeFeed(
-        log_url, graph, serving.items_changed, state=state, start_from=serving.watermarks
-    )
+    """The change feed, its state and staleness in the service's /metrics, its state in
+    gRPC health (the server must be running to take health)."""
+    return serving_feed(log_url, graph, serving, serving.server.set_health)
 
 
 def _fanouts(text: str) -> tuple[int, ...]:

@@ -14,7 +14,8 @@ FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 360
 
 class Metrics:
     """Latency per method and status, shed requests, batch sizes, freshness, the model
-    version in use, whether the graph store answers, the background loops' state."""
+    version in use, items re-embedded and how stale the item table is, whether the graph
+    store answers, the background loops' state."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -53,6 +54,12 @@ class Metrics:
         self.refreshed = Counter(
             "graphrec_items_refreshed",
             "Items re-embedded from their live neighbourhood after a change.",
+            registry=self.registry,
+        )
+        self.feed_staleness = Gauge(
+            "graphrec_change_feed_staleness_seconds",
+            "Age of the oldest graph change the change feed has read but the item table does "
+            "not reflect yet (since its commit); 0 when caught up.",
             registry=self.registry,
         )
 
