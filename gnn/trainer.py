@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from gnn.checkpoint import (
     current_version,
@@ -29,6 +30,7 @@ from graphstore import CsrSnapshot, GraphStore
 
 log = logging.getLogger(__name__)
 EVENTS_POLL_S = 5.0  # how often a schedule by events counts the graph's interactions
+CHANGES_POLL_S = 1.0  # longest wait for the change stream, so a stop is seen soon
 
 
 def _nothing() -> None:
@@ -40,24 +42,23 @@ def train_once(
     config: TrainConfig,
     models_dir: Path,
     warm_from: Path | None = None,
+    warm: bool = False,
 ) -> dict[str, object]:
     """Train one version and write it whole (``gnn.checkpoint.write_version``); publish it
     (``current`` pointer) only if its recall on held-out pairs is not worse than the current
     version's on the same pairs. ``warm_from``: a version directory whose weights the model
-    starts from (``gnn.warm``; None: a cold start). Returns a summary."""
+    starts from (``gnn.warm``); else ``warm``: start from the current version's when it is a
+    model of the same kind; else a cold start. Returns a summary."""
     data = from_snapshot(snapshot)
     split = make_split(data, "random", config.seed, 0.1)
-    model = (
-        GnnRecommender(config)
-        if warm_from is None
-        else WarmRecommender(config, load_version(warm_from))
-    )
+    current = _current(models_dir)
+    previous = _warm_start(config, current, warm) if warm_from is None else load_version(warm_from)
+    model = GnnRecommender(config) if previous is None else WarmRecommender(config, previous)
     model.fit(data, split.train, config.seed)
     candidate = snapshot_version(new_version(models_dir), model, data, snapshot)
     metric = version_recall(candidate, data, split)
     if metric is None:  # LightGCN cannot embed today's graph: its own validation score
         metric = model.best_validation
-    current = _current(models_dir)
     current_metric = None
     if current is not None:
         current_metric = version_recall(current, data, split)
@@ -77,7 +78,7 @@ def train_once(
         "current_recall@20": current_metric,
         "published": published,
         "previous": current.name if current else None,
-        "warm_from": None if warm_from is None else warm_from.name,
+        "warm_from": None if previous is None else previous.name,
         "history": model.history,
     }
     directory = write_version(models_dir, replace(candidate, metrics=metrics))
@@ -91,8 +92,27 @@ def train_once(
         "current_recall@20": None if current_metric is None else round(current_metric, 4),
         "published": published,
         "previous": current.name if current else None,
+        "warm_from": None if previous is None else previous.name,
         "config": asdict(config),
     }
+
+
+def _warm_start(
+    config: TrainConfig, current: ModelVersion | None, warm: bool
+) -> ModelVersion | None:
+    """The version a warm start begins from: the current one, if ``warm`` and it is a model
+    of ``config.model``'s kind."""
+    if not warm or current is None:
+        return None
+    if current.config.model != config.model:
+        log.info(
+            "training %s cold: the current version %s is a %s model",
+            config.model,
+            current.name,
+            current.config.model,
+        )
+        return None
+    return current
 
 
 def _current(models_dir: Path) -> ModelVersion | None:
@@ -119,9 +139,24 @@ class Schedule:
         return self.every_minutes > 0 or self.every_events > 0
 
 
+class NewEvents(Protocol):
+    """Counts the interactions the graph applied after a snapshot, as they are applied
+    (``graphrec.changecount.ChangeCount`` reads them from the sink's change stream)."""
+
+    def count(self, watermarks: Mapping[str, int], wait_s: float) -> int:
+        """Interactions seen so far past ``watermarks`` (a snapshot's, ``"topic:partition"``
+        → offset), after waiting up to ``wait_s`` for more; raises when it cannot tell."""
+        ...
+
+
 class PeriodicTrainer:
     """``train_once`` on the store's snapshot, on a ``Schedule``; each summary goes to
     ``report``. A round whose store holds no new interactions trains nothing.
+
+    The store is opened once, at the first round, and kept (``close`` closes it). New
+    interactions are counted by ``new_events`` when given (past the watermarks of the
+    snapshot last trained on), else from the store's counts every ``EVENTS_POLL_S``.
+    ``warm``: each round starts from the current version's weights (``train_once``).
 
     ``run`` raises when a round fails (the store unreachable, say); calling it again carries
     on from the last round that worked, so whoever calls it decides how to retry
@@ -134,11 +169,31 @@ class PeriodicTrainer:
         models_dir: Path,
         schedule: Schedule = Schedule(),
         report: Callable[[dict[str, object]], None] = lambda summary: None,
+        new_events: NewEvents | None = None,
+        warm: bool = False,
     ) -> None:
         self.open_graph = open_graph
         self.config, self.models_dir = config, models_dir
         self.schedule, self.report = schedule, report
+        self.new_events, self.warm = new_events, warm
         self.trained_on = -1  # interactions in the graph at the last round that trained
+        self.trained_marks: dict[str, int] = {}  # the watermarks of that round's snapshot
+        self._opened: AbstractContextManager[GraphStore] | None = None
+        self._graph: GraphStore | None = None
+
+    def graph(self) -> GraphStore:
+        """The trainer's store, opened at the first call."""
+        if self._graph is None:
+            opened = self.open_graph()
+            self._graph = opened.__enter__()
+            self._opened = opened
+        return self._graph
+
+    def close(self) -> None:
+        """Close the store, if it was opened."""
+        opened, self._opened, self._graph = self._opened, None, None
+        if opened is not None:
+            opened.__exit__(None, None, None)
 
     def run(
         self, stopping: threading.Event | None = None, succeeded: Callable[[], None] = _nothing
@@ -155,23 +210,29 @@ class PeriodicTrainer:
     def round(self) -> None:
         """Train on the graph unless it holds no new interactions (or, periodic, none yet:
         ``train_once`` refuses an empty graph)."""
-        with self.open_graph() as graph:
-            events = graph.stats().interactions
-            if events == self.trained_on or (events == 0 and self.schedule.periodic):
-                return
-            self.report(train_once(graph.snapshot(), self.config, self.models_dir))
-            self.trained_on = events
+        graph = self.graph()
+        events = graph.stats().interactions
+        if events == self.trained_on or (events == 0 and self.schedule.periodic):
+            return
+        snapshot = graph.snapshot()
+        self.report(train_once(snapshot, self.config, self.models_dir, warm=self.warm))
+        self.trained_on = events
+        self.trained_marks = dict(snapshot.watermarks)
 
     def _wait_for_next_round(self, stopping: threading.Event) -> bool:
         """Wait for the next round; True when stopped instead."""
-        minutes, events = self.schedule.every_minutes, self.schedule.every_events
-        period_s = minutes * 60 if minutes > 0 else float("inf")
-        deadline = time.monotonic() + period_s
-        while time.monotonic() < deadline:
-            if stopping.wait(min(EVENTS_POLL_S, period_s)):
+        minutes, every = self.schedule.every_minutes, self.schedule.every_events
+        deadline = time.monotonic() + (minutes * 60 if minutes > 0 else float("inf"))
+        while not stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if every > 0 and self.new_events is not None:
+                wait_s = min(CHANGES_POLL_S, left)
+                if self.new_events.count(self.trained_marks, wait_s) >= every:
+                    return False
+            elif stopping.wait(min(EVENTS_POLL_S, left)):
                 return True
-            if events > 0:
-                with self.open_graph() as graph:
-                    if graph.stats().interactions - self.trained_on >= events:
-                        return False
-        return False
+            elif every > 0 and self.graph().stats().interactions - self.trained_on >= every:
+                return False
+        return True

@@ -1,5 +1,10 @@
 """``graphrec train``: once, or on a schedule that outlives its store.
 
+It reads the configuration ``graphrec serve`` reads (``graphrec.config``: the store, the
+log, the models directory), and starts from the current version's weights unless ``--cold``.
+``--every-events`` counts the interactions the sink reports on the log's change stream
+(``graphrec.changecount``).
+
 A periodic trainer's first round fails the command at once (a wrong URL or password is told
 in one line, like every command); after that a failed round (the store unreachable, Neo4j
 restarting) is retried with back-off, one log line per failure (``serving.loops``), shown
@@ -25,40 +30,61 @@ from gnn.cli import (
 )
 from gnn.train import TrainConfig
 from gnn.trainer import PeriodicTrainer, Schedule
+from graphrec.changecount import ChangeCount
+from graphrec.config import load_config
 from graphstore import open_store
 from serving.loops import LoopMetrics, LoopState, run_forever
 from serving.metrics import serve_metrics
+from streaming.urls import parse_log_url
 
 LOOP_NAME = "trainer"
 
 
-def train_command(
-    store: Annotated[
-        str, typer.Option("--store", help="Graph store URL to train from.")
-    ] = "sqlite://data/graph",
-    models_dir: Annotated[Path, typer.Option(help="Where versions are written.")] = Path(
-        "data/models"
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Graph store URL to train from (default: config).")
+]
+ModelsOpt = Annotated[
+    Path | None, typer.Option(help="Where versions are written (default: config).")
+]
+LogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from", help="Log URL whose change stream --every-events counts (default: config)."
     ),
-    model: Annotated[str, typer.Option(help=f"One of: {', '.join(TRAINABLE_MODELS)}.")] = "sage",
+]
+ModelOpt = Annotated[str, typer.Option(help=f"One of: {', '.join(TRAINABLE_MODELS)}.")]
+EveryMinutesOpt = Annotated[
+    float, typer.Option(help="Periodic mode: retrain this often (0: once).")
+]
+EveryEventsOpt = Annotated[int, typer.Option(help="Periodic mode: or after this many new events.")]
+ColdOpt = Annotated[
+    bool, typer.Option("--cold", help="Train from scratch, not from the current version's weights.")
+]
+MetricsPortOpt = Annotated[
+    int, typer.Option(help="Periodic mode: Prometheus /metrics port on 127.0.0.1 (0: off).")
+]
+
+
+def train_command(
+    store: StoreOpt = None,
+    models_dir: ModelsOpt = None,
+    log: LogOpt = None,
+    model: ModelOpt = "sage",
     epochs: Annotated[int, typer.Option(min=1)] = 60,
-    every_minutes: Annotated[
-        float, typer.Option(help="Periodic mode: retrain this often (0: once).")
-    ] = 0.0,
-    every_events: Annotated[
-        int, typer.Option(help="Periodic mode: or after this many new events.")
-    ] = 0,
+    every_minutes: EveryMinutesOpt = 0.0,
+    every_events: EveryEventsOpt = 0,
     seed: Annotated[int, typer.Option()] = 0,
     mode: TrainingModeOpt = "auto",
     supervision: SupervisionOpt = "random",
-    metrics_port: Annotated[
-        int,
-        typer.Option(help="Periodic mode: Prometheus /metrics port on 127.0.0.1 (0: off)."),
-    ] = 9465,
+    cold: ColdOpt = False,
+    metrics_port: MetricsPortOpt = 9465,
 ) -> None:
     """Train on the graph's current snapshot and publish models/<version>/ when its recall@20
-    on held-out pairs is not worse than the current version's on the same pairs.
+    on held-out pairs is not worse than the current version's on the same pairs. Starts from
+    the current version's weights (a model of the same kind) unless --cold.
 
     Periodic mode keeps going through failed rounds, retrying with back-off."""
+    settings = load_config()
     if model not in TRAINABLE_MODELS:
         raise typer.BadParameter(f"unknown model {model!r}: {', '.join(TRAINABLE_MODELS)}")
     config = TrainConfig(
@@ -68,13 +94,28 @@ def train_command(
         mode=check_mode(mode),
         supervision=check_supervision(supervision),
     )
+    log_url = log or settings.log_url
+    parse_log_url(log_url)  # a bad URL fails here, before anything starts
+    changes = ChangeCount(log_url) if every_events > 0 else None
     trainer = PeriodicTrainer(
-        lambda: open_store(store),
+        lambda: open_store(store or settings.store_url),
         config,
-        models_dir,
+        models_dir or settings.models_path,
         Schedule(every_minutes, every_events),
         report=lambda summary: typer.echo(json.dumps(summary)),
+        new_events=changes,
+        warm=not cold,
     )
+    try:
+        _train(trainer, metrics_port)
+    finally:
+        trainer.close()
+        if changes is not None:
+            changes.close()
+
+
+def _train(trainer: PeriodicTrainer, metrics_port: int) -> None:
+    """One round, or rounds on the trainer's schedule until the process is stopped."""
     if not trainer.schedule.periodic:
         trainer.run()
         return

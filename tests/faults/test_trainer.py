@@ -1,7 +1,9 @@
 """The periodic trainer outlives its store: a round that fails (the store unreachable) is
 retried with back-off, one log line per failure, shown in its metrics; once the store answers
 again it trains on what arrived meanwhile. The store is a real embedded one behind a switch
-that makes opening it fail, as a store that is down does."""
+that makes opening it and calling it fail, as a store that is down does. The trainer keeps
+one store handle for its lifetime; `graphrec train` reads the configuration `serve` reads and
+starts from the current version unless --cold."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -44,16 +48,45 @@ def store_url(tmp_path: Path) -> str:
 
 
 class Switch:
-    """Opens the store, or fails as an unreachable one does while ``down`` is set."""
+    """Opens the store, counting how often; while ``down`` is set, opening it and calling
+    the opened store fail as an unreachable one does."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.down = threading.Event()
+        self.opened = 0
 
     def __call__(self) -> AbstractContextManager[GraphStore]:
+        self._check()
+        self.opened += 1
+        return self._open()
+
+    @contextmanager
+    def _open(self) -> Iterator[GraphStore]:
+        with open_store(self.url) as store:
+            yield cast(GraphStore, _Switched(store, self._check))
+
+    def _check(self) -> None:
         if self.down.is_set():
             raise GraphStoreError("cannot reach the graph store: connection refused")
-        return open_store(self.url)
+
+
+class _Switched:
+    """``store``, whose calls run ``check`` first."""
+
+    def __init__(self, store: GraphStore, check: Callable[[], None]) -> None:
+        self._store, self._check = store, check
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._check()
+            return attribute(*args, **kwargs)
+
+        return call
 
 
 def test_failed_rounds_are_retried_until_the_store_is_back(
@@ -100,6 +133,7 @@ def test_failed_rounds_are_retried_until_the_store_is_back(
         stopping.set()
         thread.join(timeout=60)
     assert not thread.is_alive(), "stopping must end the trainer"
+    assert switch.opened == 1, "the trainer keeps its store through failed rounds"
 
 
 def test_the_periodic_trainer_serves_its_state_on_metrics(store_url: str, tmp_path: Path) -> None:
