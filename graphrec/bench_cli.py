@@ -36,6 +36,25 @@ def bench_ingest_cmd(
     print(json.dumps(bench_ingest(events, batch_size, store, source, trials)))
 
 
+@bench_app.command("freshness")
+def bench_freshness_cmd(
+    trials: Annotated[int, typer.Option(min=1, help="Changes produced, one at a time.")] = 100,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Store URL (emptied!); default a fresh embedded one."),
+    ] = None,
+    kafka: Annotated[
+        str | None, typer.Option("--kafka", help="HOST:PORT to go through Kafka (new topics).")
+    ] = None,
+) -> None:
+    """Produce → reflected in Recommend through the sink's change stream and the service's
+    change feed (a new item ranked; a clicked item's score changed), p50/p99 beside
+    produce → visible in the graph from the same run (JSON last line)."""
+    from benchmarks.freshness import bench_freshness
+
+    print(json.dumps(bench_freshness(trials, store, kafka)))
+
+
 @bench_app.command("serve")
 def bench_serve_cmd(
     items: Annotated[int, typer.Option(min=100, help="Catalogue items.")] = 100_000,
