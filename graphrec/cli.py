@@ -134,7 +134,7 @@ def ingest_cmd(
     config = _config()
     metrics = SinkMetrics(CollectorRegistry())
     if metrics_port:
-        serve_metrics(metrics.registry, metrics_port)
+        serve_metrics(metrics.registry, metrics_port, config.metrics_host)
     with open_store(store or config.store_url) as graph, _progress() as bar:
         task = bar.add_task("ingesting", total=None)
 

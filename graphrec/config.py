@@ -33,6 +33,7 @@ class Config(BaseSettings):
     group: str = "graphrec-sink"  # consumer group of the sink
     batch_size: int = Field(2_000, ge=1)  # records per graph transaction
     grpc_address: str = "127.0.0.1:50051"  # where `graphrec serve` listens
+    metrics_host: str = "127.0.0.1"  # where /metrics listens (--metrics-port); 0.0.0.0: all
     # The sink drops an event whose event_id it accepted within the last dedup_window_s
     # seconds (ingest time) and among the last dedup_max_ids ids; 0 in either turns it off.
     dedup_window_s: float = Field(24 * 3600.0, ge=0)

@@ -114,6 +114,7 @@ def serve_command(
         tls_cert=tls_cert,
         tls_key=tls_key,
         metrics_port=metrics_port,
+        metrics_host=config.metrics_host,
     )
     recommender_config = RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url)
     follow_url = log or config.log_url
@@ -138,7 +139,8 @@ def _run(serving: Serving, graph: GraphStore, follow_url: str | None, metrics_po
         if follow_url is not None:
             feed = _feed(follow_url, graph, serving)
             feed.start()
-        metrics = f"; metrics on http://127.0.0.1:{metrics_port}/metrics" if metrics_port else ""
+        host = serving.server.config.metrics_host
+        metrics = f"; metrics on http://{host}:{metrics_port}/metrics" if metrics_port else ""
         out.print(
             f"serving graphrec.v1.Recommender on port {port} "
             f"(model {serving.registry.version}){metrics}"

@@ -49,13 +49,17 @@ from graphstore.base import first_sightings
 
 log = logging.getLogger(__name__)
 PASSWORD_ENV = "GRAPHREC_NEO4J_PASSWORD"
+PASSWORD_FILE_ENV = "GRAPHREC_NEO4J_PASSWORD_FILE"  # a file holding it (a mounted Secret)
 USER_ENV = "GRAPHREC_NEO4J_USER"
 FETCH_SIZE = 5_000  # records per Bolt round trip when streaming a snapshot (driver default 1000)
 FORGET_LIMIT = 50_000  # expired event ids deleted per batch at most
 
 
 def default_password_file() -> Path:
-    """Where deploy/services.sh keeps the generated Neo4j password."""
+    """``GRAPHREC_NEO4J_PASSWORD_FILE``, else where deploy/services.sh keeps the generated
+    Neo4j password."""
+    if os.environ.get(PASSWORD_FILE_ENV):
+        return Path(os.environ[PASSWORD_FILE_ENV])
     cache = Path(os.environ.get("GRAPHREC_CACHE", Path.home() / ".cache" / "graphrec"))
     return cache / "neo4j-password"
 
@@ -93,7 +97,8 @@ class Neo4jGraphStore(GraphStore):
         """``neo4j://[user[:password]@]host:port[?database=name]``.
 
         Missing credentials come from ``GRAPHREC_NEO4J_USER`` / ``GRAPHREC_NEO4J_PASSWORD``,
-        else user ``neo4j`` and the password file written by ``deploy/services.sh``.
+        else user ``neo4j`` and the password file: ``GRAPHREC_NEO4J_PASSWORD_FILE`` or the one
+        ``deploy/services.sh`` writes.
         """
         parts = urlsplit(url)
         user = unquote(parts.username or os.environ.get(USER_ENV, "neo4j"))
@@ -102,10 +107,12 @@ class Neo4jGraphStore(GraphStore):
             password = os.environ.get(PASSWORD_ENV)
         if not password:
             file = default_password_file()
+            if not file.is_file() and os.environ.get(PASSWORD_FILE_ENV):
+                raise GraphStoreError(f"{PASSWORD_FILE_ENV} names {file}, which is not a file")
             if not file.is_file():
                 raise GraphStoreError(
-                    f"no Neo4j password: set {PASSWORD_ENV}, put it in the URL, or start the "
-                    f"server with deploy/services.sh (which writes {file})"
+                    f"no Neo4j password: set {PASSWORD_ENV} or {PASSWORD_FILE_ENV}, put it in "
+                    f"the URL, or start the server with deploy/services.sh (which writes {file})"
                 )
             password = file.read_text().strip()
         database = parse_qs(parts.query).get("database", ["neo4j"])[0]

@@ -41,7 +41,8 @@ class ServerConfig:
     token: str = ""  # when set, callers send "authorization: Bearer <token>"
     tls_cert: Path | None = None  # PEM certificate chain; with tls_key, serve TLS only
     tls_key: Path | None = None
-    metrics_port: int = 0  # Prometheus /metrics on 127.0.0.1:<port>; 0 = off
+    metrics_port: int = 0  # Prometheus /metrics on <metrics_host>:<port>; 0 = off
+    metrics_host: str = "127.0.0.1"
 
 
 def build_servicer(
@@ -79,7 +80,7 @@ class RecommenderServer:
         self._thread.start()
         self.port = self._call(self._start())
         if self.config.metrics_port:
-            self.metrics.serve_http(self.config.metrics_port)
+            self.metrics.serve_http(self.config.metrics_port, self.config.metrics_host)
         return self.port
 
     def set_serving(self, ok: bool) -> None:
