@@ -1,9 +1,9 @@
 """Kafka adapters for the sink's two seams: a consumer (RecordSource) and a producer (RecordWriter).
 
 The consumer joins a group with automatic partition assignment and never auto-commits; when
-partitions are assigned it tells the sink, which seeks each one to
-``max(committed, graph watermark + 1)``. The producer waits for ``acks=all`` with idempotence
-on, so ``send`` returning means the records are durable in the broker.
+partitions are assigned it tells the sink, which seeks each one past what the graph holds
+(see ``streaming.sink``). The producer waits for ``acks=all`` with idempotence on, so ``send``
+returning means the records are durable in the broker.
 """
 
 from __future__ import annotations
