@@ -127,11 +127,13 @@ class KafkaSource:
 
     def poll(self, max_records: int, timeout_s: float) -> list[LogRecord]:
         """Records from assigned partitions. Partitions assigned during this poll are first
-        positioned by the on-assign callback; their records fetched before that are dropped
-        (they are fetched again from the new position)."""
+        positioned by the on-assign callback, if there is one; their records fetched before
+        that are dropped (they are fetched again from the new position)."""
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         fresh, self.newly_assigned = self.newly_assigned, set()
-        if fresh and self.on_assign_callback is not None:
+        if self.on_assign_callback is None:
+            fresh = set()  # nothing moves them: their records stand
+        elif fresh:
             self.on_assign_callback(sorted(fresh))
         out: list[LogRecord] = []
         for tp, records in batches.items():
