@@ -74,11 +74,7 @@ def changes_of(
 ) -> list[Change]:
     """The changes of one commit: its interactions' items and actors, and its catalogue
     records, one ``Change`` per node (items first, in first-seen order)."""
-    records = {r.value.item_id: r.value for r in items}
-    events = [e.value for e in interactions]
-    # Counted by plain strings and tuples (hashed in C), one NodeRef per distinct node.
-    item_events = Counter(e.item_id for e in events)
-    actor_events = Counter((e.actor.kind, e.actor.key) for e in events)
+    records, item_events, actor_events = _touched(interactions, items)
     marks = dict(positions)
     touched = [
         Change(NodeRef(NodeKind.ITEM, i), marks, item_events[i], records.get(i), committed_at)
@@ -89,6 +85,18 @@ def changes_of(
         for (kind, key), n in actor_events.items()
     ]
     return touched
+
+
+def _touched(
+    interactions: Iterable[Positioned[Interaction]], items: Iterable[Positioned[ItemRecord]]
+) -> tuple[dict[str, ItemRecord], Counter[str], Counter[tuple[NodeKind, str]]]:
+    """Catalogue records by item id; interactions per item id and per (actor kind, key)."""
+    records = {r.value.item_id: r.value for r in items}
+    events = [e.value for e in interactions]
+    # Counted by plain strings and tuples (hashed in C), not by NodeRef.
+    item_events = Counter(e.item_id for e in events)
+    actor_events = Counter((e.actor.kind, e.actor.key) for e in events)
+    return records, item_events, actor_events
 
 
 def encode_change(change: Change) -> OutRecord:
@@ -113,27 +121,35 @@ def encode_change(change: Change) -> OutRecord:
     return OutRecord(json.dumps(body).encode(), key=key, partition=CHANGES_PARTITION)
 
 
-def encode_changes(changes: Sequence[Change]) -> list[OutRecord]:
-    """``[encode_change(c) for c in changes]``, several times faster for the changes of one
-    commit: their shared positions and commit time are encoded once."""
-    shared: dict[tuple[int, float], tuple[str, str]] = {}  # changes alive here: unique ids
+def encode_commit(
+    interactions: Iterable[Positioned[Interaction]],
+    items: Iterable[Positioned[ItemRecord]],
+    positions: Positions,
+    committed_at: float,
+) -> list[OutRecord]:
+    """``[encode_change(c) for c in changes_of(...)]`` of the same arguments (the same
+    bytes), several times faster: no ``Change`` per node, positions encoded once."""
+    records, item_events, actor_events = _touched(interactions, items)
+    marks = json.dumps([[t, p, o] for (t, p), o in sorted(positions.items())])
+    before = f', "positions": {marks}, "events": '
+    after = f', "committed_at": {json.dumps(committed_at)}}}'
     out = []
-    for change in changes:
-        if change.record is not None:
+    for item_id in {**records, **item_events}:
+        record = records.get(item_id)
+        if record is None:
+            out.append(_bare(NodeKind.ITEM, item_id, f"{before}{item_events[item_id]}{after}"))
+        else:
+            node = NodeRef(NodeKind.ITEM, item_id)
+            change = Change(node, dict(positions), item_events[item_id], record, committed_at)
             out.append(encode_change(change))
-            continue
-        commit = (id(change.positions), change.committed_at)
-        if commit not in shared:
-            marks = [[t, p, o] for (t, p), o in sorted(change.positions.items())]
-            shared[commit] = (json.dumps(marks), json.dumps(change.committed_at))
-        positions, at = shared[commit]
-        kind, key = change.node.kind.value, change.node.key
-        value = (
-            f'{{"kind": {_string(kind)}, "id": {_string(key)}, "positions": {positions}, '
-            f'"events": {change.events}, "committed_at": {at}}}'
-        )
-        out.append(OutRecord(value.encode(), f"{kind}:{key}".encode(), (), CHANGES_PARTITION))
+    out += [_bare(kind, key, f"{before}{n}{after}") for (kind, key), n in actor_events.items()]
     return out
+
+
+def _bare(kind: NodeKind, key: str, rest: str) -> OutRecord:
+    """The record of a change without a catalogue record; ``rest`` follows its id."""
+    value = f'{{"kind": {_string(kind.value)}, "id": {_string(key)}{rest}'
+    return OutRecord(value.encode(), f"{kind.value}:{key}".encode(), (), CHANGES_PARTITION)
 
 
 def decode_change(record: LogRecord) -> Change:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from graphstore import Interaction, ItemRecord, Positioned, TopicPartition
-from streaming.changes import CHANGES_TOPIC, BadChange, changes_of, decode_change, encode_changes
+from streaming.changes import CHANGES_TOPIC, BadChange, decode_change, encode_commit
 from streaming.records import LogRecord, OutRecord, RecordWriter
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ class ChangePublisher:
         with self._lock:
             covers = dict(self._covers)
         _raise(covers, consumed)
-        changes = changes_of(interactions, items, covers, committed_at)
-        return Publication(encode_changes(changes), covers)
+        return Publication(encode_commit(interactions, items, covers, committed_at), covers)
 
     def send(self, publication: Publication) -> None:
         """Write the records (durable on return), then count their positions as covered."""
