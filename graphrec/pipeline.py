@@ -15,7 +15,7 @@ from gnn.datasets import Dataset, SyntheticConfig, generate, load_ml1m, load_ml1
 from graphstore import DedupWindow, GraphStore
 from streaming.produce import ProduceReport, produce
 from streaming.sink import Sink, SinkConfig, SinkStats
-from streaming.urls import open_source, open_writer, parse_log_url
+from streaming.urls import open_publisher, open_source, open_writer, parse_log_url
 
 log = logging.getLogger(__name__)
 DEFAULT_DEDUP = DedupWindow()
@@ -64,6 +64,7 @@ class IngestSummary:
     skipped_duplicate: int
     dead_lettered: int
     dead_letter_reasons: dict[str, int]
+    changes_published: int
     batches: int
     retries: int
     seconds: float
@@ -77,6 +78,7 @@ class IngestSummary:
             skipped_duplicate=stats.skipped_duplicate,
             dead_lettered=stats.dead_lettered,
             dead_letter_reasons=dict(stats.dead_letter_reasons),
+            changes_published=stats.changes_published,
             batches=stats.batches,
             retries=stats.retries,
             seconds=round(stats.elapsed_s, 3),
@@ -101,6 +103,10 @@ SINK_COUNTERS = {
     "skipped_replayed": (
         "graphrec_sink_replayed_skipped",
         "Records read again (after a restart or rebalance) that the graph already held.",
+    ),
+    "changes_published": (
+        "graphrec_sink_changes_published",
+        "Change-stream records published (one per node a graph commit touched).",
     ),
 }
 
@@ -140,7 +146,7 @@ def ingest(
     """
     config = SinkConfig(batch_size=batch_size, dedup=dedup)
     sink = open_sink(log_url, store, group, config, on_batch)
-    with _stop_on_signals(sink.stop), closing_all(sink.source, sink.dead_letters):
+    with _stop_on_signals(sink.stop), closing_all(sink.source, sink.dead_letters, sink.changes):
         stats = sink.run(idle_exit_s=idle_exit_s)
     summary = IngestSummary.of(stats)
     log.info("ingest finished: %s", summary)
@@ -154,10 +160,12 @@ def open_sink(
     config: SinkConfig | None = None,
     on_batch: Callable[[SinkStats], None] | None = None,
 ) -> Sink:
-    """A sink from the log at ``log_url`` (its items topic decoded as catalogue records)."""
+    """A sink from the log at ``log_url`` (its items topic decoded as catalogue records),
+    publishing each commit's changes to the log's change stream."""
     address = parse_log_url(log_url)
     config = replace(config or SinkConfig(), item_topics=(address.items,))
-    return Sink(open_source(log_url, group), store, open_writer(log_url), config, on_batch)
+    source, changes = open_source(log_url, group), open_publisher(log_url)
+    return Sink(source, store, open_writer(log_url), config, on_batch, changes)
 
 
 @contextmanager
@@ -168,7 +176,7 @@ def running_sink(
     sink = open_sink(log_url, store, group, SinkConfig(batch_size=batch_size, poll_timeout_s=0.01))
     thread = threading.Thread(target=sink.run, name="sink", daemon=True)
     thread.start()
-    with closing_all(sink.source, sink.dead_letters):
+    with closing_all(sink.source, sink.dead_letters, sink.changes):
         try:
             yield sink
         finally:

@@ -4,18 +4,19 @@ One record per node a commit touched, keyed by the node (``Item:ID``, ``User:ID`
 ``Session:ID``) on a topic of one partition that Kafka compacts: reading it from any offset
 gives every node changed since, each at least once, so followers (the serving feed, the
 trainer's schedule) never decode the event topics again. Each record carries the commit's
-positions (the highest applied offset per event-log partition): a follower that holds a graph
-snapshot up to some watermarks skips the changes those watermarks already cover
-(``Change.covered_by``).
+positions (the highest applied offset per event-log partition, as of the commit): a follower
+that holds a graph snapshot up to some watermarks skips the changes those watermarks already
+cover (``Change.covered_by``).
 
 Publishing is at least once: the sink publishes after the graph commit and before it commits
 its offsets, and a sink that restarts re-reads from what the change stream last covered, so
-a crash in between publishes the batch again.
+a crash in between publishes the batch again (``streaming.publish``).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +31,12 @@ from graphstore import (
 )
 from streaming.records import LogRecord, OutRecord
 
+_string = json.encoder.encode_basestring_ascii  # json.dumps's string encoder, in C
+
 CHANGES_TOPIC = "changes"
 CHANGES_PARTITION = 0  # one partition: the stream's order is the commits' order
+# Kafka keeps the newest record per key: every node changed since any offset, each at least once.
+CHANGES_TOPIC_CONFIGS: Mapping[str, str] = {"cleanup.policy": "compact"}
 Positions = Mapping[TopicPartition, int]
 
 
@@ -43,10 +48,11 @@ class BadChange(ValueError):
 class Change:
     """One node a commit touched.
 
-    ``positions``: the commit's highest applied offset per partition; ``events``: the
-    interactions of the commit on this node; ``record``: the catalogue record the commit
-    upserted, for an item that had one; ``committed_at``: when the commit was applied (unix
-    seconds)."""
+    ``positions``: per event-log partition, the highest offset the graph held and the stream
+    covered once the commit was published (the commit's consumed offsets over what its
+    publisher covered before: see ``streaming.publish``); ``events``: the interactions of the
+    commit on this node; ``record``: the catalogue record the commit upserted, for an item that
+    had one; ``committed_at``: when the commit was applied (unix seconds)."""
 
     node: NodeRef
     positions: dict[TopicPartition, int]
@@ -68,22 +74,29 @@ def changes_of(
 ) -> list[Change]:
     """The changes of one commit: its interactions' items and actors, and its catalogue
     records, one ``Change`` per node (items first, in first-seen order)."""
-    events: dict[NodeRef, int] = {}
-    records: dict[NodeRef, ItemRecord] = {}
-    for record in items:
-        node = NodeRef(NodeKind.ITEM, record.value.item_id)
-        records[node] = record.value
-        events.setdefault(node, 0)
-    actors: dict[NodeRef, int] = {}
-    for event in interactions:
-        item = NodeRef(NodeKind.ITEM, event.value.item_id)
-        events[item] = events.get(item, 0) + 1
-        actors[event.value.actor] = actors.get(event.value.actor, 0) + 1
+    records, item_events, actor_events = _touched(interactions, items)
     marks = dict(positions)
-    return [
-        Change(node, marks, n, records.get(node), committed_at)
-        for node, n in (*events.items(), *actors.items())
+    touched = [
+        Change(NodeRef(NodeKind.ITEM, i), marks, item_events[i], records.get(i), committed_at)
+        for i in {**records, **item_events}
     ]
+    touched += [
+        Change(NodeRef(kind, key), marks, n, None, committed_at)
+        for (kind, key), n in actor_events.items()
+    ]
+    return touched
+
+
+def _touched(
+    interactions: Iterable[Positioned[Interaction]], items: Iterable[Positioned[ItemRecord]]
+) -> tuple[dict[str, ItemRecord], Counter[str], Counter[tuple[NodeKind, str]]]:
+    """Catalogue records by item id; interactions per item id and per (actor kind, key)."""
+    records = {r.value.item_id: r.value for r in items}
+    events = [e.value for e in interactions]
+    # Counted by plain strings and tuples (hashed in C), not by NodeRef.
+    item_events = Counter(e.item_id for e in events)
+    actor_events = Counter((e.actor.kind, e.actor.key) for e in events)
+    return records, item_events, actor_events
 
 
 def encode_change(change: Change) -> OutRecord:
@@ -106,6 +119,37 @@ def encode_change(change: Change) -> OutRecord:
         }
     key = f"{change.node.kind.value}:{change.node.key}".encode()
     return OutRecord(json.dumps(body).encode(), key=key, partition=CHANGES_PARTITION)
+
+
+def encode_commit(
+    interactions: Iterable[Positioned[Interaction]],
+    items: Iterable[Positioned[ItemRecord]],
+    positions: Positions,
+    committed_at: float,
+) -> list[OutRecord]:
+    """``[encode_change(c) for c in changes_of(...)]`` of the same arguments (the same
+    bytes), several times faster: no ``Change`` per node, positions encoded once."""
+    records, item_events, actor_events = _touched(interactions, items)
+    marks = json.dumps([[t, p, o] for (t, p), o in sorted(positions.items())])
+    before = f', "positions": {marks}, "events": '
+    after = f', "committed_at": {json.dumps(committed_at)}}}'
+    out = []
+    for item_id in {**records, **item_events}:
+        record = records.get(item_id)
+        if record is None:
+            out.append(_bare(NodeKind.ITEM, item_id, f"{before}{item_events[item_id]}{after}"))
+        else:
+            node = NodeRef(NodeKind.ITEM, item_id)
+            change = Change(node, dict(positions), item_events[item_id], record, committed_at)
+            out.append(encode_change(change))
+    out += [_bare(kind, key, f"{before}{n}{after}") for (kind, key), n in actor_events.items()]
+    return out
+
+
+def _bare(kind: NodeKind, key: str, rest: str) -> OutRecord:
+    """The record of a change without a catalogue record; ``rest`` follows its id."""
+    value = f'{{"kind": {_string(kind.value)}, "id": {_string(key)}{rest}'
+    return OutRecord(value.encode(), f"{kind.value}:{key}".encode(), (), CHANGES_PARTITION)
 
 
 def decode_change(record: LogRecord) -> Change:

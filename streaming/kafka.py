@@ -1,9 +1,9 @@
 """Kafka adapters for the sink's two seams: a consumer (RecordSource) and a producer (RecordWriter).
 
 The consumer joins a group with automatic partition assignment and never auto-commits; when
-partitions are assigned it tells the sink, which seeks each one to
-``max(committed, graph watermark + 1)``. The producer waits for ``acks=all`` with idempotence
-on, so ``send`` returning means the records are durable in the broker.
+partitions are assigned it tells the sink, which seeks each one past what the graph holds
+(see ``streaming.sink``). The producer waits for ``acks=all`` with idempotence on, so ``send``
+returning means the records are durable in the broker.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTP
@@ -34,16 +36,23 @@ OnAssign = Callable[[Sequence[TopicPartition]], None]
 
 
 def ensure_topics(
-    bootstrap: str, topics: Sequence[str], partitions: int = DEFAULT_PARTITIONS
+    bootstrap: str,
+    topics: Sequence[str],
+    partitions: int = DEFAULT_PARTITIONS,
+    configs: Mapping[str, str] | None = None,
 ) -> None:
-    """Create the topics that do not exist yet (replication factor 1: one local broker)."""
+    """Create the topics that do not exist yet (replication factor 1: one local broker), with
+    ``configs`` as their topic configs (e.g. ``cleanup.policy``). Existing topics are left
+    as they are."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="graphrec-admin")
     try:
         missing = set(topics) - set(admin.list_topics())
         for name in sorted(missing):
             try:
-                admin.create_topics([NewTopic(name, partitions, 1)])
-                log.info("created topic %s with %d partitions", name, partitions)
+                admin.create_topics(
+                    [NewTopic(name, partitions, 1, topic_configs=dict(configs or {}))]
+                )
+                log.info("created topic %s with %d partitions %s", name, partitions, configs or "")
             except TopicAlreadyExistsError:
                 pass
     finally:
@@ -118,29 +127,19 @@ class KafkaSource:
 
     def poll(self, max_records: int, timeout_s: float) -> list[LogRecord]:
         """Records from assigned partitions. Partitions assigned during this poll are first
-        positioned by the on-assign callback; their records fetched before that are dropped
-        (they are fetched again from the new position)."""
+        positioned by the on-assign callback, if there is one; their records fetched before
+        that are dropped (they are fetched again from the new position)."""
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         fresh, self.newly_assigned = self.newly_assigned, set()
-        if fresh and self.on_assign_callback is not None:
+        if self.on_assign_callback is None:
+            fresh = set()  # nothing moves them: their records stand
+        elif fresh:
             self.on_assign_callback(sorted(fresh))
         out: list[LogRecord] = []
         for tp, records in batches.items():
             if (tp.topic, tp.partition) in fresh:
                 continue
-            for r in records:
-                headers: Headers = tuple((k, v or b"") for k, v in (r.headers or ()))
-                out.append(
-                    LogRecord(
-                        tp.topic,
-                        tp.partition,
-                        r.offset,
-                        r.key,
-                        r.value or b"",
-                        headers,
-                        r.timestamp / 1000.0,
-                    )
-                )
+            out.extend(_log_record(r) for r in records)
         return out
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -157,11 +156,25 @@ class KafkaSource:
         self._consumer.close(autocommit=False)
 
 
-class KafkaWriter:
-    """An idempotent ``acks=all`` producer; ``send`` returns once every record is acknowledged."""
+@dataclass(frozen=True)
+class TopicSpec:
+    """How a topic is created when a writer first sends to it."""
 
-    def __init__(self, bootstrap: str, linger_ms: int = 5) -> None:
+    partitions: int = DEFAULT_PARTITIONS
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+class KafkaWriter:
+    """An idempotent ``acks=all`` producer; ``send`` returns once every record is acknowledged.
+
+    A topic it sends to is created first if missing: as ``topics`` specifies, else with the
+    default partitions."""
+
+    def __init__(
+        self, bootstrap: str, linger_ms: int = 5, topics: Mapping[str, TopicSpec] | None = None
+    ) -> None:
         self._bootstrap = bootstrap
+        self._specs = dict(topics or {})
         self._known_topics: set[str] = set()
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap,
@@ -174,7 +187,8 @@ class KafkaWriter:
 
     def send(self, topic: str, records: Sequence[OutRecord]) -> None:
         if topic not in self._known_topics:
-            ensure_topics(self._bootstrap, [topic])
+            spec = self._specs.get(topic, TopicSpec())
+            ensure_topics(self._bootstrap, [topic], spec.partitions, spec.configs)
             self._known_topics.add(topic)
         futures = [
             self._producer.send(
@@ -188,3 +202,35 @@ class KafkaWriter:
 
     def close(self) -> None:
         self._producer.close()
+
+
+def last_record(bootstrap: str, tp: TopicPartition, timeout_s: float = 30.0) -> LogRecord | None:
+    """The newest record of one partition (``None`` when it holds none), read without a group."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id="graphrec-last-record",
+        enable_auto_commit=False,
+        receive_message_max_bytes=RECEIVE_MESSAGE_MAX_BYTES,
+    )
+    try:
+        ktp = KafkaTP(*tp)
+        consumer.assign([ktp])
+        end = consumer.end_offsets([ktp])[ktp]
+        if not end:
+            return None
+        consumer.seek(ktp, end - 1)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            records = consumer.poll(timeout_ms=200, max_records=1).get(ktp)
+            if records:
+                return _log_record(records[-1])
+        raise TimeoutError(f"no record at {tp}@{end - 1} after {timeout_s} s")
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _log_record(r: ConsumerRecord) -> LogRecord:
+    headers: Headers = tuple((k, v or b"") for k, v in (r.headers or ()))
+    return LogRecord(
+        r.topic, r.partition, r.offset, r.key, r.value or b"", headers, r.timestamp / 1000.0
+    )

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 _INSERT_TOPIC = "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?, ?)"
 _SELECT_TOPIC = "SELECT partitions FROM topics WHERE name = ?"
 _SELECT_TOPICS = "SELECT name, partitions FROM topics ORDER BY name"
-_END_OFFSETS = "SELECT partition, MAX(offset) + 1 FROM records WHERE topic = ? GROUP BY partition"
+# One index seek per partition (a GROUP BY over the topic would read all of its records).
+_END_OFFSET = "SELECT MAX(offset) + 1 FROM records WHERE topic = ? AND partition = ?"
 _INSERT_RECORD = "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)"
 _READ = """
 SELECT offset, key, value, headers, ts FROM records
@@ -94,7 +95,7 @@ class EventLog:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                ends = self._end_offsets(topic)
+                ends = self._end_offsets(topic, n)
                 placed, rows = [], []
                 for r in records:
                     p = r.partition if r.partition is not None else partition_for(r.key, n)
@@ -121,15 +122,24 @@ class EventLog:
             for o, k, v, h, ts in rows
         ]
 
+    def last_record(self, tp: TopicPartition) -> LogRecord | None:
+        """The newest record of one partition (``None`` when it holds none)."""
+        end = self.end_offsets(tp[0]).get(tp[1], 0)
+        found = self.read(tp, end - 1, 1) if end else []
+        return found[0] if found else None
+
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to be written, per partition of ``topic``."""
         n = self.partitions(topic)
         with self._lock:
-            ends = self._end_offsets(topic)
-        return {p: ends.get(p, 0) for p in range(n)}
+            return self._end_offsets(topic, n)
 
-    def _end_offsets(self, topic: str) -> dict[int, int]:
-        return {p: int(o) for p, o in self._db.execute(_END_OFFSETS, (topic,))}
+    def _end_offsets(self, topic: str, partitions: int) -> dict[int, int]:
+        ends = {}
+        for p in range(partitions):
+            (end,) = self._db.execute(_END_OFFSET, (topic, p)).fetchone()
+            ends[p] = 0 if end is None else int(end)
+        return ends
 
     def committed(self, group: str, tp: TopicPartition) -> int | None:
         with self._lock:

@@ -1,14 +1,19 @@
-"""The sink: decode ▸ validate ▸ batch ▸ GraphStore.apply ▸ commit offsets.
+"""The sink: decode ▸ validate ▸ batch ▸ GraphStore.apply ▸ publish changes ▸ commit offsets.
 
 Order of effects per batch, which is what makes a crash at any point safe:
 
 1. bad records are written to the dead-letter topic (durable on return);
 2. good records and the consumed positions are applied to the graph in one transaction;
-3. the source's offsets are committed.
+3. the changes of the batch are published to the change stream (when the sink has a
+   ``ChangePublisher``: every sink graphrec builds does);
+4. the source's offsets are committed.
 
 A crash after 1 re-dead-letters at most one batch; after 2 the graph's watermark makes the
 replayed batch a no-op. On start the sink seeks every partition to
-``max(committed, watermark + 1)``, so nothing the graph already holds is read again.
+``max(committed, watermark + 1)``, so nothing the graph already holds is read again; a sink
+that publishes seeks to ``max(committed, min(watermark, covered) + 1)`` instead, so what was
+applied but not yet published (a crash between 2 and 3) is read again and published, the
+store skipping it as a replay (see ``streaming.publish``).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from graphstore import (
     TopicPartition,
 )
 from streaming.codec import BadRecord, decode_event, decode_item
+from streaming.publish import ChangePublisher
 from streaming.records import (
     DLQ_SUFFIX,
     ITEMS_TOPIC,
@@ -69,6 +75,7 @@ class SinkStats:
     skipped_replayed: int = 0
     skipped_duplicate: int = 0
     dead_lettered: int = 0
+    changes_published: int = 0
     batches: int = 0
     retries: int = 0
     elapsed_s: float = 0.0
@@ -138,10 +145,13 @@ class Sink:
         dead_letters: RecordWriter,
         config: SinkConfig | None = None,
         on_batch: Callable[[SinkStats], None] | None = None,
+        changes: ChangePublisher | None = None,
     ) -> None:
+        """``changes``: where each commit's changes are published (``None``: nowhere)."""
         self.source = source
         self.store = store
         self.dead_letters = dead_letters
+        self.changes = changes
         self.config = config or SinkConfig()
         self.stats = SinkStats()
         self._on_batch = on_batch
@@ -152,13 +162,18 @@ class Sink:
         source.on_assign(self._resume_from_watermarks)
 
     def _resume_from_watermarks(self, partitions: Sequence[TopicPartition]) -> None:
-        """Seek each newly assigned partition past everything the graph already holds and
-        everything this sink has decoded but not yet written (it will be)."""
+        """Seek each newly assigned partition past everything the graph already holds (and,
+        when publishing, the change stream covers) and everything this sink has decoded but
+        not yet written (it will be)."""
         marks = self.store.watermarks()
+        covered = None if self.changes is None else self.changes.covered()
         for tp in partitions:
-            committed = self.source.committed(tp) or 0
-            start = max(committed, marks.get(tp, -1) + 1, self._in_hand.get(tp, 0))
-            self.source.seek(tp, start)
+            applied = marks.get(tp, -1)
+            held = applied if covered is None else min(applied, covered.get(tp, -1))
+            start = max(self.source.committed(tp) or 0, held + 1)
+            if self.changes is not None:
+                self.changes.resumed(tp, min(start, applied + 1))
+            self.source.seek(tp, max(start, self._in_hand.get(tp, 0)))
 
     def _hand_over(self, records: list[LogRecord]) -> Decoded:
         """Decode polled records for the writer, noting them as in hand."""
@@ -222,14 +237,27 @@ class Sink:
             ingested_at=time.time(),
         )
         result = self._with_retries(lambda: self.store.apply(batch))
+        committed_at = time.time()
         self.stats.applied += result.applied
         self.stats.skipped_replayed += result.skipped_replayed
         self.stats.skipped_duplicate += result.skipped_duplicate
         if result.skipped_duplicate:
             log.info("dropped %d resent events (event id seen before)", result.skipped_duplicate)
+        self._publish(decoded, committed_at)
         self.stats.batches += 1
         if self._on_batch is not None:
             self._on_batch(self.stats)
+
+    def _publish(self, decoded: Decoded, committed_at: float) -> None:
+        """Publish the changes of a committed batch: every good record, replays included."""
+        if self.changes is None:
+            return
+        changes = self.changes
+        publication = changes.prepare(
+            decoded.interactions, decoded.items, decoded.consumed, committed_at
+        )
+        self._with_retries(lambda: changes.send(publication))
+        self.stats.changes_published += len(publication.records)
 
     def _dead_letter(self, bad: list[tuple[LogRecord, BadRecord]]) -> None:
         if not bad:

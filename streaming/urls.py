@@ -2,7 +2,9 @@
 
 A URL may name its topics: ``kafka://127.0.0.1:9092/clicks?items=catalogue`` reads events
 from ``clicks`` and items from ``catalogue``; by default they are ``events`` and ``items``.
-The sink's change stream (``streaming.changes``) is ``changes`` unless ``?changes=NAME``.
+The sink's change stream (``streaming.changes``) is ``changes`` unless ``?changes=NAME``; it
+is created with one partition, compacted on Kafka, by whichever opens it first (its
+publisher or a follower).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from streaming.changes import CHANGES_TOPIC
+from streaming.changes import CHANGES_PARTITION, CHANGES_TOPIC, CHANGES_TOPIC_CONFIGS
 from streaming.log import EventLog, LogConsumer
+from streaming.publish import ChangePublisher
 from streaming.records import EVENTS_TOPIC, ITEMS_TOPIC, RecordSource, RecordWriter
 
 
@@ -77,7 +80,30 @@ def open_changes(url: str, group: str) -> RecordSource:
     """A consumer in ``group`` over the change stream of the log at ``url``."""
     address = parse_log_url(url)
     if address.scheme == "log":
-        return LogConsumer(EventLog(Path(address.location)), group, (address.changes,))
-    from streaming.kafka import KafkaSource
+        log = EventLog(Path(address.location))
+        log.create_topic(address.changes, 1)
+        return LogConsumer(log, group, (address.changes,))
+    from streaming.kafka import KafkaSource, ensure_topics
 
+    ensure_topics(address.location, [address.changes], 1, CHANGES_TOPIC_CONFIGS)
     return KafkaSource(address.location, group, (address.changes,))
+
+
+def open_publisher(url: str) -> ChangePublisher:
+    """The sink's publisher of the change stream of the log at ``url`` (the topic is created
+    here if missing: one partition, compacted on Kafka)."""
+    address = parse_log_url(url)
+    tp = (address.changes, CHANGES_PARTITION)
+    if address.scheme == "log":
+        # Not fsynced per send: the sink's next offset commit (fsynced, same file, later in
+        # its write-ahead log) makes it durable, and a publish lost to a power cut is
+        # republished as the resume rule reads again what the stream does not cover.
+        log = EventLog(Path(address.location), durable=False)
+        log.create_topic(address.changes, 1)
+        return ChangePublisher(log, address.changes, lambda: log.last_record(tp))
+    from streaming.kafka import KafkaWriter, TopicSpec, ensure_topics, last_record
+
+    spec = TopicSpec(1, CHANGES_TOPIC_CONFIGS)
+    ensure_topics(address.location, [address.changes], spec.partitions, spec.configs)
+    writer = KafkaWriter(address.location, topics={address.changes: spec})
+    return ChangePublisher(writer, address.changes, lambda: last_record(address.location, tp))

@@ -68,5 +68,6 @@ def test_ingest_follow_serves_its_counts(tmp_path: Path) -> None:
         "graphrec_sink_dead_lettered_total": summary["dead_lettered"],
         "graphrec_sink_duplicates_dropped_total": summary["skipped_duplicate"],
         "graphrec_sink_replayed_skipped_total": summary["skipped_replayed"],
+        "graphrec_sink_changes_published_total": summary["changes_published"],
     }
     assert summary["dead_lettered"] == MALFORMED and summary["applied"] > 0

@@ -1,4 +1,5 @@
-"""Kill the sink process with SIGKILL at a random point, restart it: the graph is unaffected."""
+"""Kill the sink process with SIGKILL at a random point, restart it: the graph is unaffected,
+and the change stream covers every node of it up to the graph's watermarks."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from hypothesis import strategies as st
 
 from gnn.datasets import SyntheticConfig, generate
 from graphrec.pipeline import ingest, produce_dataset
-from graphstore import CsrSnapshot, NodeKind, open_store
+from graphstore import CsrSnapshot, NodeKind, NodeRef, open_store
+from streaming.changes import decode_change
 from streaming.log import EventLog
+from streaming.urls import parse_log_url
 from tests.contract.test_graphstore_contract import assert_same_graph
+from tests.streaming.changestream import ledger
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +36,24 @@ def produced(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, CsrSnapshot
     with open_store(f"sqlite://{work / 'reference'}") as reference:
         ingest(log_url, reference, group="reference", idle_exit_s=0.3)
         return log_url, reference.snapshot(), work
+
+
+@pytest.fixture(scope="module")
+def nodes() -> set[NodeRef]:
+    """Every node the produced log touches (items, users, sessions)."""
+    data = generate(SyntheticConfig(seed=11, events=20_000))
+    return set(ledger(data.interactions, data.items))
+
+
+def assert_stream_covers(
+    log_url: str, marks: dict[tuple[str, int], int], nodes: set[NodeRef]
+) -> None:
+    """The log's change stream names every node, and its last record the graph's watermarks."""
+    address = parse_log_url(log_url)
+    records = EventLog(Path(address.location)).read((address.changes, 0), 0, 10_000_000)
+    changes = [decode_change(r) for r in records]
+    assert {c.node for c in changes} == nodes
+    assert changes[-1].positions == marks
 
 
 def _start_sink(
@@ -92,11 +114,13 @@ def _wait_for_progress(
     batch_size=st.sampled_from([50, 200, 700]),
 )
 def test_sigkill_then_replay_gives_the_same_graph(
-    produced: tuple[str, CsrSnapshot, Path], kill_at: float, batch_size: int
+    produced: tuple[str, CsrSnapshot, Path], nodes: set[NodeRef], kill_at: float, batch_size: int
 ) -> None:
-    """The kill lands once the graph holds at least ``kill_at`` of the events."""
-    log_url, reference, work = produced
+    """The kill lands once the graph holds at least ``kill_at`` of the events. Each run has
+    its own change stream (one graph per stream)."""
+    shared_log, reference, work = produced
     group, store_dir = f"g-{uuid.uuid4().hex[:8]}", work / uuid.uuid4().hex[:8]
+    log_url = f"{shared_log}?changes=changes-{group}"
     proc = _start_sink(log_url, f"sqlite://{store_dir}", group, batch_size)
     _wait_for_progress(store_dir, proc, max(1, int(kill_at * _events_in(reference))))
     proc.send_signal(signal.SIGKILL)
@@ -105,9 +129,10 @@ def test_sigkill_then_replay_gives_the_same_graph(
     with open_store(f"sqlite://{store_dir}") as store:
         ingest(log_url, store, group=group, batch_size=batch_size, idle_exit_s=0.3)
         assert_same_graph(store.snapshot(), reference)
-        ends = EventLog(Path(log_url.removeprefix("log://"))).end_offsets("events")
+        ends = EventLog(Path(shared_log.removeprefix("log://"))).end_offsets("events")
         marks = store.watermarks()
         assert all(marks[("events", p)] == end - 1 for p, end in ends.items() if end)
+    assert_stream_covers(log_url, marks, nodes)
 
 
 def test_a_kill_really_lands_mid_stream(produced: tuple[str, CsrSnapshot, Path]) -> None:
