@@ -159,3 +159,30 @@ def test_train_reads_the_configuration_and_starts_warm(
     assert second["warm_from"] == first["version"]
     cold = train(env, "--cold")
     assert cold["warm_from"] is None
+
+
+def test_rounds_after_the_events_the_sink_reports(store_url: str, tmp_path: Path) -> None:
+    log_url = f"log://{tmp_path / 'log'}"  # where add_events produces and the sink publishes
+    counter = Recording(ChangeCount(log_url))
+    summaries: list[dict[str, object]] = []
+    trainer = PeriodicTrainer(
+        Switch(store_url),
+        TrainConfig(epochs=1, seed=0),
+        tmp_path / "models",
+        Schedule(every_events=1_000),
+        summaries.append,
+        new_events=counter,
+    )
+    thread, stopping = running(trainer)
+    try:
+        wait_until("the first version", lambda: len(summaries) == 1, 120)
+        wait_until("the stream read up to it", lambda: 0 in counter.counts, 30)
+        add_events(log_url, store_url, seed=2)  # 800 events
+        wait_until("800 new events counted", lambda: 800 in counter.counts, 30)
+        assert len(summaries) == 1, "800 of 1000 events must not start a round"
+        add_events(log_url, store_url, seed=3)
+        wait_until("the second version", lambda: len(summaries) == 2, 120)
+    finally:
+        stopped(thread, stopping)
+        trainer.close()
+        counter.counter.close()
