@@ -102,3 +102,20 @@ def bench_warm_cmd(
     from benchmarks.warm_start import bench_warm
 
     print(json.dumps(bench_warm(dataset, base_share, seed, epochs)))
+
+
+@bench_app.command("reload")
+def bench_reload_cmd(
+    items: Annotated[int, typer.Option(min=100, help="Items in the model version.")] = 100_000,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds of each.")] = 5,
+    index: Annotated[
+        bool,
+        typer.Option(help="Also time one load that builds the usearch index (large catalogues)."),
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic version.")] = 0,
+) -> None:
+    """Loading a model version as the server does on a hot reload beside reading the same
+    files raw (median of the rounds, ratio; JSON last line)."""
+    from benchmarks.reload import bench_reload
+
+    print(json.dumps(bench_reload(items, repeats, index, seed)))
