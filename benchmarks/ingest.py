@@ -159,7 +159,7 @@ def _fresh_log(url: str | None, work: Path) -> str:
     if parts.scheme != "kafka":
         raise ValueError(f"bench --from takes a kafka:// URL (or nothing), got {url!r}")
     run = f"bench-{uuid.uuid4().hex[:8]}"
-    return f"kafka://{parts.netloc}/{run}-events?items={run}-items"
+    return f"kafka://{parts.netloc}/{run}-events?items={run}-items&changes={run}-changes"
 
 
 @contextmanager

@@ -71,6 +71,11 @@ class PairSampler:
         self.pair_edges = order
         self.pair_start = np.r_[starts, len(order)]
 
+    @property
+    def num_pairs(self) -> int:
+        """P, the number of distinct training pairs."""
+        return len(self.pair_key)
+
     def pairs(self) -> IntArray:
         """``[P, 2]`` distinct (actor, item) training pairs."""
         n = self.data.num_items

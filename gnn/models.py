@@ -190,6 +190,7 @@ class BehaviourConv(nn.Module):
     """
 
     WEIGHT_FLOOR = 1e-12  # on a node's total edge weight: below it a node has no edges
+    EDGE_CHUNK = 1 << 19  # edges whose messages a forward without autograd holds at once
 
     def __init__(self, num_types: int, dim: int) -> None:
         super().__init__()
@@ -228,13 +229,24 @@ class BehaviourConv(nn.Module):
     def neighbour_mean(
         self, x_src: Tensor, src: Tensor, dst: Tensor, kind: Tensor, weight: Tensor, num_dst: int
     ) -> tuple[Tensor, Tensor]:
-        """``([num_dst, d] Σ_e α_b w_e M_b x_src / Σ_e α_b w_e, [num_dst] has edges)``."""
+        """``([num_dst, d] Σ_e α_b w_e M_b x_src / Σ_e α_b w_e, [num_dst] has edges)``.
+
+        Without autograd (inference over a whole graph) the messages are summed
+        ``EDGE_CHUNK`` edges at a time: memory O(chunk · d) rather than O(E · d)."""
         projected = torch.einsum("nd,kdo->kno", x_src, self.type_matrices())  # [types, N, d]
-        # index_select, not projected[kind, src]: its backward sums in a fixed order
-        message = projected.flatten(0, 1).index_select(0, kind * x_src.shape[0] + src)
+        rows = projected.flatten(0, 1)
+        at = kind * x_src.shape[0] + src  # each edge's row of ``rows``
         alpha = self.type_weights()[kind] * weight
-        num = scatter(alpha[:, None] * message, dst, 0, dim_size=num_dst, reduce="sum")
         den = scatter(alpha, dst, 0, dim_size=num_dst, reduce="sum")
+        if torch.is_grad_enabled() or len(at) <= self.EDGE_CHUNK:
+            # index_select, not projected[kind, src]: its backward sums in a fixed order
+            message = alpha[:, None] * rows.index_select(0, at)
+            num = scatter(message, dst, 0, dim_size=num_dst, reduce="sum")
+        else:
+            num = rows.new_zeros(num_dst, rows.shape[1])
+            for start in range(0, len(at), self.EDGE_CHUNK):
+                part = slice(start, start + self.EDGE_CHUNK)
+                num.index_add_(0, dst[part], alpha[part, None] * rows.index_select(0, at[part]))
         return num / den.clamp(min=self.WEIGHT_FLOOR)[:, None], den > self.WEIGHT_FLOOR
 
 

@@ -10,7 +10,7 @@ leaks into training and evaluation masks only what training saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -51,7 +51,7 @@ def make_split(
         return _cutoff_split(data, test_share, target)
     rng = np.random.default_rng(seed)
     pair_actor, pair_item, pair_ts = distinct_pairs(data.edges)
-    eligible = _has_behaviour(data.edges, pair_actor, pair_item, target)
+    eligible = _has_behaviour(data.edges, pair_actor, pair_item, target, data.num_items)
     if kind == "cold-items":
         cold = rng.random(data.num_items) < test_share
         removed = cold[pair_item]  # every pair of a cold item leaves training
@@ -64,14 +64,27 @@ def make_split(
         candidates = np.ones(data.num_items, bool)
     else:
         raise ValueError(f"unknown split {kind!r}: choose one of {', '.join(SPLITS)}")
-    held = set(zip(pair_actor[removed].tolist(), pair_item[removed].tolist(), strict=True))
     e = data.edges
-    keep = np.fromiter(
-        ((a, i) not in held for a, i in zip(e.actor.tolist(), e.item.tolist(), strict=True)),
-        bool,
-        len(e),
-    )
+    n = data.num_items
+    keep = ~np.isin(pair_keys(e.actor, e.item, n), pair_keys(pair_actor, pair_item, n)[removed])
     return Split(e.take(keep), pair_actor[test], pair_item[test], candidates, kind)
+
+
+def sample_actors(split: Split, most: int, seed: int) -> Split:
+    """``split`` with the held-out pairs of at most ``most`` of its actors (a sample drawn
+    with ``seed``) and only those actors' training edges, which is all evaluation reads of
+    them; ``split`` itself when it holds no more actors than that."""
+    actors = np.unique(split.test_actor)
+    if len(actors) <= most:
+        return split
+    chosen = np.random.default_rng(seed).choice(actors, most, replace=False)
+    held = np.isin(split.test_actor, chosen)
+    return replace(
+        split,
+        train=split.train.take(np.isin(split.train.actor, chosen)),
+        test_actor=split.test_actor[held],
+        test_item=split.test_item[held],
+    )
 
 
 def _cutoff_split(data: GraphData, test_share: float, target: tuple[int, ...]) -> Split:
@@ -79,17 +92,16 @@ def _cutoff_split(data: GraphData, test_share: float, target: tuple[int, ...]) -
     cut = float(np.quantile(e.last_ts, 1.0 - test_share)) if len(e) else 0.0
     before = e.last_ts < cut
     train = e.take(before)
-    known = set(zip(train.actor.tolist(), train.item.tolist(), strict=True))
     seen_actor = np.zeros(data.num_actors, bool)
     seen_actor[train.actor] = True
     after = e.take(~before & seen_actor[e.actor])
     if target:
         after = after.take(np.isin(after.behaviour, target))
-    pairs = sorted(
-        {p for p in zip(after.actor.tolist(), after.item.tolist(), strict=True) if p not in known}
-    )
-    test = np.array(pairs, np.int64).reshape(-1, 2)
-    return Split(train, test[:, 0], test[:, 1], np.ones(data.num_items, bool), "cutoff")
+    n = data.num_items
+    known = pair_keys(train.actor, train.item, n)
+    later = np.unique(pair_keys(after.actor, after.item, n))  # sorted: by actor, then item
+    test = later[~np.isin(later, known)]
+    return Split(train, test // n, test % n, np.ones(data.num_items, bool), "cutoff")
 
 
 def distinct_pairs(e: Interactions) -> tuple[IntArray, IntArray, npt.NDArray[np.float64]]:
@@ -103,19 +115,25 @@ def distinct_pairs(e: Interactions) -> tuple[IntArray, IntArray, npt.NDArray[np.
     return a[starts], i[starts], np.maximum.reduceat(t, starts) if len(t) else t
 
 
+def pair_keys(actor: IntArray, item: IntArray, num_items: int) -> IntArray:
+    """One int64 per (actor, item) pair (``actor * num_items + item``): pairs compare as
+    numbers, with no Python object per edge."""
+    return np.asarray(actor, np.int64) * num_items + item
+
+
 def _has_behaviour(
-    e: Interactions, pair_actor: IntArray, pair_item: IntArray, behaviours: tuple[int, ...]
+    e: Interactions,
+    pair_actor: IntArray,
+    pair_item: IntArray,
+    behaviours: tuple[int, ...],
+    num_items: int,
 ) -> npt.NDArray[np.bool_]:
     """``[P]``: the pair has an edge of one of ``behaviours`` (all pairs when empty)."""
     if not behaviours:
         return np.ones(len(pair_actor), bool)
     m = np.isin(e.behaviour, behaviours)
-    hit = set(zip(e.actor[m].tolist(), e.item[m].tolist(), strict=True))
-    return np.fromiter(
-        ((a, i) in hit for a, i in zip(pair_actor.tolist(), pair_item.tolist(), strict=True)),
-        bool,
-        len(pair_actor),
-    )
+    hit = pair_keys(e.actor[m], e.item[m], num_items)
+    return np.isin(pair_keys(pair_actor, pair_item, num_items), hit)
 
 
 def _last_share_per_actor(

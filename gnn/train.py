@@ -29,7 +29,7 @@ from gnn.evaluate import evaluate
 from gnn.inputs import to_graph
 from gnn.minibatch import PairSampler
 from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec
-from gnn.splits import distinct_pairs, make_split
+from gnn.splits import distinct_pairs, make_split, sample_actors
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,10 @@ class TrainConfig:
     hard_negative_share: float = 0.3  # final share of hard negatives (curriculum from 0)
     hard_rank: tuple[int, int] = (10, 100)  # full, bpr/margin: hard negatives' score ranks
     validation_share: float = 0.1  # of training pairs, for early stopping
+    validation_actors: int = 20_000  # early stopping ranks every item for at most this many
+    # held-out actors (a seeded sample): an evaluation costs O(actors × items)
+    steps_per_epoch: int = 0  # at most this many optimiser steps per epoch, each on a fresh
+    # random batch (0: one pass over every training pair)
     target: tuple[int, ...] = ()  # behaviours early stopping validates on (empty: any)
     eval_every: int = 2
     patience: int = 5  # evaluations without improvement before stopping
@@ -133,25 +137,9 @@ class GnnRecommender:
             self.config.validation_share,
             tuple(self.config.target),
         )
+        validation = sample_actors(inner, self.config.validation_actors, seed)
         self.model = self._build(data)
-        sampled = self.sampled(len(inner.train))
-        if sampled and self.config.supervision != "random":
-            raise ValueError(
-                "temporal supervision needs mode 'full' (sampled steps supervise every pair)"
-            )
-        self._sampler = (
-            PairSampler(
-                data,
-                inner.train,
-                self.known_items,
-                self.config.sage.behaviour_typed,
-                self.config.sage.half_life_days,
-                self.config.fanout,
-                self.device,
-            )
-            if sampled
-            else None
-        )
+        self._sampler = self._pair_sampler(data, inner.train)
         best, best_state, waited = -1.0, None, 0
         opt = torch.optim.Adam(
             self.model.parameters(), lr=self.config.lr, weight_decay=self.config.l2
@@ -162,7 +150,7 @@ class GnnRecommender:
             if epoch % self.config.eval_every and epoch != self.config.epochs:
                 continue
             self._embed(data, inner.train)
-            metric = evaluate(self, data, inner)["recall@20"]
+            metric = evaluate(self, data, validation)["recall@20"]
             self.history.append({"epoch": epoch, "loss": loss, "val_recall@20": metric})
             if self._on_epoch is not None:
                 self._on_epoch(epoch, self.history[-1])
@@ -186,6 +174,24 @@ class GnnRecommender:
         if self.config.model != "sage" or mode == "full":
             return False
         return mode == "sampled" or num_edges > self.config.full_graph_edges
+
+    def _pair_sampler(self, data: GraphData, train: Interactions) -> PairSampler | None:
+        """Sampled mode's mini-batches over ``train`` (None in full mode)."""
+        if not self.sampled(len(train)):
+            return None
+        if self.config.supervision != "random":
+            raise ValueError(
+                "temporal supervision needs mode 'full' (sampled steps supervise every pair)"
+            )
+        return PairSampler(
+            data,
+            train,
+            self.known_items,
+            self.config.sage.behaviour_typed,
+            self.config.sage.half_life_days,
+            self.config.fanout,
+            self.device,
+        )
 
     def _build(self, data: GraphData) -> torch.nn.Module:
         if self.config.model == "sage":
@@ -215,11 +221,18 @@ class GnnRecommender:
             return self._sampled_epoch(self._sampler, opt, rng, hard_share)
         pairs, graph = self._epoch_graph(data, train, rng)
         losses = []
-        for batch in np.array_split(
-            rng.permutation(len(pairs)), max(1, len(pairs) // self.config.batch_size)
-        ):
+        for batch in self._batches(len(pairs), rng):
             losses.append(self._full_step(data, graph, pairs[batch], opt, rng, hard_share))
         return float(np.mean(losses))
+
+    def _batches(self, num_pairs: int, rng: np.random.Generator) -> list[IntArray]:
+        """An epoch's batches of pair indices: a random permutation in ``batch_size`` parts,
+        the first ``steps_per_epoch`` of them when that is set."""
+        batches = np.array_split(
+            rng.permutation(num_pairs), max(1, num_pairs // self.config.batch_size)
+        )
+        steps = self.config.steps_per_epoch
+        return batches[:steps] if steps > 0 else batches
 
     def _epoch_graph(
         self, data: GraphData, train: Interactions, rng: np.random.Generator
@@ -288,11 +301,8 @@ class GnnRecommender:
         hard_share: float,
     ) -> float:
         """One pass over the training pairs, each step on the batch's sampled neighbourhood."""
-        pairs = sampler.pairs()
         losses = []
-        for batch in np.array_split(
-            rng.permutation(len(pairs)), max(1, len(pairs) // self.config.batch_size)
-        ):
+        for batch in self._batches(sampler.num_pairs, rng):
             b = sampler.batch(batch, self.config.negatives, hard_share, rng)
             drop = torch.rand(b.graph.num_items, device=self.device) < self.config.sage.id_dropout
             h, z = self.model(b.graph, drop)

@@ -124,7 +124,8 @@ def load_version(directory: Path) -> ModelVersion:
         ) from None
     _check_shapes(name, index, items)
     try:
-        model = build_model(config, index)
+        with torch.device("meta"):  # no memory and no random init: the weights replace it all
+            model = build_model(config, index)
     except ValueError as exc:
         raise VersionError(f"{name}: {CONFIG}: {exc}") from None
     _load_weights(model, weights, name)
@@ -209,8 +210,8 @@ def _check_shapes(name: str, index: ModelIndex, items: VersionItems) -> None:
 
 
 def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], name: str) -> None:
-    try:
-        missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:  # the file's tensors become the parameters (``assign``): no second copy
+        missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
     except RuntimeError as exc:  # a shape mismatch
         raise VersionError(f"{name}: {WEIGHTS} does not fit the model ({exc})") from None
     if missing or unexpected:

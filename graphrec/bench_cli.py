@@ -121,3 +121,43 @@ def bench_warm_cmd(
     from benchmarks.warm_start import bench_warm
 
     print(json.dumps(bench_warm(dataset, base_share, seed, epochs)))
+
+
+@bench_app.command("reload")
+def bench_reload_cmd(
+    items: Annotated[int, typer.Option(min=100, help="Items in the model version.")] = 100_000,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds of each.")] = 5,
+    index: Annotated[
+        bool,
+        typer.Option(help="Also time one load that builds the usearch index (large catalogues)."),
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic version.")] = 0,
+) -> None:
+    """Loading a model version as the server does on a hot reload beside reading the same
+    files raw (median of the rounds, ratio; JSON last line)."""
+    from benchmarks.reload import bench_reload
+
+    print(json.dumps(bench_reload(items, repeats, index, seed)))
+
+
+@bench_app.command("train-memory")
+def bench_train_memory_cmd(
+    sizes: Annotated[str, typer.Option(help="Graph sizes in edges, comma-separated.")] = (
+        "1000000,5000000"
+    ),
+    items: Annotated[int, typer.Option(min=100, help="Catalogue items (every size).")] = 50_000,
+    actor_degree: Annotated[
+        int, typer.Option(min=1, help="Edges per actor: actors = edges / this.")
+    ] = 10,
+    steps: Annotated[int, typer.Option(min=1, help="Sampled training steps.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the graphs and the training.")] = 0,
+) -> None:
+    """Peak RSS of sampled-mode training per graph size, each in a fresh process, beside a
+    process that only holds the same graph's CSR; growth from the first size to the last
+    (JSON last line)."""
+    from benchmarks.train_memory import bench_train_memory
+
+    edges = tuple(int(s) for s in sizes.split(",") if s.strip())
+    if len(edges) < 2 or min(edges) < 1_000:
+        raise ValueError(f"--sizes takes two or more sizes >= 1000 like 1000000,5000000: {sizes!r}")
+    print(json.dumps(bench_train_memory(edges, items, actor_degree, steps, seed)))

@@ -3,7 +3,8 @@ restarted sink resumes so that no commit's changes are lost.
 
 After each graph commit the sink publishes the changes of the batch's decoded good records,
 replays included (the store skipped them, but a crash may have kept their changes out of the
-stream), in one ``send``, and only then commits its offsets.
+stream), in one ``send``, and only then commits its offsets. Events the store dropped as
+resent (same event id) are counted too: the store reports how many, not which.
 
 **Positions are cumulative.** A record's positions are the batch's consumed offsets merged into
 everything this publisher covered before (earlier batches, and the points its partitions

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from gnn.checkpoint import (
     current_version,
@@ -183,3 +184,31 @@ def test_a_listed_file_that_is_not_safetensors_is_refused(saved: Path) -> None:
     write_manifest(saved, "v1")  # the manifest is right about the bytes: they are no tensors
     with pytest.raises(VersionError, match=r"v1: items\.safetensors is not a readable"):
         load_version(saved)
+
+
+def _drop_a_tensor(weights: dict[str, torch.Tensor]) -> None:
+    del weights["level_weight"]
+
+
+def _reshape_a_tensor(weights: dict[str, torch.Tensor]) -> None:
+    weights["level_weight"] = torch.ones(weights["level_weight"].numel() + 1)
+
+
+@pytest.mark.parametrize("harm", [_drop_a_tensor, _reshape_a_tensor])
+def test_weights_that_do_not_fit_the_model_are_refused(
+    saved: Path, harm: Callable[[dict[str, torch.Tensor]], None]
+) -> None:
+    weights = load_file(saved / "model.safetensors")
+    harm(weights)
+    save_file(weights, saved / "model.safetensors")
+    (saved / "manifest.json").unlink()
+    write_manifest(saved, "v1")  # the manifest is right about the bytes: the model is not
+    with pytest.raises(VersionError, match=r"v1: model\.safetensors does not fit the model"):
+        load_version(saved)
+
+
+def test_a_loaded_model_holds_every_tensor_in_memory_and_trains(saved: Path) -> None:
+    model = load_version(saved).model
+    tensors = [*model.parameters(), *model.buffers()]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)  # none left on "meta"
+    assert all(p.requires_grad for p in model.parameters())

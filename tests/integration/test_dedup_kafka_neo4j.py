@@ -60,7 +60,7 @@ def test_duplicate_ledger_across_a_sink_restart(servers: Servers, neo4j: GraphSt
     feed_2 = with_resends(second, 0.05, seed=2, also=first[:250])
     run = uuid.uuid4().hex[:8]
     events, items = f"events-{run}", f"items-{run}"
-    url = f"kafka://{servers.kafka}/{events}?items={items}"
+    url = f"kafka://{servers.kafka}/{events}?items={items}&changes=changes-{run}"
     ensure_topics(servers.kafka, [events, items])
     produce_dataset(url, Dataset(data.name, data.items, []))
     group = f"it-dedup-{run}"

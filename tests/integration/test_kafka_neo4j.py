@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def topics_url(servers: Servers) -> str:
     run = uuid.uuid4().hex[:8]
-    return f"kafka://{servers.kafka}/events-{run}?items=items-{run}"
+    return f"kafka://{servers.kafka}/events-{run}?items=items-{run}&changes=changes-{run}"
 
 
 def assert_matches_ledger(store: GraphStore, data: Dataset) -> None:

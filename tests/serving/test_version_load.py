@@ -1,5 +1,5 @@
 """Serving loads a model version without reading the graph: the item table is the one the
-trainer computed over its snapshot, and a hot reload reads no graph either."""
+trainer computed over its snapshot, and a hot reload reads no graph either, at 100k items."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.reload import synthetic_version
 from gnn.checkpoint import current_version, set_current, snapshot_reference_ts, write_version
 from gnn.data import from_snapshot
 from gnn.inputs import Content
@@ -18,6 +19,7 @@ from gnn.version import load_version
 from graphstore import GraphStore, open_store
 from serving.app import Serving
 from serving.engine import Engine
+from serving.recommender import RecommenderConfig
 from serving.server import ServerConfig
 from tests.serving.conftest import World
 
@@ -66,9 +68,12 @@ class CountingStore:
         return counted
 
 
+LOAD_ITEMS = 100_000
+
+
 def test_loading_and_hot_reloading_a_version_read_no_graph(world: World, tmp_path: Path) -> None:
     models = tmp_path / "models"
-    version = load_version(current_dir(world.models))
+    version = synthetic_version("v-loaded", LOAD_ITEMS)
     write_version(models, version)
     set_current(models, version.name)
     with open_store(world.store_url) as real:
@@ -76,6 +81,8 @@ def test_loading_and_hot_reloading_a_version_read_no_graph(world: World, tmp_pat
         serving = Serving(
             store,  # type: ignore[arg-type]
             models,
+            # no usearch index: it is built from the loaded table alone, and takes a minute here
+            RecommenderConfig(exact_threshold=LOAD_ITEMS + 1),
             config=ServerConfig(address="127.0.0.1:0"),
             reload_every_s=0.05,
             probe_every_s=3600,
@@ -89,6 +96,8 @@ def test_loading_and_hot_reloading_a_version_read_no_graph(world: World, tmp_pat
             while serving.registry.version != "v-reloaded":
                 assert time.monotonic() < deadline, "the new version was not loaded in time"
                 time.sleep(0.02)
+            engine = serving.registry.current()
+            assert engine is not None and engine.table.size == LOAD_ITEMS
         finally:
             serving.stop()
     loaders = {threading.main_thread().name, "model-watcher"}

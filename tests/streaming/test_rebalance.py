@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def test_reassigned_partitions_are_not_read_twice(servers: Servers, tmp_path: Path) -> None:
     data = generate(SyntheticConfig(seed=41, events=30_000))
     run = uuid.uuid4().hex[:8]
-    url = f"kafka://{servers.kafka}/events-{run}?items=items-{run}"
+    url = f"kafka://{servers.kafka}/events-{run}?items=items-{run}&changes=changes-{run}"
     produce_dataset(url, data)
     group = f"rebalance-{run}"
     total = len(data.items) + len(data.interactions)

@@ -1,0 +1,204 @@
+"""``graphrec bench reload``: loading a model version the way the server does on a hot reload
+(``serving.engine.Engine.load``: manifest check, weights, item table), beside reading the
+same files raw (``safetensors`` ``load_file`` and ``json.loads``), in the same run.
+
+The version is synthetic but real: a SageRec of the default configuration sized for
+``items`` items (its ID table grows with them), 1,000 leaf categories under 50 parents and
+8 numeric features, its item table computed by the model from the items' content, written
+with ``gnn.checkpoint.write_version``. Raw reads and loads alternate, after one untimed
+round of each, so both find the files in the page cache.
+
+``load_s`` is the load without the usearch index (``exact_threshold`` above the catalogue);
+``reload_s`` is one load at the server's default threshold, which builds that index over the
+whole table when the catalogue reaches it: ``index_build_s`` is the difference. ``verify_s``
+is the manifest check alone (every file read and its sha256 compared), part of ``load_s``;
+``hashed_raw_s`` is a second baseline, the raw read plus hashlib's sha256 of every file: the
+least a load that checks the manifest can cost. Goal (issue 18): ``load_s`` within 1.5x of
+``raw_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import safetensors.numpy
+import safetensors.torch
+
+from gnn.checkpoint import write_version
+from gnn.data import Interactions
+from gnn.inference import FeatureScaler, SageInference
+from gnn.manifest import verify
+from gnn.models import SageRec
+from gnn.train import TrainConfig
+from gnn.version import FILES, ITEMS, WEIGHTS, ModelIndex, ModelVersion, VersionItems, build_model
+from serving.engine import Engine
+from serving.recommender import RecommenderConfig
+
+GOAL = "load_s <= 1.5 x raw_s"
+Progress = Callable[[str], None]
+PARENTS, LEAVES_PER_PARENT, FEATURES = 50, 20, 8
+
+
+def bench_reload(
+    items: int = 100_000,
+    repeats: int = 5,
+    with_index: bool = True,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, object]:
+    """Load and raw-read figures of a synthetic version of ``items`` items."""
+    say = progress or _stderr_progress()
+    threshold = RecommenderConfig().exact_threshold
+    work = Path(tempfile.mkdtemp(prefix="graphrec-bench-reload-"))
+    try:
+        started = time.perf_counter()
+        say(f"building a version of {items:,} items")
+        directory = write_version(work, synthetic_version("bench", items, seed))
+        built_s = time.perf_counter() - started
+        size_mb = sum(p.stat().st_size for p in directory.iterdir()) / 1e6
+        say(f"written in {built_s:.1f} s ({size_mb:.1f} MB); {repeats} rounds of raw and load")
+        raw, load, check, hashed = _rounds(directory, items, repeats)
+        index: dict[str, object] = {}
+        if with_index:
+            say(f"one load at the server's exact_threshold ({threshold:,}): the usearch index")
+            reload_s = _timed(lambda: _loaded(directory, threshold, items))
+            index = {
+                "reload_s": round(reload_s, 3),
+                "index_build_s": round(reload_s - statistics.median(load), 3),
+            }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ratio = statistics.median(load) / statistics.median(raw)
+    say(f"load {statistics.median(load):.3f} s, raw {statistics.median(raw):.3f} s: {ratio:.2f}x")
+    return {
+        "bench": "reload",
+        "items": items,
+        "repeats": repeats,
+        "version_mb": round(size_mb, 1),
+        "build_s": round(built_s, 2),
+        "raw_s": _median(raw),
+        "load_s": _median(load),
+        "verify_s": _median(check),
+        "hashed_raw_s": _median(hashed),
+        "raw_s_all": [round(s, 4) for s in raw],
+        "load_s_all": [round(s, 4) for s in load],
+        **index,
+        "exact_threshold": threshold,
+        "index_built": with_index and items >= threshold,
+        "ratio": round(ratio, 3),
+        "ratio_to_hashed_raw": round(statistics.median(load) / statistics.median(hashed), 3),
+        "baseline": "safetensors.numpy/torch load_file of items and weights, json.loads of "
+        "the JSON files: same version, same run",
+        "goal": GOAL,
+        "met": bool(ratio <= 1.5),
+    }
+
+
+def _rounds(directory: Path, items: int, repeats: int) -> tuple[list[float], ...]:
+    """Seconds of the raw read, the load (no index), the manifest check and the hashed raw
+    read, per round."""
+    figures: tuple[list[float], ...] = ([], [], [], [])
+    no_index = items + 1
+    for round_ in range(repeats + 1):  # round 0 warms the page cache and the code paths
+        times = (
+            _timed(lambda: read_raw(directory)),
+            _timed(lambda: _loaded(directory, no_index, items)),
+            _timed(lambda: verify(directory, FILES)),
+            _timed(lambda: read_raw(directory, hashed=True)),
+        )
+        if round_:
+            for figure, seconds in zip(figures, times, strict=True):
+                figure.append(seconds)
+    return figures
+
+
+def _median(seconds: list[float]) -> float:
+    return round(statistics.median(seconds), 4)
+
+
+def read_raw(directory: Path, hashed: bool = False) -> int:
+    """Read the version's arrays and JSON files with no checks (``hashed``: and the sha256
+    of every file's bytes); returns the arrays' bytes."""
+    if hashed:
+        for name in FILES:
+            hashlib.sha256((directory / name).read_bytes()).hexdigest()
+    arrays = safetensors.numpy.load_file(directory / ITEMS)
+    weights = safetensors.torch.load_file(directory / WEIGHTS)
+    for name in FILES:
+        if name.endswith(".json"):
+            json.loads((directory / name).read_bytes())
+    return sum(a.nbytes for a in arrays.values()) + sum(
+        t.numel() * t.element_size() for t in weights.values()
+    )
+
+
+def _loaded(directory: Path, exact_threshold: int, items: int) -> Engine:
+    engine = Engine.load(directory, exact_threshold)
+    if engine.table.size != items:
+        raise RuntimeError(f"loaded {engine.table.size} items, wrote {items}")
+    return engine
+
+
+def _timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def synthetic_version(name: str, items: int, seed: int = 0) -> ModelVersion:
+    """A servable version of ``items`` items: an untrained SageRec of the default
+    configuration, every item with an ID row, a leaf category, features and a title, and an
+    item table the model computes from that content (no edges)."""
+    rng = np.random.default_rng(seed)
+    config = TrainConfig(seed=seed)
+    parents = [f"c{p:02d}" for p in range(PARENTS)]
+    leaves = [f"{p}/s{s:02d}" for p in parents for s in range(LEAVES_PER_PARENT)]
+    keys = tuple(f"item-{i:07d}" for i in range(items))
+    index = ModelIndex(
+        keys,
+        np.arange(items, dtype=np.int64),
+        (*parents, *leaves),
+        tuple(f"f{j}" for j in range(FEATURES)),
+    )
+    model = build_model(config, index).eval()
+    if not isinstance(model, SageRec):
+        raise TypeError(f"the default model is {type(model).__name__}, serving needs SageRec")
+    leaf_of = tuple(leaves[r] for r in rng.integers(0, len(leaves), items))
+    raw = rng.lognormal(size=(items, FEATURES))
+    scaler = FeatureScaler.fit(index.features, raw)
+    reference_ts = 1.7e9
+    inference = SageInference(model, index, reference_ts, name)
+    content = inference.content(keys, leaf_of, scaler.transform(raw))
+    no_edges = Interactions(*(np.zeros(0, np.int64),) * 4, np.zeros(0))
+    _, z = inference.forward(0, no_edges, content)
+    table = VersionItems(
+        embeddings=np.asarray(z, np.float32),
+        content=content,
+        leaves=leaf_of,
+        titles=tuple(f"Item {i}" for i in range(items)),
+        raw_features=raw,
+        feature_mean=scaler.mean,
+        feature_std=scaler.std,
+        popularity=rng.zipf(1.5, items).clip(max=10_000).astype(np.float64),
+        removed=np.zeros(items, np.bool_),
+    )
+    marks = {f"events:{p}": int(items * 10 + p) for p in range(3)}
+    return ModelVersion(name, config, model, index, table, reference_ts, marks, {})
+
+
+def _stderr_progress() -> Progress:
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"[bench reload {time.monotonic() - started:6.1f}s] {line}", file=sys.stderr)
+
+    return say
