@@ -84,7 +84,7 @@ def bench_freshness(
     with tempfile.TemporaryDirectory(prefix="graphrec-bench-fresh-") as work:
         root = Path(work)
         log_url = (
-            f"kafka://{kafka}/fresh-{run}-events?items=fresh-{run}-items"
+            f"kafka://{kafka}/fresh-{run}-events?items=fresh-{run}-items&changes=fresh-{run}-changes"
             f"&changes=fresh-{run}-changes"
             if kafka
             else f"log://{root / 'log'}"

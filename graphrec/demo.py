@@ -50,7 +50,7 @@ def run_demo(
     started = time.perf_counter()
     run = uuid.uuid4().hex[:6]
     log_url = (
-        f"kafka://{kafka}/demo-{run}-events?items=demo-{run}-items"
+        f"kafka://{kafka}/demo-{run}-events?items=demo-{run}-items&changes=demo-{run}-changes"
         if kafka
         else f"log://{data_dir / 'log'}"
     )

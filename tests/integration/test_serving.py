@@ -49,7 +49,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     run = uuid.uuid4().hex[:8]
-    log_url = f"kafka://{servers.kafka}/serve-{run}-events?items=serve-{run}-items"
+    log_url = f"kafka://{servers.kafka}/serve-{run}-events?items=serve-{run}-items&changes=serve-{run}-changes"
     dataset = generate(SyntheticConfig(seed=4, events=6_000, users=300, items=400))
     store = Neo4jGraphStore.from_url(servers.neo4j)
     store.reset()
