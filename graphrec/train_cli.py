@@ -107,14 +107,14 @@ def train_command(
         warm=not cold,
     )
     try:
-        _train(trainer, metrics_port)
+        _train(trainer, metrics_port, settings.metrics_host)
     finally:
         trainer.close()
         if changes is not None:
             changes.close()
 
 
-def _train(trainer: PeriodicTrainer, metrics_port: int) -> None:
+def _train(trainer: PeriodicTrainer, metrics_port: int, metrics_host: str) -> None:
     """One round, or rounds on the trainer's schedule until the process is stopped."""
     if not trainer.schedule.periodic:
         trainer.run()
@@ -122,7 +122,7 @@ def _train(trainer: PeriodicTrainer, metrics_port: int) -> None:
     registry = CollectorRegistry()
     state = LoopState(LOOP_NAME, LoopMetrics(registry))
     if metrics_port:
-        serve_metrics(registry, metrics_port)
+        serve_metrics(registry, metrics_port, metrics_host)
     keep_training(trainer, state, threading.Event())
 
 
