@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from serving.logrecord import RECOMMENDATIONS_TOPIC
 from serving.reclog import Publish, RecommendationLogConfig
+from streaming.bounded import open_bounded_writer
 from streaming.records import OutRecord
-from streaming.urls import open_writer, parse_log_url
+from streaming.urls import parse_log_url
 
 
 def recommendations_topic(url: str) -> str:
@@ -23,12 +24,13 @@ def recommendations_topic(url: str) -> str:
 
 
 def log_config(url: str, capacity: int = 10_000) -> RecommendationLogConfig:
-    """The service's recommendation log on the log at ``url`` (opened by the writer thread,
-    so a log that is down at start is retried there)."""
+    """The service's recommendation log on the log at ``url``: opened by the writer thread
+    (a log that is down at start is retried there), each write bounded in time
+    (``streaming.bounded``)."""
     topic = recommendations_topic(url)
 
     def connect() -> Publish:
-        writer = open_writer(url)
+        writer = open_bounded_writer(url)
 
         def publish(records: Sequence[tuple[bytes, bytes]]) -> None:
             writer.send(topic, [OutRecord(value, key) for key, value in records])
