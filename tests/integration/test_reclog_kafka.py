@@ -1,6 +1,8 @@
 """The recommendation log on the real Kafka while Kafka goes down and comes back: Recommend
-answers every request meanwhile, the drop counter rises in /metrics, and answers given after
-the broker returns are in the topic again, without a restart.
+answers every request meanwhile, the drop counter rises in /metrics and the log's loop shows
+itself down there within a minute (a write waits ten seconds at most, not the producer's
+two-minute delivery timeout), and answers given after the broker returns are in the topic
+again, without a restart.
 
 Stops the shared Kafka with deploy/services.sh: run it only under the servers' lock, as all
 integration tests (`flock /tmp/graphrec-servers.lock python -m pytest -m integration ...`).
@@ -32,6 +34,7 @@ from tests.serving.conftest import World, world  # noqa: F401  (the trained worl
 from tests.serving.test_service import user_with_most_items
 
 DROPPED = 'graphrec_recommendation_log_dropped_total{reason="full"}'
+UP = 'graphrec_background_up{loop="recommendation-log"}'
 
 
 def free_port() -> int:
@@ -40,9 +43,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def dropped_on_the_page(port: int) -> float:
+def on_the_page(port: int, sample: str) -> float:
+    """The value of ``sample`` on the service's /metrics page (0 when it is not there)."""
     page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    line = next((x for x in page.splitlines() if x.startswith(DROPPED)), f"{DROPPED} 0")
+    line = next((x for x in page.splitlines() if x.startswith(sample + " ")), f"{sample} 0")
     return float(line.split()[-1])
 
 
@@ -87,10 +91,12 @@ def test_answers_go_on_while_kafka_is_down_and_the_log_resumes(
         services("down", "kafka")
         try:
             ask(*(f"down-{i}" for i in range(100)))
-            assert dropped_on_the_page(metrics_port) >= 100 - 20 - 10  # queue + a stuck batch
+            assert on_the_page(metrics_port, DROPPED) >= 100 - 20 - 10  # queue + a stuck batch
+            wait_until("the log down in /metrics", lambda: on_the_page(metrics_port, UP) == 0, 60)
         finally:
             services("up", "kafka")
         wait_until("an answer given after Kafka returned in the topic", answered_and_logged, 240)
+        wait_until("the log up in /metrics", lambda: on_the_page(metrics_port, UP) == 1, 10)
     finally:
         channel.close()
         serving.stop()
