@@ -1,10 +1,12 @@
 """The recommendation log: every Recommend answer as a record (``serving.logrecord``) on a log
 topic, written by a background thread, never on the request path.
 
-On the request path ``answered`` only puts the answer's bytes in a bounded queue: it never
-waits and never raises; when the queue is full the answer is dropped and counted. The writer
-thread takes what is queued in batches (up to ``max_batch``, waiting up to ``linger_s`` for a
-batch to fill), builds the records and sends them with the function ``connect()`` returns
+On the request path ``answered`` only appends the answer's bytes to a bounded queue (a deque:
+one thread appends, the writer takes from the other end): it never waits, never wakes the
+writer and never raises; when the queue is full the answer is dropped and counted. The
+writer thread looks every ``linger_s`` and takes what is queued in batches of up to
+``max_batch`` (so it takes the GIL a few times a second, not once per answer), builds the
+records and sends them with the function ``connect()`` returns
 (the log is opened there, off the request path; ``serving`` never imports ``streaming``, so
 ``graphrec`` passes a ``connect`` over its writers). A failed write is tried again with the same
 batch after a back-off (``serving.loops.run_forever``: meanwhile the loop shows down in
@@ -23,10 +25,10 @@ request and answer; ``stopped``: still queued when the service stopped),
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -51,7 +53,7 @@ class RecommendationLogConfig:
     connect: Connect
     capacity: int = 10_000  # answers waiting for the writer; beyond, they are dropped
     max_batch: int = 500  # records per write
-    linger_s: float = 0.05  # how long a write waits for its batch to fill
+    linger_s: float = 0.05  # how long the writer sleeps when the queue is empty
     attempts: int = 3  # writes of one batch before it is dropped
 
 
@@ -84,8 +86,9 @@ class RecommendationLog:
     def __init__(self, config: RecommendationLogConfig, registry: CollectorRegistry) -> None:
         self.config = config
         self.metrics = RecommendationLogMetrics(registry)
-        self._queue: queue.Queue[Answer] = queue.Queue(max(1, config.capacity))
-        self.metrics.waiting.set_function(self._queue.qsize)
+        self._queue: deque[Answer] = deque()
+        self._capacity = max(1, config.capacity)
+        self.metrics.waiting.set_function(lambda: len(self._queue))
         self._full = self.metrics.dropped.labels(reason="full")
         self._publish: Publish | None = None
         self._held: list[tuple[bytes, bytes]] = []  # the batch being written
@@ -97,11 +100,11 @@ class RecommendationLog:
     # ------------------------------------------------------------------ the request path
     def answered(self, request: bytes, response: bytes, request_id: str, latency_s: float) -> None:
         """Queue an answered Recommend call for the log; drop and count it when the queue is
-        full. Never blocks, never raises."""
-        try:
-            self._queue.put_nowait((time.time(), request_id, request, response, latency_s))
-        except queue.Full:
+        full. Never blocks, never raises. Called from one thread (the server's event loop)."""
+        if len(self._queue) >= self._capacity:
             self._full.inc()
+        else:
+            self._queue.append((time.time(), request_id, request, response, latency_s))
 
     # ------------------------------------------------------------------ the writer
     def start(self, state: LoopState) -> None:
@@ -119,13 +122,7 @@ class RecommendationLog:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        left = 0
-        while True:
-            try:
-                self._queue.get_nowait()
-                left += 1
-            except queue.Empty:
-                break
+        left = len(self._take(len(self._queue)))
         if self._thread is None or not self._thread.is_alive():
             left += len(self._held)  # a stuck write may still finish its batch
             self._held = []
@@ -160,25 +157,25 @@ class RecommendationLog:
             self._state.succeeded()
 
     def _next_batch(self) -> list[Answer] | None:
-        """Up to ``max_batch`` queued answers, waiting for the first; None once stopping and
-        nothing is queued."""
+        """Up to ``max_batch`` queued answers, looking every ``linger_s`` while there are none;
+        None once stopping and nothing is queued."""
         while True:
-            try:
-                batch = [self._queue.get(timeout=0.1)]
-                break
-            except queue.Empty:
-                if self._stopping.is_set():
-                    return None
-        until = time.monotonic() + (0.0 if self._stopping.is_set() else self.config.linger_s)
-        while len(batch) < self.config.max_batch:
-            left = until - time.monotonic()
-            try:
-                batch.append(
-                    self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                break
-        return batch
+            batch = self._take(self.config.max_batch)
+            if batch:
+                return batch
+            if self._stopping.is_set():
+                return None
+            self._stopping.wait(self.config.linger_s)
+
+    def _take(self, n: int) -> list[Answer]:
+        """Up to ``n`` answers from the old end of the queue."""
+        out: list[Answer] = []
+        try:
+            while len(out) < n:
+                out.append(self._queue.popleft())
+        except IndexError:
+            pass
+        return out
 
     def _records(self, batch: list[Answer]) -> list[tuple[bytes, bytes]]:
         """(key, JSON) of each answer; unreadable ones are counted and left out."""
