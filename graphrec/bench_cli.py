@@ -109,9 +109,9 @@ def bench_reclog_cmd(
     items: Annotated[int, typer.Option(min=100, help="Catalogue items.")] = 100_000,
     events: Annotated[int, typer.Option(min=1_000, help="Synthetic interactions.")] = 200_000,
     users: Annotated[int, typer.Option(min=10, help="Synthetic users.")] = 20_000,
-    seconds: Annotated[float, typer.Option(min=0.1, help="Seconds per turn.")] = 5.0,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Seconds per turn.")] = 3.0,
     levels: Annotated[str, typer.Option(help="Concurrency levels, comma-separated.")] = "1,8,32",
-    rounds: Annotated[int, typer.Option(min=1, help="Turns of each side per level.")] = 2,
+    rounds: Annotated[int, typer.Option(min=1, help="Turns of each side per level.")] = 4,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 2,
     log: Annotated[
         str | None,
