@@ -4,8 +4,9 @@ A record says who asked (subject kind and id), what they were shown (item ids be
 with their scores), by which model version and A/B arm, whether it was the popularity
 fallback, how long the answer took, when it was given (the server's wall clock, Unix
 seconds) and under which request id. It is one JSON object, keyed by the subject, so one
-subject's answers stay in order in one partition. ``decode`` ignores fields it does not
-know: a reader takes the records of a newer writer.
+subject's answers stay in order in one partition; scores are written to 7 significant
+digits. ``decode`` ignores fields it does not know: a reader takes the records of a newer
+writer.
 """
 
 from __future__ import annotations
@@ -65,13 +66,15 @@ def logged(
         subject = (SubjectKind.ITEM, asked.subject.item_id)
     else:
         subject = (SubjectKind.SESSION, asked.subject.session.session_id)
+    shown = [(i.item_id, i.score) for i in answer.items]
     return LoggedRecommendation(
         request_id=request_id,
         ts=ts,
         subject_kind=subject[0],
         subject_id=subject[1],
-        items=tuple(i.item_id for i in answer.items),
-        scores=tuple(float(i.score) for i in answer.items),
+        items=tuple(item for item, _ in shown),
+        # float32 on the wire: 7 significant digits give it back exactly, and print short
+        scores=tuple(float(f"{score:.7g}") for _, score in shown),
         model_version=answer.model_version,
         fallback=answer.fallback,
         fallback_reason=answer.fallback_reason,

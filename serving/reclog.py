@@ -53,7 +53,7 @@ class RecommendationLogConfig:
     connect: Connect
     capacity: int = 10_000  # answers waiting for the writer; beyond, they are dropped
     max_batch: int = 500  # records per write
-    linger_s: float = 0.05  # how long the writer sleeps when the queue is empty
+    linger_s: float = 0.2  # how long the writer sleeps when the queue is empty
     attempts: int = 3  # writes of one batch before it is dropped
 
 

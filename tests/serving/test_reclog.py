@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
@@ -119,7 +120,7 @@ def test_every_answer_is_logged_as_it_was_answered(world: World, tmp_path: Path)
         assert partition_key == f"{kind}:{key}".encode()
         assert (record.subject_kind, record.subject_id) == (kind, key)
         assert record.items == tuple(i.item_id for i in response.items)
-        assert record.scores == tuple(i.score for i in response.items)
+        assert record.scores == pytest.approx([i.score for i in response.items], rel=1e-6)
         assert record.model_version == response.model_version
         assert record.fallback == response.fallback
         assert record.arm == "primary"
