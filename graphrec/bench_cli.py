@@ -161,3 +161,27 @@ def bench_train_memory_cmd(
     if len(edges) < 2 or min(edges) < 1_000:
         raise ValueError(f"--sizes takes two or more sizes >= 1000 like 1000000,5000000: {sizes!r}")
     print(json.dumps(bench_train_memory(edges, items, actor_degree, steps, seed)))
+
+
+@bench_app.command("reclog")
+def bench_reclog_cmd(
+    items: Annotated[int, typer.Option(min=100, help="Catalogue items.")] = 100_000,
+    events: Annotated[int, typer.Option(min=1_000, help="Synthetic interactions.")] = 200_000,
+    users: Annotated[int, typer.Option(min=10, help="Synthetic users.")] = 20_000,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Seconds per turn.")] = 3.0,
+    levels: Annotated[str, typer.Option(help="Concurrency levels, comma-separated.")] = "1,8,32",
+    rounds: Annotated[int, typer.Option(min=1, help="Turns of each side per level.")] = 4,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 2,
+    log: Annotated[
+        str | None,
+        typer.Option("--log", help="Log URL for the recommendation log (default: a fresh one)."),
+    ] = None,
+) -> None:
+    """Recommend p50/p99 with the recommendation log on beside it off, in turns in the same
+    run, and what the log wrote and dropped (JSON last line)."""
+    from benchmarks.reclog import bench_reclog
+
+    steps = tuple(int(c) for c in levels.split(",") if c.strip())
+    if not steps or min(steps) < 1:
+        raise ValueError(f"--levels takes positive integers like 1,8,32, got {levels!r}")
+    print(json.dumps(bench_reclog(items, events, users, seconds, steps, rounds, epochs, log)))

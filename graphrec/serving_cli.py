@@ -15,6 +15,7 @@ from rich.table import Table
 
 from graphrec.changefeed import ChangeFeed, serving_feed
 from graphrec.config import load_config
+from graphrec.reclog import log_config
 from graphstore import GraphStore, open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
@@ -77,6 +78,17 @@ TlsCertOpt = Annotated[Path | None, typer.Option(help="PEM certificate chain (TL
 TlsKeyOpt = Annotated[Path | None, typer.Option(help="PEM private key (TLS).")]
 MetricsPortOpt = Annotated[int, typer.Option(help="Prometheus /metrics port (0: off).")]
 BrowserOpt = Annotated[str, typer.Option(help="Neo4j Browser base for Explain links.")]
+RecLogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--recommendation-log",
+        help="Log URL to write every Recommend answer to, topic `recommendations` "
+        "(?recommendations=NAME for another); default: the log it follows.",
+    ),
+]
+NoRecLogOpt = Annotated[
+    bool, typer.Option("--no-recommendation-log", help="Do not log Recommend answers.")
+]
 
 
 def serve_command(
@@ -95,6 +107,8 @@ def serve_command(
     tls_key: TlsKeyOpt = None,
     metrics_port: MetricsPortOpt = 9464,
     browser_url: BrowserOpt = "http://127.0.0.1:7474/browser/",
+    recommendation_log: RecLogOpt = None,
+    no_recommendation_log: NoRecLogOpt = False,
 ) -> None:
     """Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.
 
@@ -119,6 +133,11 @@ def serve_command(
     recommender_config = RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url)
     follow_url = log or config.log_url
     parse_log_url(follow_url)  # a bad URL fails here, before anything starts
+    if recommendation_log and no_recommendation_log:
+        raise typer.BadParameter(
+            "--recommendation-log and --no-recommendation-log exclude each other"
+        )
+    reclog = None if no_recommendation_log else log_config(recommendation_log or follow_url)
     with open_store(store or config.store_url) as graph:
         serving = Serving(
             graph,
@@ -126,6 +145,7 @@ def serve_command(
             recommender_config,
             server,
             trending_url=trending or "",
+            recommendation_log=reclog,
         )
         _run(serving, graph, follow_url if follow else None, metrics_port)
 

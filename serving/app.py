@@ -13,6 +13,8 @@ from graphstore import GraphStore, ItemRecord, TopicPartition
 from serving.engine import Engine
 from serving.loops import LoopState
 from serving.metrics import Metrics
+from serving.reclog import LOOP_NAME as RECLOG_LOOP
+from serving.reclog import RecommendationLog, RecommendationLogConfig
 from serving.recommender import Recommender, RecommenderConfig
 from serving.registry import ModelRegistry
 from serving.server import RecommenderServer, ServerConfig
@@ -29,7 +31,8 @@ class Serving:
     ``graphrec.changefeed``): it re-embeds the changed items from their live neighbourhoods,
     and replays changes that arrived while a new model version was loading onto that version.
     gRPC health is SERVING while a model is loaded and the store's probe (every
-    ``probe_every_s``) answers.
+    ``probe_every_s``) answers. With ``recommendation_log``, every Recommend answer is
+    written there too (``serving.reclog``).
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class Serving:
         trending_url: str = "",
         reload_every_s: float = 1.0,
         probe_every_s: float = 1.0,
+        recommendation_log: RecommendationLogConfig | None = None,
     ) -> None:
         self.recommender_config = recommender_config or RecommenderConfig()
         self.metrics = Metrics()
@@ -62,7 +66,14 @@ class Serving:
             lambda: self.store_probe.up,
             self.metrics.store_down_answers.inc,
         )
-        self.server = RecommenderServer(self.recommender, config or ServerConfig(), self.metrics)
+        self.recommendations = (
+            RecommendationLog(recommendation_log, self.metrics.registry)
+            if recommendation_log is not None
+            else None
+        )
+        self.server = RecommenderServer(
+            self.recommender, config or ServerConfig(), self.metrics, self.recommendations
+        )
         self._pending: tuple[set[str], dict[str, ItemRecord]] = (set(), {})
         self._lock = threading.Lock()
         self._started = False
@@ -78,6 +89,10 @@ class Serving:
         port = self.server.start()
         if self.trending is not None:  # its health needs the server running
             self.trending.start(LoopState(LOOP_NAME, self.metrics.loops, self.server.set_health))
+        if self.recommendations is not None:
+            self.recommendations.start(
+                LoopState(RECLOG_LOOP, self.metrics.loops, self.server.set_health)
+            )
         self._started = True
         if not self.registry.check() and self.registry.current() is None:
             log.warning(
@@ -94,6 +109,8 @@ class Serving:
         self.store_probe.stop()
         self.registry.stop()
         self.server.stop()
+        if self.recommendations is not None:  # after the server: its last answers too
+            self.recommendations.stop()
 
     def watermarks(self) -> Mapping[TopicPartition, int] | None:
         """The log positions the loaded version's item table reflects (None without a

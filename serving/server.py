@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from serving.admission import Admission
 from serving.batching import RecommendBatcher
 from serving.metrics import Metrics
+from serving.reclog import RecommendationLog
 from serving.recommender import Recommender
 from serving.reflection import enable_reflection
 from serving.servicer import SERVICE_NAME, RecommenderServicer
@@ -46,9 +47,14 @@ class ServerConfig:
 
 
 def build_servicer(
-    recommender: Recommender, config: ServerConfig, metrics: Metrics, pool: ThreadPoolExecutor
+    recommender: Recommender,
+    config: ServerConfig,
+    metrics: Metrics,
+    pool: ThreadPoolExecutor,
+    recommendations: RecommendationLog | None = None,
 ) -> RecommenderServicer:
-    """The servicer with its admission control and Recommend batching, per ``config``."""
+    """The servicer with its admission control and Recommend batching, per ``config``, and
+    the log its Recommend answers go to, if any."""
     admission = Admission(config.token, config.max_inflight, config.workers, metrics.shed)
     batcher = RecommendBatcher(
         recommender,
@@ -58,17 +64,25 @@ def build_servicer(
         metrics.batch,
         admission,
     )
-    return RecommenderServicer(recommender, admission, batcher, pool, metrics.latency)
+    return RecommenderServicer(
+        recommender, admission, batcher, pool, metrics.latency, recommendations
+    )
 
 
 class RecommenderServer:
     """Runs the asyncio gRPC server on a thread of its own, so callers stay synchronous."""
 
-    def __init__(self, recommender: Recommender, config: ServerConfig, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        recommender: Recommender,
+        config: ServerConfig,
+        metrics: Metrics,
+        recommendations: RecommendationLog | None = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="recommend")
-        self.servicer = build_servicer(recommender, config, metrics, self._pool)
+        self.servicer = build_servicer(recommender, config, metrics, self._pool, recommendations)
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc", daemon=True)

@@ -23,6 +23,7 @@ from protos import graphrec_pb2 as pb
 from serving import convert
 from serving.admission import Admission
 from serving.batching import RecommendBatcher
+from serving.reclog import REQUEST_ID_HEADER, RecommendationLog, request_id
 from serving.recommender import Recommender
 from serving.status import Failure, failure_of, parse
 
@@ -41,8 +42,10 @@ class RecommenderServicer:
         batcher: RecommendBatcher,
         pool: Executor,
         latency: Histogram,
+        recommendations: RecommendationLog | None = None,
     ) -> None:
         self.recommender = recommender
+        self.recommendations = recommendations  # every Recommend answer goes there
         self.admission = admission
         self._batcher = batcher
         self._pool = pool
@@ -79,7 +82,13 @@ class RecommenderServicer:
             except Exception as exc:
                 raise failure_of(exc) from None
 
-        return await self._handle("Recommend", context, batched)
+        started = time.perf_counter()
+        answer = await self._handle("Recommend", context, batched)
+        if self.recommendations is not None:  # the id goes back in the trailing metadata
+            rid = request_id(context.invocation_metadata())
+            self.recommendations.answered(raw, answer, rid, time.perf_counter() - started)
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, rid),))
+        return answer
 
     def _endpoint(self, method: str, work: Callable[[bytes], bytes]) -> Endpoint:
         async def endpoint(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:

@@ -1,0 +1,171 @@
+"""``graphrec bench reclog``: Recommend latency with the recommendation log on, beside it off,
+in the same run.
+
+The world is ``graphrec bench serve``'s (a synthetic shop in a fresh embedded store, a GNN
+trained on it briefly; ``benchmarks.serve``), and so are the requests (known users and fresh
+sessions, alternating) and the load generator (closed-loop client threads in another
+process, ``benchmarks.loadgen``). Two services run in this process on the same store and
+model version: one writes every answer to the recommendation log (a fresh embedded log by
+default, or ``--log``), the other does not. At each concurrency they are measured in turns,
+``rounds`` times (off then on, then on then off, ...), so drift in the machine's load falls
+on both alike; the latencies of a side's turns are pooled. After the run the log's own
+counters say how many answers it wrote and dropped.
+
+Goal (issue 20): with the log on, p50 within 5% and p99 within 10% of the log off.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.loadgen import Clients
+from benchmarks.serve import _build_world, _payloads
+from serving.app import Serving
+from serving.reclog import RecommendationLogConfig
+
+GOALS = "with the log on, p50 <= 1.05x and p99 <= 1.10x the log off, at every level"
+SIDES = ("off", "on")
+
+
+def bench_reclog(
+    items: int = 100_000,
+    events: int = 200_000,
+    users: int = 20_000,
+    seconds: float = 3.0,
+    levels: Sequence[int] = (1, 8, 32),
+    rounds: int = 4,
+    epochs: int = 2,
+    log_url: str | None = None,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Build the world, serve it with and without the log, measure; returns the figures."""
+    from graphrec.reclog import log_config
+
+    say = _progress()
+    work = Path(tempfile.mkdtemp(prefix="graphrec-bench-reclog-"))
+    try:
+        world = _build_world(work, items, events, users, epochs, seed, say)
+        url = log_url or f"log://{work / 'log'}"
+        services = {"off": _serve(world, None), "on": _serve(world, log_config(url))}
+        clients = Clients()
+        try:
+            payloads = _payloads(world.dataset, 2_000)
+            measured = {
+                str(c): _level(clients, services, payloads, c, seconds, rounds, say) for c in levels
+            }
+            reclog = services["on"][0].recommendations
+            assert reclog is not None
+            reclog.stop()  # writes what is still queued
+            ledger = _ledger(services["on"][0])
+        finally:
+            clients.close()
+            for serving, _ in services.values():
+                serving.stop()
+            world.store.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "bench": "reclog",
+        "items": items,
+        "events": events,
+        **world.figures,
+        "log": log_url or "log://<fresh embedded log>",
+        "seconds_per_turn": seconds,
+        "rounds": rounds,
+        "levels": measured,
+        **ledger,
+        "goals": GOALS,
+        "met": {
+            "p50_within_5%": all(m["ratio_p50"] <= 1.05 for m in measured.values()),
+            "p99_within_10%": all(m["ratio_p99"] <= 1.10 for m in measured.values()),
+        },
+    }
+
+
+def _serve(world: Any, reclog: RecommendationLogConfig | None) -> tuple[Serving, str]:
+    """A service on the world's store and model; (it, its Recommend target)."""
+    from serving.server import ServerConfig
+
+    serving = Serving(
+        world.store,
+        world.models,
+        config=ServerConfig(address="127.0.0.1:0"),
+        reload_every_s=3600.0,  # one version for the whole run
+        recommendation_log=reclog,
+    )
+    return serving, f"127.0.0.1:{serving.start()}"
+
+
+def _level(
+    clients: Clients,
+    services: dict[str, tuple[Serving, str]],
+    payloads: list[bytes],
+    concurrency: int,
+    seconds: float,
+    rounds: int,
+    say: Any,
+) -> dict[str, float]:
+    """Both sides at one concurrency, in turns; their p50/p99 and the ratios on/off."""
+    from serving.server import SERVICE_NAME
+
+    pooled: dict[str, list[np.ndarray]] = {side: [] for side in SIDES}
+    ok = dict.fromkeys(SIDES, 0)
+    say(f"concurrency {concurrency}: {rounds} rounds of log off and on, {seconds:g} s each")
+    for n in range(rounds):
+        for side in SIDES if n % 2 == 0 else SIDES[::-1]:
+            run = clients.call(
+                "closed_loop",
+                target=services[side][1],
+                method=f"/{SERVICE_NAME}/Recommend",
+                payloads=payloads,
+                concurrency=concurrency,
+                seconds=seconds,
+            )
+            pooled[side].append(run["latencies"])
+            ok[side] += int(run["codes"].get("OK", 0))
+    figures: dict[str, float] = {}
+    for side in SIDES:
+        latencies = np.concatenate(pooled[side])
+        figures[f"{side}_p50_ms"] = round(1e3 * float(np.percentile(latencies, 50)), 3)
+        figures[f"{side}_p99_ms"] = round(1e3 * float(np.percentile(latencies, 99)), 3)
+        figures[f"{side}_rps"] = round(ok[side] / (seconds * rounds), 1)
+    for p in ("p50", "p99"):
+        figures[f"ratio_{p}"] = round(figures[f"on_{p}_ms"] / figures[f"off_{p}_ms"], 4)
+    say(f"  {figures}")
+    return figures
+
+
+def _ledger(serving: Serving) -> dict[str, object]:
+    """What the log-on service answered, wrote and dropped, from its own metrics."""
+    registry = serving.metrics.registry
+
+    def value(name: str, labels: dict[str, str] | None = None) -> int:
+        return int(registry.get_sample_value(name, labels or {}) or 0)
+
+    answered = value("graphrec_request_seconds_count", {"method": "Recommend", "code": "OK"})
+    dropped = {
+        reason: value("graphrec_recommendation_log_dropped_total", {"reason": reason})
+        for reason in ("full", "write_failed", "unreadable", "stopped")
+    }
+    return {
+        "answered": answered,
+        "logged": value("graphrec_recommendation_log_records_total"),
+        "dropped": dropped,
+    }
+
+
+def _progress() -> Any:
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        print(f"[bench reclog {time.monotonic() - started:6.1f}s] {line}", file=sys.stderr)
+
+    return say
