@@ -186,15 +186,19 @@ AWAIT_INDEXES: LiteralString = "CALL db.awaitIndexes($seconds)"
 # One hop of the k-hop fetch, for frontier nodes of one label ($keys): per node, its $fanout
 # most recent edges of the types in $rels (either direction), from one branch per (type, side)
 # where that label sits; a branch is a backwards seek of the (endpoint key, last_ts) index,
-# stopped after $fanout (PartialTop breaks ties in last_ts). One row per key: whether the node
-# exists, and its edges as [type, outgoing, other label, other key, count, first_ts, last_ts].
+# stopped after $fanout (PartialTop breaks ties in last_ts). The seek is a hint: planned on
+# an index the statistics still think empty, the planner scans the whole index instead.
+# One row per key: whether the node exists, and its edges as
+# [type, outgoing, other label, other key, count, first_ts, last_ts].
 _OUT_BRANCH = """
-    MATCH ()-[e:REL]->(m) WHERE 'REL' IN $rels AND e.src_LABEL = k AND e.last_ts IS NOT NULL
+    MATCH ()-[e:REL]->(m) USING INDEX SEEK e:REL(src_LABEL, last_ts)
+    WHERE 'REL' IN $rels AND e.src_LABEL = k AND e.last_ts IS NOT NULL
       AND ($before IS NULL OR e.first_ts < $before)
     RETURN e, m, true AS out
     ORDER BY e.src_LABEL DESC, e.last_ts DESC, elementId(e) LIMIT $fanout"""
 _IN_BRANCH = """
-    MATCH (m)-[e:REL]->() WHERE 'REL' IN $rels AND e.dst_LABEL = k AND e.last_ts IS NOT NULL
+    MATCH (m)-[e:REL]->() USING INDEX SEEK e:REL(dst_LABEL, last_ts)
+    WHERE 'REL' IN $rels AND e.dst_LABEL = k AND e.last_ts IS NOT NULL
       AND ($before IS NULL OR e.first_ts < $before)
     RETURN e, m, false AS out
     ORDER BY e.dst_LABEL DESC, e.last_ts DESC, elementId(e) LIMIT $fanout"""
@@ -227,6 +231,11 @@ HOP_EDGES: dict[NodeKind, LiteralString] = {
         ).replace("LABEL", kind.value),
     )
     for kind in NodeKind
+}
+
+# The same hops under PROFILE, for benchmarks/neo4j_profile.py (docs/neo4j-latency.md).
+PROFILED_HOP_EDGES: dict[NodeKind, LiteralString] = {
+    kind: cast(LiteralString, "PROFILE " + HOP_EDGES[kind]) for kind in NodeKind
 }
 
 NODE_IDS: dict[NodeKind, LiteralString] = {
