@@ -188,17 +188,19 @@ AWAIT_INDEXES: LiteralString = "CALL db.awaitIndexes($seconds)"
 # where that label sits; a branch is a backwards seek of the (endpoint key, last_ts) index,
 # stopped after $fanout (PartialTop breaks ties in last_ts). The seek is a hint: planned on
 # an index the statistics still think empty, the planner scans the whole index instead.
+# $since_<TYPE> is -Infinity for the types asked for and +Infinity for the others: the seek's
+# range is then empty, where a filter on the type would read every entry of the node in vain.
 # One row per key: whether the node exists, and its edges as
 # [type, outgoing, other label, other key, count, first_ts, last_ts].
 _OUT_BRANCH = """
     MATCH ()-[e:REL]->(m) USING INDEX SEEK e:REL(src_LABEL, last_ts)
-    WHERE 'REL' IN $rels AND e.src_LABEL = k AND e.last_ts IS NOT NULL
+    WHERE e.src_LABEL = k AND e.last_ts >= $since_REL
       AND ($before IS NULL OR e.first_ts < $before)
     RETURN e, m, true AS out
     ORDER BY e.src_LABEL DESC, e.last_ts DESC, elementId(e) LIMIT $fanout"""
 _IN_BRANCH = """
     MATCH (m)-[e:REL]->() USING INDEX SEEK e:REL(dst_LABEL, last_ts)
-    WHERE 'REL' IN $rels AND e.dst_LABEL = k AND e.last_ts IS NOT NULL
+    WHERE e.dst_LABEL = k AND e.last_ts >= $since_REL
       AND ($before IS NULL OR e.first_ts < $before)
     RETURN e, m, false AS out
     ORDER BY e.dst_LABEL DESC, e.last_ts DESC, elementId(e) LIMIT $fanout"""

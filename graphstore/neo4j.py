@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import time
 from collections import defaultdict
@@ -216,7 +217,10 @@ def hop_params(
 ) -> dict[str, Any]:
     """The parameters of ``cy.HOP_EDGES[kind]``: one hop from the nodes of one kind named by
     ``keys``, each keeping its ``fanout`` most recent edges of the ``relationships``."""
-    return {"keys": list(keys), "fanout": fanout, "rels": list(relationships), "before": before}
+    since = {
+        f"since_{rel}": -math.inf if rel in relationships else math.inf for rel in ALL_RELATIONSHIPS
+    }
+    return {"keys": list(keys), "fanout": fanout, "before": before, **since}
 
 
 def _unavailable(exc: Exception) -> bool:

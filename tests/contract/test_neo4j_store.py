@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from graphstore import (
+    IN_CATEGORY,
     INTERACTION_RELATIONSHIPS,
     Behaviour,
     GraphStore,
     Interaction,
+    ItemRecord,
     NodeKind,
     NodeRef,
 )
@@ -36,9 +38,14 @@ def db_hits(plan: dict[str, Any]) -> int:
     return int(plan.get("dbHits", 0)) + sum(db_hits(c) for c in plan.get("children", []))
 
 
-def profiled_hop(store: Neo4jGraphStore, item: str, fanout: int) -> tuple[int, list[str]]:
-    """The database hits of one hop from ``item``, and the users it returned, newest first."""
-    params = hop_params([item], fanout, INTERACTION_RELATIONSHIPS, None)
+def profiled_hop(
+    store: Neo4jGraphStore,
+    item: str,
+    fanout: int,
+    rels: tuple[str, ...] = INTERACTION_RELATIONSHIPS,
+) -> tuple[int, list[str]]:
+    """The database hits of one hop from ``item``, and the nodes it reached, newest first."""
+    params = hop_params([item], fanout, rels, None)
     with store._session() as session:
         result = session.run("PROFILE " + cy.HOP_EDGES[NodeKind.ITEM], params)
         (record,) = list(result)
@@ -58,6 +65,15 @@ def test_a_hop_reads_by_fanout_not_by_degree(neo4j: GraphStore) -> None:
     # stops after the fan-out
     assert hub_hits <= 2 * small_hits, (hub_hits, small_hits)
     assert hub_hits < 3_000 // 10, hub_hits
+
+
+def test_a_hop_over_other_types_reads_none_of_the_hubs_edges(neo4j: GraphStore) -> None:
+    assert isinstance(neo4j, Neo4jGraphStore)
+    neo4j.upsert_items([ItemRecord("hub", ("a", "b"), ts=T0)])
+    neo4j.add_interactions(views("hub", 3_000, "h"))
+    hits, reached = profiled_hop(neo4j, "hub", 5, (IN_CATEGORY,))
+    assert reached == ["a/b"]
+    assert hits < 100, hits  # the 3,000 views are not read to be dropped
 
 
 def transaction_number(store: Neo4jGraphStore) -> int:
