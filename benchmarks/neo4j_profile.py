@@ -24,9 +24,7 @@ from typing import Any
 import numpy as np
 
 from graphstore import INTERACTION_RELATIONSHIPS, NodeKind, NodeRef
-from graphstore import _cypher as cy
-from graphstore._neighbourhood import FetchedNode, walk
-from graphstore.neo4j import Neo4jGraphStore, hop_params
+from graphstore.neo4j import Neo4jGraphStore, read_hops
 
 SHOW_TRANSACTIONS = "SHOW TRANSACTIONS YIELD currentQuery, pageHits, pageFaults"
 USER_DEGREES = "MATCH (n:User) RETURN n.id AS id, COUNT { (n)--() } AS degree ORDER BY degree, id"
@@ -49,26 +47,21 @@ def db_hits(plan: dict[str, Any]) -> int:
 def profile_read(store: Neo4jGraphStore, seed: NodeRef, fanouts: tuple[int, ...]) -> dict[str, Any]:
     """One k-hop read of ``seed`` under PROFILE, statement by statement as the store runs it."""
     totals = {"statements": 0, "db_hits": 0, "server_ms": 0.0, "client_ms": 0.0}
-    with store._session() as session:
-        tx = session.begin_transaction()
 
-        def fetch(kind: NodeKind, keys: list[str], fanout: int) -> list[FetchedNode]:
-            started = time.perf_counter()
-            params = hop_params(keys, fanout, INTERACTION_RELATIONSHIPS, None)
-            result = tx.run(cy.PROFILED_HOP_EDGES[kind], params)
-            records: list[FetchedNode] = [(r["key"], r["found"], r["edges"]) for r in result]
-            summary = result.consume()
-            wall_ms = 1e3 * (time.perf_counter() - started)
-            server_ms = (summary.result_available_after or 0) + (summary.result_consumed_after or 0)
-            totals["statements"] += 1
-            totals["db_hits"] += db_hits(summary.profile or {})
-            totals["server_ms"] += server_ms
-            totals["client_ms"] += wall_ms - server_ms
-            return records
+    def add(summary: Any, wall_s: float) -> None:  # a neo4j.ResultSummary
+        server_ms = (summary.result_available_after or 0) + (summary.result_consumed_after or 0)
+        totals["statements"] += 1
+        totals["db_hits"] += db_hits(summary.profile or {})
+        totals["server_ms"] += server_ms
+        totals["client_ms"] += 1e3 * wall_s - server_ms
 
-        hood = walk((seed,), fanouts, fetch)
+    def read(tx: Any) -> tuple[Any, list[Any]]:  # a neo4j.ManagedTransaction
+        hood = read_hops(tx, (seed,), fanouts, INTERACTION_RELATIONSHIPS, None, profile=add)
         pages = [r for r in tx.run(SHOW_TRANSACTIONS) if r["currentQuery"] == SHOW_TRANSACTIONS]
-        tx.rollback()
+        return hood, pages
+
+    with store._session() as session:
+        hood, pages = session.execute_read(read)
     return {
         **totals,
         "server_ms": round(float(totals["server_ms"]), 1),

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -172,18 +172,10 @@ class Neo4jGraphStore(GraphStore):
         relationships: tuple[str, ...],
         before: float | None,
     ) -> Neighbourhood:
-        def read(tx: ManagedTransaction) -> Neighbourhood:
-            def fetch(kind: NodeKind, keys: list[str], fanout: int) -> list[FetchedNode]:
-                params = hop_params(keys, fanout, relationships, before)
-                return [
-                    (r["key"], r["found"], r["edges"]) for r in tx.run(cy.HOP_EDGES[kind], params)
-                ]
-
-            return walk(seeds, fanouts, fetch)
-
+        read = neo4j.unit_of_work(timeout=self._bound_s)(read_hops)
         try:
             with self._session() as s:
-                return s.execute_read(neo4j.unit_of_work(timeout=self._bound_s)(read))
+                return s.execute_read(read, seeds, fanouts, relationships, before)
         except (neo4j.exceptions.DriverError, neo4j.exceptions.Neo4jError) as exc:
             if self._bound_s is None or not _unavailable(exc):
                 raise
@@ -210,6 +202,31 @@ class Neo4jGraphStore(GraphStore):
 
     def _close(self) -> None:
         self._driver.close()
+
+
+def read_hops(
+    tx: ManagedTransaction,
+    seeds: tuple[NodeRef, ...],
+    fanouts: Sequence[int],
+    relationships: Sequence[str],
+    before: float | None,
+    profile: Callable[[neo4j.ResultSummary, float], None] | None = None,
+) -> Neighbourhood:
+    """The k-hop neighbourhood read in ``tx``: one ``cy.HOP_EDGES`` statement per hop and kind
+    of node in its frontier. With ``profile``, each runs under PROFILE and ``profile`` gets its
+    summary and wall time (benchmarks/neo4j_profile.py)."""
+
+    def fetch(kind: NodeKind, keys: list[str], fanout: int) -> list[FetchedNode]:
+        params = hop_params(keys, fanout, relationships, before)
+        if profile is None:
+            return [(r["key"], r["found"], r["edges"]) for r in tx.run(cy.HOP_EDGES[kind], params)]
+        started = time.perf_counter()
+        result = tx.run(cy.PROFILED_HOP_EDGES[kind], params)
+        fetched: list[FetchedNode] = [(r["key"], r["found"], r["edges"]) for r in result]
+        profile(result.consume(), time.perf_counter() - started)
+        return fetched
+
+    return walk(seeds, fanouts, fetch)
 
 
 def hop_params(
