@@ -43,7 +43,7 @@ def measure_freshness(
 
     def one(n: int, limit_s: float) -> float:
         user = NodeRef(NodeKind.USER, f"fresh-{uuid.uuid4().hex[:10]}")
-        event = Interaction(f"fresh-{n}", user, "fresh-item", Behaviour.CLICK, time.time())
+        event = Interaction(f"{user.key}-{n}", user, "fresh-item", Behaviour.CLICK, time.time())
         started = time.perf_counter()
         writer.send(events_topic, [event_record(event)])
         while not store.neighbourhood([user], [1]).found[0]:

@@ -1,9 +1,13 @@
 """``graphrec bench serve``: Recommend latency beside a bare gRPC echo server, top-K beside numpy
 exact search, and load shedding at twice the saturating load, all measured in one run.
 
-The world: a synthetic shop (``--items`` catalogue items, ``--events`` interactions) written
-straight into a fresh embedded store, and a GNN trained on it briefly (BPR loss, large batches:
-quality is not what this measures, the serving path is).
+The world (``benchmarks.serve_world``): a synthetic shop (``--items`` catalogue items,
+``--events`` interactions) written straight into a fresh embedded store, or with ``--store
+neo4j://…`` into that Neo4j once and reused by later runs, and a GNN trained on it briefly
+(quality is not what this measures, the serving path is). On Neo4j the requests are for known
+users (a request's one store round trip), and the run adds the raw driver running the same
+neighbourhood statement, the store's call for users of every degree, ghz from outside, and
+freshness with the sink following a log (``benchmarks.serve_neo4j``).
 
 The baseline: a ``grpc.aio`` server with one generic unary handler that returns the request
 bytes, on its own thread and event loop, in the same process as the service: the same stack
@@ -21,6 +25,7 @@ Everything listens on 127.0.0.1 only, and every phase is bounded in count and ti
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -41,10 +46,10 @@ from benchmarks.serve_figures import (
     overload_figures,
     topk_figures,
 )
+from benchmarks.serve_world import World, WorldSpec, build_world
 
 if TYPE_CHECKING:
     from gnn.datasets import Dataset
-    from graphstore import GraphStore
     from serving.app import Serving
 
 Progress = Callable[[str], None]
@@ -63,73 +68,23 @@ def bench_serve(
     topk_queries: int = 400,
     seed: int = 0,
     progress: Progress | None = None,
+    store_url: str | None = None,
+    train_events: int | None = None,
 ) -> dict[str, object]:
-    """Build a world, serve it, measure; returns the figures (``graphrec bench serve``)."""
+    """Build (or reuse) a world, serve it, measure; returns the figures (``graphrec bench
+    serve``)."""
     say = progress or _stderr_progress()
     work = Path(tempfile.mkdtemp(prefix="graphrec-bench-serve-"))
+    spec = WorldSpec(items, events, users, epochs, seed, train_events)
     try:
-        world = _build_world(work, items, events, users, epochs, seed, say)
+        world = build_world(spec, work, store_url, say)
         try:
-            return _measure(
-                world, seconds, levels, overload_seconds, workers, max_inflight, topk_queries, say
-            )
+            run = _Run(seconds, tuple(levels), overload_seconds, workers, max_inflight, work)
+            return _measure(world, run, topk_queries, say)
         finally:
             world.store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------------- the world
-@dataclass
-class _World:
-    store: GraphStore
-    models: Path
-    dataset: Dataset
-    figures: dict[str, object]
-
-
-def _build_world(
-    work: Path, items: int, events: int, users: int, epochs: int, seed: int, say: Progress
-) -> _World:
-    from gnn.datasets import SyntheticConfig, generate
-    from gnn.datasets.base import load_into
-    from gnn.train import TrainConfig
-    from gnn.trainer import train_once
-    from graphstore import open_store
-
-    started = time.perf_counter()
-    say(f"generating {items:,} items, {events:,} events, {users:,} users")
-    dataset = generate(SyntheticConfig(seed=seed, events=events, users=users, items=items))
-    generated = time.perf_counter()
-    store = open_store(f"sqlite://{work / 'graph'}")
-    try:
-        load_into(store, dataset)
-        snapshot = store.snapshot()
-        built = time.perf_counter()
-        say(f"world built in {built - started:.1f} s; training {epochs} epochs")
-        # BPR, not the default full softmax (a [batch, items] logit matrix per step), and large
-        # batches: every step is a forward pass over the whole graph.
-        config = TrainConfig(
-            epochs=epochs,
-            loss="bpr",
-            batch_size=8_192,
-            eval_every=max(1, epochs),
-            validation_share=0.02,  # evaluation ranks all items for every validation actor
-            seed=seed,
-        )
-        trained = train_once(snapshot, config, work / "models")
-    except BaseException:
-        store.close()
-        raise
-    done = time.perf_counter()
-    say(f"trained in {done - built:.1f} s (validation recall@20 {trained['validation_recall@20']})")
-    figures: dict[str, object] = {
-        "generate_s": round(generated - started, 2),
-        "build_s": round(built - started, 2),
-        "train_s": round(done - built, 2),
-        "validation_recall@20": trained["validation_recall@20"],
-    }
-    return _World(store, work / "models", dataset, figures)
 
 
 # ------------------------------------------------------------------------------- measurement
@@ -143,19 +98,24 @@ class _Targets:
     payloads: list[bytes]
 
 
-def _measure(
-    world: _World,
-    seconds: float,
-    levels: Sequence[int],
-    overload_seconds: float,
-    workers: int,
-    max_inflight: int,
-    topk_queries: int,
-    say: Progress,
-) -> dict[str, object]:
+@dataclass(frozen=True)
+class _Run:
+    """How long and how hard each phase runs, and where it may write."""
+
+    seconds: float
+    levels: tuple[int, ...]
+    overload_seconds: float
+    workers: int
+    max_inflight: int
+    work: Path
+
+
+def _measure(world: World, run: _Run, topk_queries: int, say: Progress) -> dict[str, object]:
+    from graphstore.neo4j import Neo4jGraphStore
     from serving.server import SERVICE_NAME
 
-    serving, port, load_s = _start_service(world, workers, max_inflight, say)
+    on_neo4j = isinstance(world.store, Neo4jGraphStore)
+    serving, port, load_s = _start_service(world, run.workers, run.max_inflight, say)
     echo = EchoServer()
     clients = Clients()
     try:
@@ -163,29 +123,41 @@ def _measure(
         if engine is None:
             raise RuntimeError("the service did not load the trained model")
         say(f"service on 127.0.0.1:{port} ({engine.table.size:,} items, {load_s:.1f} s to load)")
+        users = _known_users(world.dataset, 1_000)
         targets = _Targets(
             serve=f"127.0.0.1:{port}",
             echo=f"127.0.0.1:{echo.start()}",
             recommend=f"/{SERVICE_NAME}/Recommend",
-            payloads=_payloads(world.dataset, 2_000),
+            payloads=_payloads(world.dataset, users, 2_000, sessions=not on_neo4j),
         )
         sample = _sample(targets.serve, targets.recommend, targets.payloads[:100])
         say(f"top-K: {topk_queries} queries, usearch index vs numpy exact")
         topk = topk_figures(engine.table.embeddings, topk_queries)
-        measured = _closed_loops(clients, targets, levels, seconds, say)
-        overload = _open_loop(clients, targets, measured, overload_seconds, max_inflight, say)
+        measured = _closed_loops(clients, targets, run.levels, run.seconds, say)
+        overload = _open_loop(
+            clients, targets, measured, run.overload_seconds, run.max_inflight, say
+        )
+        neo4j: dict[str, object] = {}
+        if isinstance(world.store, Neo4jGraphStore):
+            from benchmarks.serve_neo4j import neo4j_figures
+
+            context = (world.dataset, targets.serve, users, run.levels, run.seconds, run.work)
+            neo4j = {"neo4j": neo4j_figures(world.store, *context, measured, say)}
     finally:
         clients.close()
         echo.stop()
         serving.stop()
     return {
         "bench": "serve",
+        "store": world.store.url,
         "items": len(world.dataset.items),
         "events": len(world.dataset.interactions),
         **world.figures,
         "load_s": round(load_s, 2),
-        "seconds_per_level": seconds,
-        "workers": workers,
+        "seconds_per_level": run.seconds,
+        "workers": run.workers,
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "baseline": "grpc.aio echo server (generic unary handler returning the request bytes) "
         "on its own thread and event loop, same process as the service; clients in another "
         "process, bytes in and out on both",
@@ -194,13 +166,14 @@ def _measure(
         "levels": measured,
         "topk": topk,
         "overload": overload,
+        **neo4j,
         "goals": GOALS,
         "met": goals_met(measured, topk, overload),
     }
 
 
 def _start_service(
-    world: _World, workers: int, max_inflight: int, say: Progress
+    world: World, workers: int, max_inflight: int, say: Progress
 ) -> tuple[Serving, int, float]:
     """The service on the world's store and model: (it, its port, seconds it took to load)."""
     from serving.app import Serving
@@ -273,20 +246,27 @@ def _open_loop(
     return overload
 
 
-def _payloads(dataset: Dataset, count: int, seed: int = 0) -> list[bytes]:
-    """Serialized RecommendRequests: known users and fresh 3-event sessions, alternating."""
+def _known_users(dataset: Dataset, count: int, seed: int = 0) -> list[str]:
+    """``count`` users drawn at random (with repeats) from those with interactions."""
     from graphstore import NodeKind
+
+    known = sorted({i.actor.key for i in dataset.interactions if i.actor.kind is NodeKind.USER})
+    picks = np.random.default_rng(seed).choice(len(known), size=count)
+    return [known[int(p)] for p in picks]
+
+
+def _payloads(
+    dataset: Dataset, users: Sequence[str], count: int, sessions: bool, seed: int = 0
+) -> list[bytes]:
+    """Serialized RecommendRequests for ``users`` in turn; with ``sessions``, every other one is
+    a fresh 3-event session instead."""
     from protos import graphrec_pb2 as pb
 
     rng = np.random.default_rng(seed)
-    known = sorted({i.actor.key for i in dataset.interactions if i.actor.kind is NodeKind.USER})
     touched = [i.item_id for i in dataset.interactions]  # drawn by popularity
-    users = rng.choice(len(known), size=(count + 1) // 2)
     out = []
     for n in range(count):
-        if n % 2 == 0:
-            subject = pb.Subject(user_id=known[int(users[n // 2])])
-        else:
+        if sessions and n % 2:
             picks = rng.choice(len(touched), size=3, replace=False)
             events = [
                 pb.Event(item_id=touched[int(p)], type=kind)
@@ -295,6 +275,8 @@ def _payloads(dataset: Dataset, count: int, seed: int = 0) -> list[bytes]:
             subject = pb.Subject(
                 session=pb.SessionContext(session_id=f"bench-session-{n}", events=events)
             )
+        else:
+            subject = pb.Subject(user_id=users[n % len(users)])
         out.append(pb.RecommendRequest(subject=subject, k=20).SerializeToString())
     return out
 

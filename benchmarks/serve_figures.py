@@ -72,6 +72,7 @@ def level_figures(real: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
     e50, e99 = _ms(bare["latencies"], 50), _ms(bare["latencies"], 99)
     return {
         "p50_ms": p50,
+        "p95_ms": _ms(real["latencies"], 95),
         "p99_ms": p99,
         "rps": round(len(real["latencies"]) / real["elapsed"], 1),
         "echo_p50_ms": e50,

@@ -18,7 +18,10 @@ Servers bind 127.0.0.1 only. Jars, data and logs live under $GRAPHREC_CACHE
 (default ~/.cache/graphrec): kafka-lib-<hash>/, neo4j-lib-<hash>/ (kept apart: their logging
 libraries clash), servers/kafka/, servers/neo4j/. Environment:
   GRAPHREC_KAFKA_PORT (9092)  GRAPHREC_KAFKA_CONTROLLER_PORT (9093)  GRAPHREC_KAFKA_HEAP (512m)
-  GRAPHREC_NEO4J_BOLT_PORT (7687)  GRAPHREC_NEO4J_HTTP_PORT (7474)  GRAPHREC_NEO4J_HEAP (768m)
+  GRAPHREC_NEO4J_BOLT_PORT (7687)  GRAPHREC_NEO4J_HTTP_PORT (7474)
+  GRAPHREC_NEO4J_MEMORY (what Neo4j may use; default a quarter of the machine's RAM)
+  GRAPHREC_NEO4J_HEAP, GRAPHREC_NEO4J_PAGECACHE (default: from GRAPHREC_NEO4J_MEMORY and the
+    store's size at start, see deploy/README.md; set either to override it)
   GRAPHREC_NEO4J_PASSWORD (default: generated once into $GRAPHREC_CACHE/neo4j-password)
   GRAPHREC_SERVERS_DIR (data and logs; default $GRAPHREC_CACHE/servers)
 USAGE
@@ -32,7 +35,9 @@ kafka_controller_port=${GRAPHREC_KAFKA_CONTROLLER_PORT:-9093}
 kafka_heap=${GRAPHREC_KAFKA_HEAP:-512m}
 bolt_port=${GRAPHREC_NEO4J_BOLT_PORT:-7687}
 http_port=${GRAPHREC_NEO4J_HTTP_PORT:-7474}
-neo4j_heap=${GRAPHREC_NEO4J_HEAP:-768m}
+neo4j_memory=${GRAPHREC_NEO4J_MEMORY:-}
+neo4j_heap=${GRAPHREC_NEO4J_HEAP:-}
+neo4j_pagecache=${GRAPHREC_NEO4J_PAGECACHE:-}
 password_file=$cache/neo4j-password
 
 log() { echo "services: $*" >&2; }
@@ -154,12 +159,47 @@ neo4j_ready() {
     port_open "$bolt_port" && curl -sf "http://127.0.0.1:$http_port/browser/" >/dev/null
 }
 
-neo4j_up() {
-    local dir="$servers/neo4j" lib
-    if alive neo4j && port_open "$bolt_port"; then log "neo4j already up on 127.0.0.1:$bolt_port"; return; fi
-    port_open "$bolt_port" && die "port $bolt_port is taken by another process"
-    lib=$(fetch neo4j)
-    mkdir -p "$dir/conf" "$dir/data" "$dir/logs" "$dir/plugins" "$dir/import" "$dir/run"
+# neo4j_sizing LIB DIR: set neo4j_heap and neo4j_pagecache (unless given) the way Neo4j's own
+# `neo4j-admin server memory-recommendation` splits the memory Neo4j may use, with the page
+# cache cut to the store plus half again (room to grow) when the store is smaller: a page
+# cache larger than the store holds nothing, and this machine runs Kafka and graphrec too.
+neo4j_sizing() {
+    local lib=$1 dir=$2 budget_mb advice rec_heap rec_cache store_kb store_mb cache_mb
+    if [ -n "$neo4j_memory" ]; then
+        budget_mb=$(to_mb "$neo4j_memory")
+    else
+        budget_mb=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 / 4))
+    fi
+    [ "$budget_mb" -ge 1024 ] || budget_mb=1024
+    advice=$(NEO4J_HOME="$dir" NEO4J_CONF="$dir/conf" java -cp "$lib/*" org.neo4j.cli.AdminTool \
+        server memory-recommendation --memory="${budget_mb}m" 2>/dev/null) ||
+        die "neo4j-admin server memory-recommendation failed"
+    rec_heap=$(sed -n 's/^server.memory.heap.max_size=//p' <<<"$advice")
+    rec_cache=$(sed -n 's/^server.memory.pagecache.size=//p' <<<"$advice")
+    store_kb=$(sed -n 's/^# Total size of data and native indexes in all databases: \([0-9]*\)k$/\1/p' <<<"$advice")
+    store_mb=$(((${store_kb:-0} + 1023) / 1024))
+    cache_mb=$((store_mb * 3 / 2))
+    [ "$cache_mb" -ge 256 ] || cache_mb=256
+    [ "$cache_mb" -le "$(to_mb "$rec_cache")" ] || cache_mb=$(to_mb "$rec_cache")
+    neo4j_heap=${neo4j_heap:-$rec_heap}
+    neo4j_pagecache=${neo4j_pagecache:-${cache_mb}m}
+    log "neo4j memory: ${budget_mb}m to use, store ${store_mb}m: heap $neo4j_heap, page cache $neo4j_pagecache"
+}
+
+# to_mb SIZE: 512m, 2g, 1500M, 3G (or plain bytes) in MiB.
+to_mb() {
+    local n=${1%[kKmMgG]} unit=${1: -1}
+    case $unit in
+    k | K) echo $((n / 1024)) ;;
+    m | M) echo "$n" ;;
+    g | G) echo $((n * 1024)) ;;
+    *) echo $(($1 / 1024 / 1024)) ;;
+    esac
+}
+
+# write_neo4j_conf DIR: neo4j.conf for the server in DIR (the memory lines once sized).
+write_neo4j_conf() {
+    local dir=$1
     cat >"$dir/conf/neo4j.conf" <<CONF
 server.default_listen_address=127.0.0.1
 server.bolt.listen_address=127.0.0.1:$bolt_port
@@ -168,8 +208,6 @@ server.http.listen_address=127.0.0.1:$http_port
 server.http.advertised_address=127.0.0.1:$http_port
 server.https.enabled=false
 dbms.security.auth_enabled=true
-server.memory.heap.max_size=$neo4j_heap
-server.memory.pagecache.size=256m
 dbms.usage_report.enabled=false
 server.directories.data=$dir/data
 server.directories.logs=$dir/logs
@@ -177,11 +215,26 @@ server.directories.plugins=$dir/plugins
 server.directories.import=$dir/import
 server.directories.run=$dir/run
 CONF
+    if [ -n "$neo4j_heap" ]; then
+        printf 'server.memory.heap.max_size=%s\nserver.memory.pagecache.size=%s\n' \
+            "$neo4j_heap" "$neo4j_pagecache" >>"$dir/conf/neo4j.conf"
+    fi
+}
+
+neo4j_up() {
+    local dir="$servers/neo4j" lib
+    if alive neo4j && port_open "$bolt_port"; then log "neo4j already up on 127.0.0.1:$bolt_port"; return; fi
+    port_open "$bolt_port" && die "port $bolt_port is taken by another process"
+    lib=$(fetch neo4j)
+    mkdir -p "$dir/conf" "$dir/data" "$dir/logs" "$dir/plugins" "$dir/import" "$dir/run"
+    write_neo4j_conf "$dir"  # where the data is, for the memory recommendation to measure
+    neo4j_sizing "$lib" "$dir"
+    write_neo4j_conf "$dir"
     export NEO4J_HOME="$dir" NEO4J_CONF="$dir/conf"
     if [ ! -f "$dir/data/dbms/auth.ini" ]; then
         java -cp "$lib/*" org.neo4j.cli.AdminTool dbms set-initial-password "$(neo4j_password)" >&2
     fi
-    log "starting neo4j on bolt 127.0.0.1:$bolt_port, http 127.0.0.1:$http_port (heap $neo4j_heap)"
+    log "starting neo4j on bolt 127.0.0.1:$bolt_port, http 127.0.0.1:$http_port"
     nohup java "-Xmx$neo4j_heap" -XX:+UseG1GC -Djava.awt.headless=true \
         --add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED \
         --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED \
@@ -220,6 +273,10 @@ main() {
         for n in "${names[@]}"; do
             if [ "$n" = kafka ]; then status_of kafka "$kafka_port"; else status_of neo4j "$bolt_port"; fi
         done
+        if [ -f "$servers/neo4j/conf/neo4j.conf" ] && [[ " ${names[*]} " == *" neo4j "* ]]; then
+            sed -n 's/^server.memory.\(heap.max_size\|pagecache.size\)=/neo4j  \1 /p' \
+                "$servers/neo4j/conf/neo4j.conf"
+        fi
         ;;
     reset) for n in "${names[@]}"; do stop "$n"; rm -rf "${servers:?}/$n"; log "deleted $servers/$n"; done ;;
     password) neo4j_password ;;

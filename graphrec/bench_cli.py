@@ -70,16 +70,40 @@ def bench_serve_cmd(
         int, typer.Option(min=1, help="Service requests in progress before it sheds load.")
     ] = 64,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 2,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="neo4j://HOST:PORT to serve from: the world is written there once and reused "
+            "(a store holding anything else is emptied!); default a fresh embedded store.",
+        ),
+    ] = None,
+    train_events: Annotated[
+        int | None,
+        typer.Option(min=1_000, help="Train on the graph as of this many events (default all)."),
+    ] = None,
 ) -> None:
-    """Recommend p50/p99 at each concurrency beside a bare gRPC echo server, top-K beside numpy
-    exact search, and status codes and goodput at 2x the saturating load (JSON last line)."""
+    """Recommend p50/p95/p99 at each concurrency beside a bare gRPC echo server, top-K beside
+    numpy exact search, and status codes and goodput at 2x the saturating load; on Neo4j also
+    the raw driver running the request's neighbourhood query, that query across users of every
+    degree, ghz from outside and freshness (JSON last line)."""
     from benchmarks.serve import bench_serve
 
     steps = tuple(int(c) for c in levels.split(",") if c.strip())
     if not steps or min(steps) < 1:
         raise ValueError(f"--levels takes positive integers like 1,8,32, got {levels!r}")
     figures = bench_serve(
-        items, events, users, seconds, steps, overload_seconds, workers, max_inflight, epochs
+        items,
+        events,
+        users,
+        seconds,
+        steps,
+        overload_seconds,
+        workers,
+        max_inflight,
+        epochs,
+        store_url=store,
+        train_events=train_events,
     )
     print(json.dumps(figures))
 

@@ -80,7 +80,8 @@ MERGE (i:Item {id: r[1]})
 # Applied to the rows whose r[2] (the relationship) is REL; one clause per interaction type.
 _MERGE_ONE_TYPE = """FOREACH (_ IN CASE WHEN r[2] = 'REL' THEN [1] ELSE [] END |
   MERGE (a)-[e:REL]->(i)
-  ON CREATE SET e.count = r[3], e.first_ts = r[4], e.last_ts = r[5]
+  ON CREATE SET e.count = r[3], e.first_ts = r[4], e.last_ts = r[5],
+    e.src_ACTOR = r[0], e.dst_Item = r[1]
   ON MATCH SET e.count = e.count + r[3],
     e.first_ts = CASE WHEN r[4] < e.first_ts THEN r[4] ELSE e.first_ts END,
     e.last_ts = CASE WHEN r[5] > e.last_ts THEN r[5] ELSE e.last_ts END)
@@ -89,8 +90,10 @@ _MERGE_ONE_TYPE = """FOREACH (_ IN CASE WHEN r[2] = 'REL' THEN [1] ELSE [] END |
 MERGE_INTERACTIONS: dict[NodeKind, LiteralString] = {
     actor: cast(
         LiteralString,
-        _MERGE_INTERACTIONS_TEMPLATE.replace("ACTOR", actor.value)
-        + "".join(_MERGE_ONE_TYPE.replace("REL", rel) for rel in INTERACTION_RELATIONSHIPS),
+        (
+            _MERGE_INTERACTIONS_TEMPLATE
+            + "".join(_MERGE_ONE_TYPE.replace("REL", rel) for rel in INTERACTION_RELATIONSHIPS)
+        ).replace("ACTOR", actor.value),
     )
     for actor in (NodeKind.USER, NodeKind.SESSION)
 }
@@ -104,7 +107,8 @@ MERGE_SUBCATEGORIES: LiteralString = """
 UNWIND $links AS l
 MATCH (c:Category {id: l.child}), (p:Category {id: l.parent})
 MERGE (c)-[e:SUBCATEGORY_OF]->(p)
-ON CREATE SET e.count = 1, e.first_ts = l.ts, e.last_ts = l.ts
+ON CREATE SET e.count = 1, e.first_ts = l.ts, e.last_ts = l.ts,
+    e.src_Category = l.child, e.dst_Category = l.parent
 ON MATCH SET e.first_ts = CASE WHEN l.ts < e.first_ts THEN l.ts ELSE e.first_ts END,
     e.last_ts = CASE WHEN l.ts > e.last_ts THEN l.ts ELSE e.last_ts END
 """
@@ -119,63 +123,122 @@ WITH i, it
 CALL (i) { MATCH (i)-[old:IN_CATEGORY]->() DELETE old }
 WITH i, it WHERE it.leaf IS NOT NULL
 MATCH (c:Category {id: it.leaf})
-CREATE (i)-[:IN_CATEGORY {count: 1, first_ts: it.ts, last_ts: it.ts}]->(c)
+CREATE (i)-[:IN_CATEGORY {count: 1, first_ts: it.ts, last_ts: it.ts,
+                          src_Item: it.id, dst_Category: it.leaf}]->(c)
 """
 
-# The whole k-hop fetch in one round trip, as one row: the seeds found and every edge. Each
-# hop keeps, per frontier node, the $fN most recent edges; nodes already visited do not expand
-# again. Unused hops get 0.
-NEIGHBOURHOOD: LiteralString = """
-CALL () {
-  UNWIND $users AS k MATCH (n:User {id: k}) RETURN n
-  UNION ALL UNWIND $sessions AS k MATCH (n:Session {id: k}) RETURN n
-  UNION ALL UNWIND $items AS k MATCH (n:Item {id: k}) RETURN n
-  UNION ALL UNWIND $categories AS k MATCH (n:Category {id: k}) RETURN n
-}
-WITH collect(n) AS f0
-CALL (f0) {
-  UNWIND f0 AS f
-  CALL (f) {
-    MATCH (f)-[e]-(m) WHERE type(e) IN $rels AND ($before IS NULL OR e.first_ts < $before)
-    RETURN e, m ORDER BY e.last_ts DESC, elementId(e) LIMIT $f1
-  }
-  RETURN collect(e) AS e1, collect(DISTINCT m) AS m1
-}
-WITH f0, e1, [m IN m1 WHERE NOT m IN f0] AS f1
-CALL (f1) {
-  UNWIND f1 AS f
-  CALL (f) {
-    MATCH (f)-[e]-(m) WHERE type(e) IN $rels AND ($before IS NULL OR e.first_ts < $before)
-    RETURN e, m ORDER BY e.last_ts DESC, elementId(e) LIMIT $f2
-  }
-  RETURN collect(e) AS e2, collect(DISTINCT m) AS m2
-}
-WITH f0, f0 + f1 AS seen, e1, e2, m2
-WITH f0, seen, e1, e2, [m IN m2 WHERE NOT m IN seen] AS f2
-CALL (f2) {
-  UNWIND f2 AS f
-  CALL (f) {
-    MATCH (f)-[e]-(m) WHERE type(e) IN $rels AND ($before IS NULL OR e.first_ts < $before)
-    RETURN e, m ORDER BY e.last_ts DESC, elementId(e) LIMIT $f3
-  }
-  RETURN collect(e) AS e3, collect(DISTINCT m) AS m3
-}
-WITH f0, seen + f2 AS seen, e1, e2, e3, m3
-WITH f0, e1, e2, e3, [m IN m3 WHERE NOT m IN seen] AS f3
-CALL (f3) {
-  UNWIND f3 AS f
-  CALL (f) {
-    MATCH (f)-[e]-(m) WHERE type(e) IN $rels AND ($before IS NULL OR e.first_ts < $before)
-    RETURN e, m ORDER BY e.last_ts DESC, elementId(e) LIMIT $f4
-  }
-  RETURN collect(e) AS e4
-}
-WITH f0, [e IN e1 | [e, 1]] + [e IN e2 | [e, 2]] + [e IN e3 | [e, 3]] + [e IN e4 | [e, 4]] AS hops
-RETURN [n IN f0 | [labels(n)[0], n.id]] AS found,
-       [h IN hops | [labels(startNode(h[0]))[0], startNode(h[0]).id, type(h[0]),
-                     labels(endNode(h[0]))[0], endNode(h[0]).id,
-                     h[0].count, h[0].first_ts, h[0].last_ts, h[1]]] AS edges
+# Every (start label, type, end label) the graph holds.
+RELATION_TYPES: tuple[tuple[NodeKind, str, NodeKind], ...] = (
+    *(
+        (actor, rel, NodeKind.ITEM)
+        for actor in (NodeKind.USER, NodeKind.SESSION)
+        for rel in INTERACTION_RELATIONSHIPS
+    ),
+    (NodeKind.ITEM, "IN_CATEGORY", NodeKind.CATEGORY),
+    (NodeKind.CATEGORY, "SUBCATEGORY_OF", NodeKind.CATEGORY),
+)
+
+# The k-hop fetch reads, per node, only its most recent edges. Every relationship carries the
+# key of each endpoint as src_<Label> and dst_<Label> (e.src_User, e.dst_Item, ...), and every
+# (type, side) has a range index on (that key, last_ts): a node's edges of one type, newest
+# first, are one backwards index seek stopped after the fan-out (PartialTop breaks ties), so
+# the work follows the fan-out, not the node's degree (docs/neo4j-latency.md).
+_EDGE_KEY_INDEX = """
+CREATE INDEX REL_SIDE_LABEL IF NOT EXISTS FOR ()-[e:REL]-() ON (e.SIDE_LABEL, e.last_ts)
 """
+
+EDGE_KEY_INDEXES: tuple[LiteralString, ...] = tuple(
+    sorted(
+        {
+            cast(LiteralString, _EDGE_KEY_INDEX.replace("SIDE_LABEL", side).replace("REL", rel))
+            for src, rel, dst in RELATION_TYPES
+            for side in ("src_" + src.value, "dst_" + dst.value)
+        }
+    )
+)
+
+# Graphs written before the endpoint keys existed get them once (GraphSchema.version < 2).
+_BACKFILL_EDGE_KEYS = """
+MATCH (s:SRC)-[e:REL]->(d:DST) WHERE e.src_SRC IS NULL OR e.dst_DST IS NULL
+CALL (s, e, d) { SET e.src_SRC = s.id, e.dst_DST = d.id } IN TRANSACTIONS OF $batch ROWS
+"""
+
+BACKFILL_EDGE_KEYS: tuple[LiteralString, ...] = tuple(
+    cast(
+        LiteralString,
+        _BACKFILL_EDGE_KEYS.replace("SRC", src.value).replace("DST", dst.value).replace("REL", rel),
+    )
+    for src, rel, dst in RELATION_TYPES
+)
+
+SCHEMA_VERSION = 2  # 2: relationships carry their endpoints' keys (src_<Label>, dst_<Label>)
+
+READ_SCHEMA_VERSION: LiteralString = """
+OPTIONAL MATCH (v:GraphSchema {id: 0}) RETURN v.version AS version
+"""
+
+SET_SCHEMA_VERSION: LiteralString = """
+MERGE (v:GraphSchema {id: 0}) SET v.version = $version
+"""
+
+AWAIT_INDEXES: LiteralString = "CALL db.awaitIndexes($seconds)"
+
+# One hop of the k-hop fetch, for frontier nodes of one label ($keys): per node, its $fanout
+# most recent edges of the types in $rels (either direction), from one branch per (type, side)
+# where that label sits; a branch is a backwards seek of the (endpoint key, last_ts) index,
+# stopped after $fanout (PartialTop breaks ties in last_ts). The seek is a hint: planned on
+# an index the statistics still think empty, the planner scans the whole index instead.
+# $since_<TYPE> is -Infinity for the types asked for and +Infinity for the others: the seek's
+# range is then empty, where a filter on the type would read every entry of the node in vain.
+# One row per key: whether the node exists, and its edges as
+# [type, outgoing, other label, other key, count, first_ts, last_ts].
+_OUT_BRANCH = """
+    MATCH ()-[e:REL]->(m) USING INDEX SEEK e:REL(src_LABEL, last_ts)
+    WHERE e.src_LABEL = k AND e.last_ts >= $since_REL
+      AND ($before IS NULL OR e.first_ts < $before)
+    RETURN e, m, true AS out
+    ORDER BY e.src_LABEL DESC, e.last_ts DESC, elementId(e) LIMIT $fanout"""
+_IN_BRANCH = """
+    MATCH (m)-[e:REL]->() USING INDEX SEEK e:REL(dst_LABEL, last_ts)
+    WHERE e.dst_LABEL = k AND e.last_ts >= $since_REL
+      AND ($before IS NULL OR e.first_ts < $before)
+    RETURN e, m, false AS out
+    ORDER BY e.dst_LABEL DESC, e.last_ts DESC, elementId(e) LIMIT $fanout"""
+
+_HOP_EDGES = """
+UNWIND $keys AS k
+OPTIONAL MATCH (n:LABEL {id: k})
+CALL (k) {
+  CALL (k) {BRANCHES
+  }
+  WITH e, m, out ORDER BY e.last_ts DESC, elementId(e) LIMIT $fanout
+  RETURN collect([type(e), out, labels(m)[0], m.id, e.count, e.first_ts, e.last_ts]) AS edges
+}
+RETURN k AS key, n IS NOT NULL AS found, edges
+"""
+
+HOP_EDGES: dict[NodeKind, LiteralString] = {
+    kind: cast(
+        LiteralString,
+        _HOP_EDGES.replace(
+            "BRANCHES",
+            "\n    UNION ALL".join(
+                sorted(  # a set: Item is the end of each interaction type twice (User, Session)
+                    {
+                        *(_OUT_BRANCH.replace("REL", r) for s, r, _ in RELATION_TYPES if s is kind),
+                        *(_IN_BRANCH.replace("REL", r) for _, r, d in RELATION_TYPES if d is kind),
+                    }
+                )
+            ),
+        ).replace("LABEL", kind.value),
+    )
+    for kind in NodeKind
+}
+
+# The same hops under PROFILE, for benchmarks/neo4j_profile.py (docs/neo4j-latency.md).
+PROFILED_HOP_EDGES: dict[NodeKind, LiteralString] = {
+    kind: cast(LiteralString, "PROFILE " + HOP_EDGES[kind]) for kind in NodeKind
+}
 
 NODE_IDS: dict[NodeKind, LiteralString] = {
     NodeKind.USER: "MATCH (n:User) RETURN n.id AS id",
@@ -194,15 +257,6 @@ MATCH (a:SRC)-[e:REL]->(b:DST) WHERE $before IS NULL OR e.first_ts < $before
 RETURN a.id AS src, b.id AS dst, e.count AS count, e.first_ts AS first_ts, e.last_ts AS last_ts
 """
 
-RELATION_TYPES: tuple[tuple[NodeKind, str, NodeKind], ...] = (
-    *(
-        (actor, rel, NodeKind.ITEM)
-        for actor in (NodeKind.USER, NodeKind.SESSION)
-        for rel in INTERACTION_RELATIONSHIPS
-    ),
-    (NodeKind.ITEM, "IN_CATEGORY", NodeKind.CATEGORY),
-    (NodeKind.CATEGORY, "SUBCATEGORY_OF", NodeKind.CATEGORY),
-)
 
 EDGES: dict[tuple[NodeKind, str, NodeKind], LiteralString] = {
     rk: cast(
@@ -230,11 +284,12 @@ RETURN type(e) AS rel, count(e) AS n, sum(e.count) AS total
 """
 
 # Auto-commit statements (CALL ... IN TRANSACTIONS needs one): each inner transaction
-# deletes at most 10,000 relationships, then at most 10,000 nodes that have none left.
+# deletes at most $batch relationships, then at most $batch nodes that have none left, so a
+# transaction's memory is bounded by $batch whatever the degree of the nodes.
 DELETE_RELATIONSHIPS: LiteralString = """
-MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS
+MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF $batch ROWS
 """
 
 DELETE_NODES: LiteralString = """
-MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS OF 10000 ROWS
+MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS OF $batch ROWS
 """

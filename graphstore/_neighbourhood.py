@@ -1,16 +1,54 @@
-"""Assemble a Neighbourhood from backend rows (shared by every backend)."""
+"""Assemble a Neighbourhood from backend rows (shared by every backend), and the k-hop walk
+of a backend that fetches one hop at a time for the nodes of one kind."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from graphstore.snapshot import Neighbourhood
-from graphstore.types import NodeRef
+from graphstore.types import NodeKind, NodeRef
 
 # An edge found by a k-hop fetch: (src, rel, dst, count, first_ts, last_ts, hop).
 HopEdgeRow = tuple[NodeRef, str, NodeRef, int, float, float, int]
+
+# An edge of a fetched node: (rel, outgoing, other node's kind, its key, count, first_ts,
+# last_ts); a fetched node: (its key, whether it exists, its edges).
+NodeEdge = tuple[str, bool, str, str, int, float, float]
+FetchedNode = tuple[str, bool, Sequence[NodeEdge]]
+# (kind, keys of the frontier nodes of that kind, fan-out) → one FetchedNode per key.
+FetchHop = Callable[[NodeKind, list[str], int], Sequence[FetchedNode]]
+
+
+def walk(seeds: tuple[NodeRef, ...], fanouts: Sequence[int], fetch: FetchHop) -> Neighbourhood:
+    """The k-hop neighbourhood of ``seeds`` through ``fetch``, one call per hop and node kind
+    in the frontier; nodes already visited do not expand again."""
+    visited = set(seeds)
+    frontier = list(dict.fromkeys(seeds))
+    found: set[NodeRef] = set()
+    rows: list[HopEdgeRow] = []
+    for hop, fanout in enumerate(fanouts, start=1):
+        reached: dict[NodeRef, None] = {}
+        for kind in NodeKind:
+            keys = [n.key for n in frontier if n.kind is kind]
+            if not keys:
+                continue
+            for key, exists, edges in fetch(kind, keys, fanout):
+                node = NodeRef(kind, key)
+                if exists:
+                    found.add(node)
+                for rel, outgoing, other_kind, other_key, count, first_ts, last_ts in edges:
+                    other = NodeRef(NodeKind(other_kind), other_key)
+                    src, dst = (node, other) if outgoing else (other, node)
+                    rows.append((src, rel, dst, int(count), float(first_ts), float(last_ts), hop))
+                    if other not in visited:
+                        reached[other] = None
+        visited.update(reached)
+        frontier = list(reached)
+        if not frontier:
+            break
+    return assemble(seeds, [s in found for s in seeds], rows)
 
 
 def assemble(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from graphstore import (
     edge_aggregates,
 )
 from graphstore import _cypher as cy
-from graphstore._neighbourhood import HopEdgeRow, assemble
+from graphstore._neighbourhood import FetchedNode, walk
 from graphstore._snapshot_builder import SnapshotBuilder
 from graphstore.base import first_sightings
 
@@ -53,6 +54,9 @@ PASSWORD_FILE_ENV = "GRAPHREC_NEO4J_PASSWORD_FILE"  # a file holding it (a mount
 USER_ENV = "GRAPHREC_NEO4J_USER"
 FETCH_SIZE = 5_000  # records per Bolt round trip when streaming a snapshot (driver default 1000)
 FORGET_LIMIT = 50_000  # expired event ids deleted per batch at most
+DELETE_BATCH = 10_000  # relationships (then nodes) deleted per transaction by reset
+MIGRATION_BATCH = 10_000  # relationships given their endpoint keys per transaction
+INDEX_WAIT_S = 3_600  # at most this long for new indexes to come online when migrating
 
 
 def default_password_file() -> Path:
@@ -67,9 +71,17 @@ def default_password_file() -> Path:
 class Neo4jGraphStore(GraphStore):
     """GraphStore on a Neo4j 5 server reached over Bolt."""
 
-    def __init__(self, uri: str, auth: tuple[str, str], database: str = "neo4j") -> None:
+    def __init__(
+        self,
+        uri: str,
+        auth: tuple[str, str],
+        database: str = "neo4j",
+        *,
+        delete_batch: int = DELETE_BATCH,
+    ) -> None:
         self.url = uri
         self._database = database
+        self._delete_batch = delete_batch
         self._bound_s: float | None = None  # see ``bounded``
         self._driver = GraphDatabase.driver(
             uri,
@@ -89,16 +101,18 @@ class Neo4jGraphStore(GraphStore):
             self._driver.close()
             raise GraphStoreError(f"cannot reach Neo4j at {uri}: {exc}") from exc
         with self._session() as s:
-            for statement in cy.CONSTRAINTS:
+            for statement in (*cy.CONSTRAINTS, *cy.EDGE_KEY_INDEXES):
                 s.run(statement).consume()
+            _migrate(s)
 
     @classmethod
-    def from_url(cls, url: str) -> Neo4jGraphStore:
+    def from_url(cls, url: str, *, delete_batch: int = DELETE_BATCH) -> Neo4jGraphStore:
         """``neo4j://[user[:password]@]host:port[?database=name]``.
 
         Missing credentials come from ``GRAPHREC_NEO4J_USER`` / ``GRAPHREC_NEO4J_PASSWORD``,
         else user ``neo4j`` and the password file: ``GRAPHREC_NEO4J_PASSWORD_FILE`` or the one
         ``deploy/services.sh`` writes.
+        ``delete_batch`` bounds the relationships (then nodes) one ``reset`` transaction deletes.
         """
         parts = urlsplit(url)
         user = unquote(parts.username or os.environ.get(USER_ENV, "neo4j"))
@@ -118,7 +132,7 @@ class Neo4jGraphStore(GraphStore):
         database = parse_qs(parts.query).get("database", ["neo4j"])[0]
         host = parts.hostname or "127.0.0.1"
         uri = f"{parts.scheme}://{host}:{parts.port or 7687}"
-        return cls(uri, (user, password), database)
+        return cls(uri, (user, password), database, delete_batch=delete_batch)
 
     def bounded(self, timeout_s: float) -> Neo4jGraphStore:
         """A view of this store (same driver, not to be closed) whose neighbourhood reads
@@ -149,8 +163,9 @@ class Neo4jGraphStore(GraphStore):
         # with DETACH DELETE bounds a transaction by nodes, and a batch of hub nodes with
         # ~20k relationships each ran out of transaction memory (MemoryPoolOutOfMemory).
         with self._session() as s:
-            s.run(cy.DELETE_RELATIONSHIPS).consume()
-            s.run(cy.DELETE_NODES).consume()
+            s.run(cy.DELETE_RELATIONSHIPS, batch=self._delete_batch).consume()
+            s.run(cy.DELETE_NODES, batch=self._delete_batch).consume()
+            s.run(cy.SET_SCHEMA_VERSION, version=cy.SCHEMA_VERSION).consume()
 
     # ------------------------------------------------------------------ reads
     def _watermarks(self) -> dict[TopicPartition, int]:
@@ -164,46 +179,14 @@ class Neo4jGraphStore(GraphStore):
         relationships: tuple[str, ...],
         before: float | None,
     ) -> Neighbourhood:
-        by_kind: dict[NodeKind, list[str]] = defaultdict(list)
-        for seed in seeds:
-            by_kind[seed.kind].append(seed.key)
-        caps = [*fanouts, 0, 0, 0][:4]
-        params: dict[str, Any] = {
-            "users": by_kind[NodeKind.USER],
-            "sessions": by_kind[NodeKind.SESSION],
-            "items": by_kind[NodeKind.ITEM],
-            "categories": by_kind[NodeKind.CATEGORY],
-            "rels": list(relationships),
-            "before": before,
-            **{f"f{h + 1}": cap for h, cap in enumerate(caps)},
-        }
-        read = neo4j.unit_of_work(timeout=self._bound_s)(
-            lambda tx: tx.run(cy.NEIGHBOURHOOD, params).single()
-        )
+        read = neo4j.unit_of_work(timeout=self._bound_s)(read_hops)
         try:
             with self._session() as s:
-                record = s.execute_read(read)
+                return s.execute_read(read, seeds, fanouts, relationships, before)
         except (neo4j.exceptions.DriverError, neo4j.exceptions.Neo4jError) as exc:
             if self._bound_s is None or not _unavailable(exc):
                 raise
             raise GraphStoreError(f"Neo4j at {self.url} did not answer: {exc}") from exc
-        assert record is not None  # the query aggregates to exactly one row
-        found_keys = {NodeRef(NodeKind(label), key) for label, key in record["found"]}
-        rows: list[HopEdgeRow] = [
-            (
-                NodeRef(NodeKind(src_label), src),
-                rel,
-                NodeRef(NodeKind(dst_label), dst),
-                int(count),
-                float(first_ts),
-                float(last_ts),
-                int(hop),
-            )
-            for src_label, src, rel, dst_label, dst, count, first_ts, last_ts, hop in record[
-                "edges"
-            ]
-        ]
-        return assemble(seeds, [s in found_keys for s in seeds], rows)
 
     def _snapshot(self, before: float | None) -> CsrSnapshot:
         builder = SnapshotBuilder(cutoff=before)
@@ -228,11 +211,62 @@ class Neo4jGraphStore(GraphStore):
         self._driver.close()
 
 
+def read_hops(
+    tx: ManagedTransaction,
+    seeds: tuple[NodeRef, ...],
+    fanouts: Sequence[int],
+    relationships: Sequence[str],
+    before: float | None,
+    profile: Callable[[neo4j.ResultSummary, float], None] | None = None,
+) -> Neighbourhood:
+    """The k-hop neighbourhood read in ``tx``: one ``cy.HOP_EDGES`` statement per hop and kind
+    of node in its frontier. With ``profile``, each runs under PROFILE and ``profile`` gets its
+    summary and wall time (benchmarks/neo4j_profile.py)."""
+
+    def fetch(kind: NodeKind, keys: list[str], fanout: int) -> list[FetchedNode]:
+        params = hop_params(keys, fanout, relationships, before)
+        if profile is None:
+            return [(r["key"], r["found"], r["edges"]) for r in tx.run(cy.HOP_EDGES[kind], params)]
+        started = time.perf_counter()
+        result = tx.run(cy.PROFILED_HOP_EDGES[kind], params)
+        fetched: list[FetchedNode] = [(r["key"], r["found"], r["edges"]) for r in result]
+        profile(result.consume(), time.perf_counter() - started)
+        return fetched
+
+    return walk(seeds, fanouts, fetch)
+
+
+def hop_params(
+    keys: Sequence[str], fanout: int, relationships: Sequence[str], before: float | None
+) -> dict[str, Any]:
+    """The parameters of ``cy.HOP_EDGES[kind]``: one hop from the nodes of one kind named by
+    ``keys``, each keeping its ``fanout`` most recent edges of the ``relationships``."""
+    since = {
+        f"since_{rel}": -math.inf if rel in relationships else math.inf for rel in ALL_RELATIONSHIPS
+    }
+    return {"keys": list(keys), "fanout": fanout, "before": before, **since}
+
+
 def _unavailable(exc: Exception) -> bool:
     """The server is unreachable or too slow (not a mistake in the query)."""
     if isinstance(exc, neo4j.exceptions.DriverError | neo4j.exceptions.TransientError):
         return True
     return "TransactionTimedOut" in str(getattr(exc, "code", ""))
+
+
+def _migrate(session: neo4j.Session) -> None:
+    """Bring a graph written by an older graphrec to ``cy.SCHEMA_VERSION``: relationships get
+    their endpoints' keys (what the neighbourhood indexes are on), once, in bounded batches,
+    and the read waits for those indexes. A new or reset graph is at the version already."""
+    record = session.run(cy.READ_SCHEMA_VERSION).single()
+    version = record["version"] if record is not None else None
+    if version is not None and version >= cy.SCHEMA_VERSION:
+        return
+    log.info("graph schema %s -> %s: adding endpoint keys", version, cy.SCHEMA_VERSION)
+    for statement in cy.BACKFILL_EDGE_KEYS:
+        session.run(statement, batch=MIGRATION_BATCH).consume()
+    session.run(cy.AWAIT_INDEXES, seconds=INDEX_WAIT_S).consume()
+    session.run(cy.SET_SCHEMA_VERSION, version=cy.SCHEMA_VERSION).consume()
 
 
 # ---------------------------------------------------------------- transaction functions

@@ -19,6 +19,17 @@ from graphstore import (
 from serving.engine import Engine
 from serving.subgraph import local_graph
 
+REFRESH_EDGES = 50_000  # edges one re-embedding round trip (and forward pass) carries at most
+
+
+def refresh_chunk(fanouts: tuple[int, int]) -> int:
+    """Items re-embedded per round trip: as many as ``REFRESH_EDGES`` holds when each has a
+    full 2-hop neighbourhood (``f1`` actors and ``f2`` items of each: ``f1 * (1 + f2)`` edges).
+    The store keeps every node to its fan-out, a hub item with 20,000 edges included, so one
+    round trip is bounded whatever the items' degrees."""
+    first, second = fanouts
+    return max(1, min(MAX_SEEDS, REFRESH_EDGES // (first * (1 + second))))
+
 
 def re_embed(
     store: GraphStore,
@@ -29,13 +40,15 @@ def re_embed(
 ) -> int:
     """Add or update the catalogue ``records``, then recompute the final embeddings of them
     and of ``item_ids`` from their live neighbourhoods (item → actors → items, capped by
-    ``fanouts``), ``MAX_SEEDS`` items a round trip. Returns the items re-embedded."""
+    ``fanouts``), ``refresh_chunk(fanouts)`` items a round trip. Returns the items
+    re-embedded."""
     table = engine.table
     if records:
         table.upsert_items(records)
     keys = sorted({*item_ids, *(r.item_id for r in records)} & set(table.index))
-    for start in range(0, len(keys), MAX_SEEDS):
-        chunk = keys[start : start + MAX_SEEDS]
+    step = refresh_chunk(fanouts)
+    for start in range(0, len(keys), step):
+        chunk = keys[start : start + step]
         seeds = [NodeRef(NodeKind.ITEM, k) for k in chunk]
         hood = store.neighbourhood(seeds, fanouts, INTERACTION_RELATIONSHIPS)
         graph = local_graph(hood)

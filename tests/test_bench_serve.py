@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks import serve_neo4j
 from benchmarks.serve import bench_serve
 from graphrec.cli import app
+from graphstore import GraphStore
+from graphstore.neo4j import PASSWORD_ENV, default_password_file
 
 
 @pytest.mark.slow
@@ -72,3 +77,44 @@ def test_bench_serve_is_mounted_and_checks_levels() -> None:
     assert shown.exit_code == 0 and "--overload-seconds" in shown.output
     bad = runner.invoke(app, ["bench", "serve", "--levels", "0,8"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_bench_serve_on_neo4j_writes_the_world_once_and_measures_beside_the_raw_driver(
+    neo4j: GraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not os.environ.get(PASSWORD_ENV):  # from the cache's password file, before it moves
+        monkeypatch.setenv(PASSWORD_ENV, default_password_file().read_text().strip())
+    monkeypatch.setenv("GRAPHREC_CACHE", str(tmp_path))  # the world's model is kept there
+    monkeypatch.setattr(serve_neo4j, "ghz_levels", lambda *a: {"skipped": "not in this test"})
+
+    def run() -> dict[str, object]:
+        return bench_serve(
+            items=300,
+            events=3_000,
+            users=60,
+            seconds=0.5,
+            levels=(1, 2),
+            overload_seconds=0.5,
+            epochs=1,
+            topk_queries=20,
+            progress=lambda _: None,
+            store_url=neo4j.url,  # emptied by the fixture: the first run writes the world
+        )
+
+    first, again = run(), run()
+    json.dumps(again)
+    assert (first["world_reused"], first["model_reused"]) == (False, False)
+    assert (again["world_reused"], again["model_reused"]) == (True, True)
+    assert again["reset_s"] == again["write_s"] == again["train_s"] == 0.0
+    neo4j = again["neo4j"]
+    assert isinstance(neo4j, dict)
+    assert set(neo4j["raw_driver"]) == {"1", "2"}
+    assert all(level["rps"] > 0 for level in neo4j["raw_driver"].values())
+    sweep = neo4j["neighbourhood"]
+    assert sweep["calls"] == 3 * sweep["users"] and len(sweep["quarters"]) == 4
+    assert sweep["quarters"][0]["degrees"][0] <= sweep["quarters"][-1]["degrees"][1]
+    assert neo4j["freshness"]["trials"] == 100
+    levels = again["levels"]
+    assert isinstance(levels, dict) and all(level["errors"] == {} for level in levels.values())

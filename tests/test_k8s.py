@@ -90,7 +90,7 @@ def test_the_neo4j_password_comes_from_the_file_the_secret_is_mounted_as(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[str, tuple[str, str], str]] = []
-    monkeypatch.setattr(Neo4jGraphStore, "__init__", lambda self, *a: seen.append(a))
+    monkeypatch.setattr(Neo4jGraphStore, "__init__", lambda self, *a, **kw: seen.append(a))
     monkeypatch.delenv("GRAPHREC_NEO4J_PASSWORD", raising=False)
     secret = tmp_path / "neo4j-password"
     secret.write_text("s3cret\n")

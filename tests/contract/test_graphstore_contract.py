@@ -151,6 +151,15 @@ def test_khop_respects_fanout_caps_most_recent_first(store: GraphStore) -> None:
     assert hood.nodes[0] == NodeRef(U, "hub")
 
 
+def test_an_edge_seen_again_is_the_most_recent(store: GraphStore) -> None:
+    store.add_interactions([ev(n, f"u{n}", "hub", dt=n) for n in range(30)])
+    store.add_interactions([ev(100, "u0", "hub", dt=500)])  # the oldest edge, touched again
+    hood = store.neighbourhood([NodeRef(NodeKind.ITEM, "hub")], [3])
+    assert {s.key for s, _, _ in hood.edge_keys()} == {"u0", "u29", "u28"}
+    newest = int(np.argmax(hood.last_ts))
+    assert hood.nodes[hood.src[newest]].key == "u0" and hood.count[newest] == 2
+
+
 def test_khop_filters_types_and_time_and_reports_missing_seeds(store: GraphStore) -> None:
     store.upsert_items([ItemRecord("i1", ("a", "b"), ts=T0)])
     store.add_interactions(
