@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.loadgen import Clients
-from benchmarks.serve import _build_world, _payloads
+from benchmarks.serve import _known_users, _payloads
+from benchmarks.serve_world import WorldSpec, build_world
 from serving.app import Serving
 from serving.reclog import RecommendationLogConfig
 
@@ -52,12 +53,14 @@ def bench_reclog(
     say = _progress()
     work = Path(tempfile.mkdtemp(prefix="graphrec-bench-reclog-"))
     try:
-        world = _build_world(work, items, events, users, epochs, seed, say)
+        spec = WorldSpec(items, events, users, epochs, seed, train_events=None)
+        world = build_world(spec, work, None, say)
         url = log_url or f"log://{work / 'log'}"
         services = {"off": _serve(world, None), "on": _serve(world, log_config(url))}
         clients = Clients()
         try:
-            payloads = _payloads(world.dataset, 2_000)
+            known = _known_users(world.dataset, 1_000)
+            payloads = _payloads(world.dataset, known, 2_000, sessions=True)
             measured = {
                 str(c): _level(clients, services, payloads, c, seconds, rounds, say) for c in levels
             }
