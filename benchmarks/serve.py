@@ -25,6 +25,7 @@ Everything listens on 127.0.0.1 only, and every phase is bounded in count and ti
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -115,6 +116,11 @@ def _measure(world: World, run: _Run, topk_queries: int, say: Progress) -> dict[
     from serving.server import SERVICE_NAME
 
     on_neo4j = isinstance(world.store, Neo4jGraphStore)
+    # The world's millions of interaction objects live in this process, the service's: out of
+    # the collector's sight, or each full collection walks them all in the middle of a level
+    # (a served process holds no dataset).
+    gc.collect()
+    gc.freeze()
     serving, port, load_s = _start_service(world, run.workers, run.max_inflight, say)
     echo = EchoServer()
     clients = Clients()
