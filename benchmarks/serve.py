@@ -116,7 +116,6 @@ def _measure(world: World, run: _Run, topk_queries: int, say: Progress) -> dict[
     from serving.server import SERVICE_NAME
 
     on_neo4j = isinstance(world.store, Neo4jGraphStore)
-    _out_of_the_collectors_sight()
     serving, port, load_s = _start_service(world, run.workers, run.max_inflight, say)
     echo = EchoServer()
     clients = Clients()
@@ -189,6 +188,7 @@ def _start_service(
     from serving.app import Serving
     from serving.server import ServerConfig
 
+    _out_of_the_collectors_sight()
     say(f"loading the model into the service (workers={workers}, max_inflight={max_inflight})")
     started = time.perf_counter()
     serving = Serving(
