@@ -3,16 +3,14 @@ interactions the graph applied after the snapshot the trainer last trained on.""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Mapping, Sequence
 
 from graphstore import NodeKind, TopicPartition
-from streaming.changes import BadChange, Change, decode_change
+from streaming.changes import Change, read_changes
 from streaming.records import RecordSource
 from streaming.urls import open_changes
 
-log = logging.getLogger(__name__)
 POLL_RECORDS = 5_000
 
 
@@ -40,13 +38,7 @@ class ChangeCount:
         except Exception:
             self.close()
             raise
-        for record in records:
-            self._read_next[record.tp] = record.offset + 1
-            try:
-                change = decode_change(record)
-            except BadChange as exc:
-                log.warning("trainer: skipping a record of the change stream: %s", exc)
-                continue
+        for change in read_changes(records, self._read_next, "trainer"):
             if change.node.kind is NodeKind.ITEM and change.events > 0:
                 commit = tuple(sorted(change.positions.items()))
                 self._uncovered[(commit, change.node.key)] = change

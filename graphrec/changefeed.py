@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from graphstore import MAX_SEEDS, GraphStore, ItemRecord, NodeKind
 from serving.app import Serving
 from serving.loops import LoopMetrics, LoopState, SetHealth, run_forever
-from streaming.changes import BadChange, Change, decode_change
+from streaming.changes import Change, read_changes
 from streaming.records import LogRecord, RecordSource, TopicPartition
 from streaming.urls import open_changes
 
@@ -146,13 +146,7 @@ class ChangeFeed(threading.Thread):
 
     def _take(self, records: Sequence[LogRecord]) -> None:
         """Add the items of the changes the table does not reflect yet to the pending set."""
-        for record in records:
-            self._read_next[record.tp] = record.offset + 1
-            try:
-                change = decode_change(record)
-            except BadChange as exc:
-                log.warning("change feed: skipping a record: %s", exc)
-                continue
+        for change in read_changes(records, self._read_next, "change feed"):
             if change.node.kind is not NodeKind.ITEM:
                 continue
             if self._filter is not None and change.covered_by(self._filter):

@@ -16,8 +16,9 @@ a crash in between publishes the batch again (``streaming.publish``).
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ from streaming.records import LogRecord, OutRecord
 
 _string = json.encoder.encode_basestring_ascii  # json.dumps's string encoder, in C
 
+log = logging.getLogger(__name__)
 CHANGES_TOPIC = "changes"
 CHANGES_PARTITION = 0  # one partition: the stream's order is the commits' order
 # Kafka keeps the newest record per key: every node changed since any offset, each at least once.
@@ -191,3 +193,16 @@ def newest_positions(changes: Sequence[Change]) -> dict[TopicPartition, int]:
             if offset > marks.get(tp, -1):
                 marks[tp] = offset
     return marks
+
+
+def read_changes(
+    records: Iterable[LogRecord], read_next: dict[TopicPartition, int], reader: str
+) -> Iterator[Change]:
+    """The changes ``records`` carry, noting in ``read_next`` the next offset to read per
+    partition; a record that is not a change is logged (as ``reader``'s) and skipped."""
+    for record in records:
+        read_next[record.tp] = record.offset + 1
+        try:
+            yield decode_change(record)
+        except BadChange as exc:
+            log.warning("%s: skipping a record of the change stream: %s", reader, exc)
