@@ -10,6 +10,15 @@ import typer
 
 bench_app = typer.Typer(help="Benchmarks: each prints its figure beside a same-run baseline.")
 DatasetOpt = Annotated[str, typer.Option(help="ml-100k or synthetic.")]
+LevelsOpt = Annotated[str, typer.Option(help="Concurrency levels, comma-separated.")]
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    """``--levels`` as positive integers."""
+    steps = tuple(int(c) for c in text.split(",") if c.strip())
+    if not steps or min(steps) < 1:
+        raise ValueError(f"--levels takes positive integers like 1,8,32, got {text!r}")
+    return steps
 
 
 @bench_app.command("ingest")
@@ -61,7 +70,7 @@ def bench_serve_cmd(
     events: Annotated[int, typer.Option(min=1_000, help="Synthetic interactions.")] = 200_000,
     users: Annotated[int, typer.Option(min=10, help="Synthetic users.")] = 20_000,
     seconds: Annotated[float, typer.Option(min=0.1, help="Seconds per concurrency level.")] = 8.0,
-    levels: Annotated[str, typer.Option(help="Concurrency levels, comma-separated.")] = "1,8,32",
+    levels: LevelsOpt = "1,8,32",
     overload_seconds: Annotated[
         float, typer.Option(min=0.1, help="Seconds of open-loop load at 2x saturation.")
     ] = 10.0,
@@ -89,9 +98,7 @@ def bench_serve_cmd(
     degree, ghz from outside and freshness (JSON last line)."""
     from benchmarks.serve import bench_serve
 
-    steps = tuple(int(c) for c in levels.split(",") if c.strip())
-    if not steps or min(steps) < 1:
-        raise ValueError(f"--levels takes positive integers like 1,8,32, got {levels!r}")
+    steps = _levels(levels)
     figures = bench_serve(
         items,
         events,
@@ -193,7 +200,7 @@ def bench_reclog_cmd(
     events: Annotated[int, typer.Option(min=1_000, help="Synthetic interactions.")] = 200_000,
     users: Annotated[int, typer.Option(min=10, help="Synthetic users.")] = 20_000,
     seconds: Annotated[float, typer.Option(min=0.1, help="Seconds per turn.")] = 3.0,
-    levels: Annotated[str, typer.Option(help="Concurrency levels, comma-separated.")] = "1,8,32",
+    levels: LevelsOpt = "1,8,32",
     rounds: Annotated[int, typer.Option(min=1, help="Turns of each side per level.")] = 4,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 2,
     log: Annotated[
@@ -205,7 +212,5 @@ def bench_reclog_cmd(
     run, and what the log wrote and dropped (JSON last line)."""
     from benchmarks.reclog import bench_reclog
 
-    steps = tuple(int(c) for c in levels.split(",") if c.strip())
-    if not steps or min(steps) < 1:
-        raise ValueError(f"--levels takes positive integers like 1,8,32, got {levels!r}")
+    steps = _levels(levels)
     print(json.dumps(bench_reclog(items, events, users, seconds, steps, rounds, epochs, log)))
