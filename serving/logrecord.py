@@ -7,6 +7,11 @@ seconds) and under which request id. It is one JSON object, keyed by the subject
 subject's answers stay in order in one partition; scores are written to 7 significant
 digits. ``decode`` ignores fields it does not know: a reader takes the records of a newer
 writer.
+
+Arms: ``primary`` is every answer of the served version (``current``); with ``serve --ab``,
+``b`` is the answers the other version gave its share of subjects; with ``serve --shadow``,
+``shadow`` is the list the shadow version scored for the same request (same request id),
+never shown to anyone.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from serving.types import SubjectKind
 
 RECOMMENDATIONS_TOPIC = "recommendations"
 PRIMARY_ARM = "primary"  # the arm of every answer the served version gives
+B_ARM = "b"  # answers of the A/B split's other version
+SHADOW_ARM = "shadow"  # lists the shadow version scored beside the primary's, not shown
 
 
 class BadLogRecord(ValueError):

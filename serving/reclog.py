@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from serving.logrecord import encode, logged
+from serving.logrecord import PRIMARY_ARM, encode, logged
 from serving.loops import LoopState, run_forever
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ REQUEST_ID_HEADER = "x-request-id"  # gRPC metadata: the caller's id for the req
 MAX_REQUEST_ID_LENGTH = 128
 Publish = Callable[[Sequence[tuple[bytes, bytes]]], None]  # (key, value) records; durable on return
 Connect = Callable[[], Publish]  # opens the log: may fail, and is called again after a back-off
-Answer = tuple[float, str, bytes, bytes, float]  # (ts, request id, request, response, latency s)
+Answer = tuple[float, str, bytes, bytes, float, str]  # (ts, request id, request, response,
+# latency s, arm)
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,23 @@ class RecommendationLog:
         self._state: LoopState  # set by start
 
     # ------------------------------------------------------------------ the request path
-    def answered(self, request: bytes, response: bytes, request_id: str, latency_s: float) -> None:
-        """Queue an answered Recommend call for the log; drop and count it when the queue is
-        full. Never blocks, never raises. Called from one thread (the server's event loop)."""
+    def answered(
+        self,
+        request: bytes,
+        response: bytes,
+        request_id: str,
+        latency_s: float,
+        arm: str = PRIMARY_ARM,
+        ts: float | None = None,
+    ) -> None:
+        """Queue an answered Recommend call for the log (``ts``: when it was asked, default
+        now); drop and count it when the queue is full. Never blocks, never raises. Called
+        from the server's event loop, and from the shadow's thread (``serving.shadow``)."""
         if len(self._queue) >= self._capacity:
             self._full.inc()
         else:
-            self._queue.append((time.time(), request_id, request, response, latency_s))
+            when = time.time() if ts is None else ts
+            self._queue.append((when, request_id, request, response, latency_s, arm))
 
     # ------------------------------------------------------------------ the writer
     def start(self, state: LoopState) -> None:
@@ -180,9 +191,9 @@ class RecommendationLog:
     def _records(self, batch: list[Answer]) -> list[tuple[bytes, bytes]]:
         """(key, JSON) of each answer; unreadable ones are counted and left out."""
         out = []
-        for ts, request_id, request, response, latency_s in batch:
+        for ts, request_id, request, response, latency_s, arm in batch:
             try:
-                record = logged(request, response, request_id, ts, latency_s)
+                record = logged(request, response, request_id, ts, latency_s, arm)
             except Exception as exc:
                 self.metrics.dropped.labels(reason="unreadable").inc()
                 log.warning("recommendation log: answer %s left out (%s)", request_id, exc)
