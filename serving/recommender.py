@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,9 @@ from serving.types import (
     Subject,
     SubjectKind,
 )
+
+if TYPE_CHECKING:
+    from serving.abtest import ABTest
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class Recommender:
         self._popular = popular
         self._freshness = FreshnessTracker(on_fresh) if on_fresh is not None else None
         self._refresh_lock = threading.RLock()
+        self.ab: ABTest | None = None  # serve --ab: its share of subjects goes to another version
 
     def engine(self) -> Engine:
         engine = self._engine()
@@ -101,8 +106,14 @@ class Recommender:
         for all their subjects, one output-layer pass, one batched top-K search. A caller
         mistake (bad k, unknown item) fails only its own query: its answer is the exception.
         While the store is unavailable, subjects are answered from what needs no store: their
-        request events, else popular items, saying so in ``fallback_reason``.
+        request events, else popular items, saying so in ``fallback_reason``. With an A/B
+        split (``ab``), its share of the queries is answered by the other version.
         """
+        if self.ab is not None:
+            return self.ab.recommend_many(queries, self._recommend_many)
+        return self._recommend_many(queries)
+
+    def _recommend_many(self, queries: Sequence[Query]) -> list[Recommendation | Exception]:
         engine = self.engine()
         answers: list[Recommendation | Exception] = [NotReady("not answered")] * len(queries)
         going: list[int] = []  # queries with a subject to look up
@@ -196,6 +207,8 @@ class Recommender:
 
     def score_items(self, subject: Subject, item_ids: Sequence[str]) -> ItemScores:
         """The subject's score for each known item, in order; unknown ids are listed apart."""
+        if self.ab is not None and self.ab.takes(subject):
+            return self.ab.other.score_items(subject, item_ids)
         engine = self.engine()
         graph, _ = self._fetch([self._as_actor(engine, subject)])
         vector = engine.actor_vectors(graph)[0]
@@ -211,6 +224,8 @@ class Recommender:
         score, strongest first (paths that reach the item before those that do not)."""
         if subject.kind is SubjectKind.ITEM:
             raise BadRequest("Explain takes a user or a session subject, not an item")
+        if self.ab is not None and self.ab.takes(subject):
+            return self.ab.other.explain(subject, item_id, max_paths)
         engine = self.engine()
         self._item_row(engine, item_id)
         graph, _ = self._fetch([subject], hops=2)

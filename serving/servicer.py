@@ -21,10 +21,13 @@ from prometheus_client import Histogram
 
 from protos import graphrec_pb2 as pb
 from serving import convert
+from serving.abtest import ABSplit
 from serving.admission import Admission
 from serving.batching import RecommendBatcher
+from serving.logrecord import PRIMARY_ARM
 from serving.reclog import REQUEST_ID_HEADER, RecommendationLog, request_id
 from serving.recommender import Recommender
+from serving.shadow import Shadow
 from serving.status import Failure, failure_of, parse
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
@@ -46,6 +49,8 @@ class RecommenderServicer:
     ) -> None:
         self.recommender = recommender
         self.recommendations = recommendations  # every Recommend answer goes there
+        self.split: ABSplit | None = None  # serve --ab: names the arm of each logged answer
+        self.shadow: Shadow | None = None  # serve --shadow: scores each logged request again
         self.admission = admission
         self._batcher = batcher
         self._pool = pool
@@ -86,8 +91,11 @@ class RecommenderServicer:
         answer = await self._handle("Recommend", context, batched)
         if self.recommendations is not None:  # the id goes back in the trailing metadata
             rid = request_id(context.invocation_metadata())
-            self.recommendations.answered(raw, answer, rid, time.perf_counter() - started)
+            arm = PRIMARY_ARM if self.split is None else self.split.arm_of_request(raw)
+            self.recommendations.answered(raw, answer, rid, time.perf_counter() - started, arm)
             context.set_trailing_metadata(((REQUEST_ID_HEADER, rid),))
+            if self.shadow is not None:
+                self.shadow.offer(raw, rid)
         return answer
 
     def _endpoint(self, method: str, work: Callable[[bytes], bytes]) -> Endpoint:
