@@ -15,6 +15,7 @@ from rich.table import Table
 
 from graphrec.changefeed import ChangeFeed, serving_feed
 from graphrec.config import load_config
+from graphrec.pinned import Pinned, load_pinned_versions
 from graphrec.reclog import log_config
 from graphstore import GraphStore, open_store
 from protos import graphrec_pb2 as pb
@@ -89,6 +90,25 @@ RecLogOpt = Annotated[
 NoRecLogOpt = Annotated[
     bool, typer.Option("--no-recommendation-log", help="Do not log Recommend answers.")
 ]
+ShadowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shadow",
+        metavar="VERSION",
+        help="Also score every Recommend request with this model version (of the models "
+        "directory), off the request path, and log its list beside the served one (arm "
+        "shadow); dropped and counted when it falls behind.",
+    ),
+]
+AbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ab",
+        metavar="VERSION:FRACTION",
+        help="Answer FRACTION (between 0 and 1) of users and sessions, split by a stable hash "
+        "of their id, with this model version (arm b).",
+    ),
+]
 
 
 def serve_command(
@@ -109,6 +129,8 @@ def serve_command(
     browser_url: BrowserOpt = "http://127.0.0.1:7474/browser/",
     recommendation_log: RecLogOpt = None,
     no_recommendation_log: NoRecLogOpt = False,
+    shadow: ShadowOpt = None,
+    ab: AbOpt = None,
 ) -> None:
     """Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.
 
@@ -138,35 +160,48 @@ def serve_command(
             "--recommendation-log and --no-recommendation-log exclude each other"
         )
     reclog = None if no_recommendation_log else log_config(recommendation_log or follow_url)
+    models = models_dir or config.models_path
+    threshold = recommender_config.exact_threshold
+    pinned = load_pinned_versions(models, shadow, ab, reclog is not None, threshold)
     with open_store(store or config.store_url) as graph:
         serving = Serving(
             graph,
-            models_dir or config.models_path,
+            models,
             recommender_config,
             server,
             trending_url=trending or "",
             recommendation_log=reclog,
         )
-        _run(serving, graph, follow_url if follow else None, metrics_port)
+        _run(serving, graph, follow_url if follow else None, metrics_port, pinned)
 
 
-def _run(serving: Serving, graph: GraphStore, follow_url: str | None, metrics_port: int) -> None:
-    """Start the service (and the change feed on ``follow_url``), wait for SIGTERM/SIGINT,
-    stop both."""
+def _run(
+    serving: Serving,
+    graph: GraphStore,
+    follow_url: str | None,
+    metrics_port: int,
+    pinned: Pinned | None = None,
+) -> None:
+    """Start the service (and the change feed on ``follow_url``; the shadow and A/B versions
+    in ``pinned``), wait for SIGTERM/SIGINT, stop them all."""
     feed: ChangeFeed | None = None
+    pinned = pinned or Pinned()
     try:
+        pinned.attach(serving)
         port = serving.start()
         if follow_url is not None:
             feed = _feed(follow_url, graph, serving)
             feed.start()
+        pinned.start(serving, graph, follow_url)
         host = serving.server.config.metrics_host
         metrics = f"; metrics on http://{host}:{metrics_port}/metrics" if metrics_port else ""
         out.print(
             f"serving graphrec.v1.Recommender on port {port} "
-            f"(model {serving.registry.version}){metrics}"
+            f"(model {serving.registry.version}{pinned.describe()}){metrics}"
         )
         _wait_for_a_stop_signal()
     finally:
+        pinned.stop()
         if feed is not None:
             feed.stop()
         serving.stop()
