@@ -9,6 +9,7 @@ log) stops ``serve`` with one line and the usage exit code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import typer
 
 from gnn.checkpoint import current_version
 from gnn.manifest import VersionError
-from graphrec.changefeed import ChangeFeed
+from graphrec.changefeed import ChangeFeed, Positions
 from graphstore import GraphStore
 from serving.app import Serving
 from serving.engine import Engine
@@ -66,7 +67,7 @@ class Pinned:
                 graph,
                 recommender.refresh,
                 state=state,
-                start_from=lambda marks=engine.watermarks: marks,
+                start_from=_always(engine.watermarks),
             )
             feed.start()
             self._feeds.append(feed)
@@ -84,6 +85,11 @@ class Pinned:
         if self.ab is not None:
             text += f"; A/B: {self.ab[0].version} answers {self.ab[1]:.0%} of subjects"
         return text
+
+
+def _always(marks: Positions) -> Callable[[], Positions]:
+    """The pinned version's watermarks, the same object every time (the feed's contract)."""
+    return lambda: marks
 
 
 def load_pinned_versions(
