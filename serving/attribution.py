@@ -18,8 +18,10 @@ The rules (the join of the recommendation log with the events):
   (ratings, or views and purchases only), every interaction counts as a click.
   Conversions are purchase events.
 * Recommendations for an item (similar items) have no actor to follow: they are counted
-  apart, not as impressions. A record repeated in the log (the same request id: a retried
-  write) counts once, and so does an event repeated with the same event id.
+  apart, not as impressions; so are the shadow version's lists (arm ``shadow``: nobody saw
+  them; ``serving.shadowcompare`` compares them with the served ones). A record repeated in
+  the log (the same request id and arm: a retried write) counts once, and so does an event
+  repeated with the same event id.
 * CTR is the share of impressions with at least one attributed click, conversion rate the
   share with at least one attributed purchase: proportions of impressions, each with its
   Wilson interval (``scipy.stats.binomtest``).
@@ -32,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from graphstore import Behaviour, Interaction, NodeKind
-from serving.logrecord import LoggedRecommendation
+from serving.logrecord import SHADOW_ARM, LoggedRecommendation
 from serving.types import SubjectKind
 
 CLICKS = (Behaviour.CLICK, Behaviour.CART, Behaviour.PURCHASE)
@@ -104,6 +106,7 @@ class Attribution:
     recommendations: int = 0  # records read, repeats left out
     repeated_records: int = 0
     item_subjects: int = 0  # recommendations for an item: not impressions
+    shadow_lists: int = 0  # the shadow version's lists: not impressions
     events: int = 0  # events read, repeats left out
     repeated_events: int = 0
     attributed: int = 0
@@ -179,16 +182,18 @@ def _index(
     each subject, each subject's first impression time, and the report's counts so far."""
     report = Attribution(window_s, ())
     recs: list[LoggedRecommendation] = []
-    ids: set[str] = set()
+    ids: set[tuple[str, str]] = set()
     for r in recommendations:
-        if r.request_id in ids:
+        if (r.request_id, r.arm) in ids:
             report.repeated_records += 1
             continue
-        ids.add(r.request_id)
-        if r.subject_kind is SubjectKind.ITEM:
+        ids.add((r.request_id, r.arm))
+        if r.arm == SHADOW_ARM:
+            report.shadow_lists += 1
+        elif r.subject_kind is SubjectKind.ITEM:
             report.item_subjects += 1
-            continue
-        recs.append(r)
+        else:
+            recs.append(r)
     report.recommendations = len(ids)
     order = sorted(range(len(recs)), key=lambda i: recs[i].ts)  # stable: log order at ties
     shown: dict[tuple[SubjectKind, str, str], _Shown] = {}
