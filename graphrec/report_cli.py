@@ -1,6 +1,8 @@
 """``graphrec report``: the recommendation log joined with the events that followed it
 (``serving.attribution``): impressions, CTR and conversion per model version and A/B arm,
-with 95 % Wilson intervals, as a table, JSON or a PNG.
+with 95 % Wilson intervals; and, when the log holds a shadow version's lists, the shadow
+beside the served version on the same requests (``serving.shadowcompare``: overlap@K and
+the hit rate of each list on the subject's next event). As tables, JSON or a PNG.
 
 Both sides come from the log at ``--from`` (the recommendation log's topic and the events
 topic, read whole, without a consumer group), or from files: ``--recommendations`` holds
@@ -14,7 +16,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +28,7 @@ from graphrec.reclog import recommendations_topic
 from graphstore import Behaviour, Interaction
 from serving.attribution import Attribution, Rate, attribute
 from serving.logrecord import BadLogRecord, LoggedRecommendation, decode
+from serving.shadowcompare import ShadowFigures, compare
 from streaming.codec import BadRecord, decode_event
 from streaming.topicread import read_topic
 from streaming.urls import parse_log_url
@@ -97,13 +100,20 @@ ClicksOpt = Annotated[
         "when the events hold no click or cart) or a list like click,cart."
     ),
 ]
+KOpt = Annotated[
+    int,
+    typer.Option(
+        "-k", "--k", min=1, help="Shadow beside served: the top K items compared and judged."
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")]
 PlotOpt = Annotated[
     Path | None,
     typer.Option(
         "--plot",
         callback=_needs_matplotlib,
-        help="Draw CTR and conversion per version and arm to a PNG (needs graphrec\\[plot]).",
+        help="Draw CTR and conversion per version and arm (and the shadow's hit rate beside "
+        "the served one's) to a PNG (needs graphrec\\[plot]).",
     ),
 ]
 
@@ -114,6 +124,7 @@ def report_command(
     events: EventsOpt = None,
     window: WindowOpt = "30m",
     clicks: ClicksOpt = "auto",
+    k: KOpt = 10,
     as_json: JsonOpt = False,
     plot_path: PlotOpt = None,
 ) -> None:
@@ -121,7 +132,9 @@ def report_command(
     recommended item by the same user or session within the window after the recommendation
     is attributed to the most recent recommendation showing it, once. Every answer is an
     impression; CTR and conversion rate are the shares of impressions followed by a click or
-    a purchase, with 95 % Wilson intervals.
+    a purchase, with 95 % Wilson intervals. With a shadow version's lists in the log: their
+    mean overlap@K with the served lists of the same requests, and the hit rate of each on
+    the subject's next event within the window.
     """
     window_s, counted = _duration(window), _behaviours(clicks)
     url = source or load_config().log_url
@@ -130,13 +143,17 @@ def report_command(
     recs, bad_recs = _read_recommendations(url, recommendations)
     acts, bad_events = _read_events(url, events)
     report = attribute(recs, acts, window_s, counted)
+    shadow = compare(recs, acts, window_s, k)
     unreadable = {"recommendations": bad_recs, "events": bad_events}
     if plot_path is not None:
-        plot(report, plot_path)
+        plot(report, plot_path, shadow)
     if as_json:
-        typer.echo(json.dumps({**report.as_dict(), "unreadable": unreadable}))
+        shadows = [f.as_dict() for f in shadow]
+        typer.echo(json.dumps({**report.as_dict(), "shadow": shadows, "unreadable": unreadable}))
         return
     out.print(_table(report))
+    if shadow:
+        out.print(_shadow_table(shadow, window_s))
     out.print(_summary(report, unreadable), highlight=False)
 
 
@@ -202,11 +219,37 @@ def _table(report: Attribution) -> Table:
     return table
 
 
+def _shadow_table(shadow: list[ShadowFigures], window_s: float) -> Table:
+    k = shadow[0].k
+    table = Table(
+        "served",
+        "shadow",
+        "requests",
+        f"overlap@{k}",
+        "judged",
+        f"served hit@{k} [95% CI]",
+        f"shadow hit@{k} [95% CI]",
+        title=f"shadow beside served on the same requests (next event within {window_s:g} s)",
+    )
+    for f in shadow:
+        table.add_row(
+            f.served_version,
+            f.shadow_version,
+            f"{f.requests:,}",
+            f"{f.overlap:.3f}",
+            f"{f.judged:,}",
+            _interval(f.served_hit_rate),
+            _interval(f.shadow_hit_rate),
+        )
+    return table
+
+
 def _summary(report: Attribution, unreadable: dict[str, int]) -> str:
     lines = [
         f"clicks: {', '.join(report.click_behaviours)}; conversions: purchase",
         f"recommendations: {report.recommendations:,} ({report.repeated_records:,} repeated "
-        f"records left out; {report.item_subjects:,} for items, not impressions)",
+        f"records left out; {report.item_subjects:,} for items and "
+        f"{report.shadow_lists:,} shadow lists, not impressions)",
         f"events: {report.events:,} ({report.repeated_events:,} repeated); attributed "
         f"{report.attributed:,}, not attributed {report.unattributed:,}",
     ]
@@ -218,27 +261,39 @@ def _summary(report: Attribution, unreadable: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-def plot(report: Attribution, path: Path) -> None:
-    """CTR and conversion rate per version and arm as bars with their Wilson intervals."""
+def plot(report: Attribution, path: Path, shadow: list[ShadowFigures] | None = None) -> None:
+    """CTR and conversion rate per version and arm as bars with their Wilson intervals; with
+    ``shadow``, a third panel: each list's hit rate, served beside shadow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [f"{a.model_version}\n{a.arm}" for a in report.arms]
-    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.6 * len(names) + 3), 4))
-    for ax, title, rates in (
-        (axes[0], "CTR", [a.ctr for a in report.arms]),
-        (axes[1], "conversion rate", [a.conversion_rate for a in report.arms]),
-    ):
-        values = [r.value for r in rates]
-        errors = [[r.value - r.low for r in rates], [r.high - r.value for r in rates]]
-        ax.bar(range(len(names)), values, yerr=errors, capsize=4)
-        ax.set_xticks(range(len(names)), names)
-        ax.set_title(f"{title} (95% Wilson interval)")
-        ax.set_ylim(bottom=0)
+    panels = [
+        ("CTR", names, [a.ctr for a in report.arms]),
+        ("conversion rate", names, [a.conversion_rate for a in report.arms]),
+    ]
+    if shadow:
+        labels = [f"{f.served_version}\nserved" for f in shadow]
+        labels += [f"{f.shadow_version}\nshadow" for f in shadow]
+        hits = [f.served_hit_rate for f in shadow] + [f.shadow_hit_rate for f in shadow]
+        panels.append((f"hit@{shadow[0].k}, same requests", labels, hits))
+    width = max(6.0, 1.6 * len(names) + 3) * len(panels) / 2
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4))
+    for ax, (title, labels, rates) in zip(axes, panels, strict=True):
+        _bars(ax, title, labels, rates)
     fig.suptitle(f"attributed within {report.window_s:g} s of a recommendation")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     err.print(f"wrote {path}", highlight=False)
+
+
+def _bars(ax: Any, title: str, labels: list[str], rates: list[Rate]) -> None:
+    values = [r.value for r in rates]
+    errors = [[r.value - r.low for r in rates], [r.high - r.value for r in rates]]
+    ax.bar(range(len(labels)), values, yerr=errors, capsize=4)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_title(f"{title} (95% Wilson interval)")
+    ax.set_ylim(bottom=0)

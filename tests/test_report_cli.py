@@ -134,3 +134,45 @@ def test_bad_options_are_one_clear_line(args: list[str], says: str) -> None:
     result = runner.invoke(app, ["report", *args])
     assert result.exit_code == 2
     assert says in result.output
+
+
+@pytest.fixture
+def shadow_log(tmp_path: Path) -> str:
+    """A log holding served and shadow lists of the same requests (``test_shadow_compare``)."""
+    from tests.serving import test_shadow_compare as known
+
+    url = f"log://{tmp_path / 'shadow-log'}"
+    log_config(url).connect()([(r.key, encode(r)) for r in known.RECORDS])
+    EventLog(tmp_path / "shadow-log").send("events", [event_record(i) for i in known.events()])
+    return url
+
+
+def test_report_sets_the_shadow_beside_the_served_version(shadow_log: str) -> None:
+    figures = report("--from", shadow_log, "-k", "1")
+    served, b = figures["shadow"]  # type: ignore[misc]
+    assert (served["served_version"], served["shadow_version"], served["k"]) == ("v1", "v2", 1)
+    assert (served["requests"], served["overlap"], served["judged"]) == (6, 0.5, 3)
+    assert served["served_hit_rate"]["hits"] == 1 and served["shadow_hit_rate"]["hits"] == 2
+    assert (b["served_version"], b["requests"]) == ("v3", 1)
+    assert figures["shadow_lists"] == 8
+    assert {a["arm"] for a in figures["arms"]} == {"primary", "b"}  # type: ignore[attr-defined]
+    assert report("--from", shadow_log)["shadow"][0]["overlap"] == pytest.approx(7 / 9)  # type: ignore[index]
+
+
+def test_the_shadow_table_and_plot(shadow_log: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", "--from", shadow_log], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "shadow beside served on the same requests" in result.output
+    assert "0.778" in result.output and "8 shadow lists" in result.output
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "shadow.png"
+    drawn = runner.invoke(app, ["report", "--from", shadow_log, "--plot", str(png)])
+    assert drawn.exit_code == 0, drawn.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_shadow_has_no_table_without_shadow_lists(log_url: str) -> None:
+    result = runner.invoke(app, ["report", "--from", log_url], env={"COLUMNS": "200"})
+    assert "shadow beside served" not in result.output
+    assert report("--from", log_url)["shadow"] == []
+    assert runner.invoke(app, ["report", "--from", log_url, "-k", "0"]).exit_code == 2
