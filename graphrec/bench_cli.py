@@ -207,10 +207,14 @@ def bench_reclog_cmd(
         str | None,
         typer.Option("--log", help="Log URL for the recommendation log (default: a fresh one)."),
     ] = None,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="Also measure the log on with a shadow version.")
+    ] = False,
 ) -> None:
     """Recommend p50/p99 with the recommendation log on beside it off, in turns in the same
     run, and what the log wrote and dropped (JSON last line)."""
     from benchmarks.reclog import bench_reclog
 
     steps = _levels(levels)
-    print(json.dumps(bench_reclog(items, events, users, seconds, steps, rounds, epochs, log)))
+    figures = bench_reclog(items, events, users, seconds, steps, rounds, epochs, log, 0, shadow)
+    print(json.dumps(figures))
