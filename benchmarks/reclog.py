@@ -88,12 +88,6 @@ def bench_reclog(
             world.store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    met = {
-        "p50_within_5%": all(m["ratio_p50"] <= 1.05 for m in measured.values()),
-        "p99_within_10%": all(m["ratio_p99"] <= 1.10 for m in measured.values()),
-    }
-    if shadow:
-        met["shadow_p99_within_10%"] = all(m["shadow_ratio_p99"] <= 1.10 for m in measured.values())
     return {
         "bench": "reclog",
         "items": items,
@@ -105,8 +99,19 @@ def bench_reclog(
         "levels": measured,
         **ledger,
         "goals": f"{GOALS}; {SHADOW_GOAL}" if shadow else GOALS,
-        "met": met,
+        "met": _met(measured, shadow),
     }
+
+
+def _met(measured: dict[str, dict[str, float]], shadow: bool) -> dict[str, bool]:
+    """Which goals every level met."""
+    met = {
+        "p50_within_5%": all(m["ratio_p50"] <= 1.05 for m in measured.values()),
+        "p99_within_10%": all(m["ratio_p99"] <= 1.10 for m in measured.values()),
+    }
+    if shadow:
+        met["shadow_p99_within_10%"] = all(m["shadow_ratio_p99"] <= 1.10 for m in measured.values())
+    return met
 
 
 def _serve(world: Any, reclog: RecommendationLogConfig | None) -> tuple[Serving, str]:

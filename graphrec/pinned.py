@@ -23,7 +23,7 @@ from serving.app import Serving
 from serving.engine import Engine
 from serving.loops import LoopState
 from serving.pinned import load_pinned, with_ab, with_shadow
-from serving.recommender import Recommender
+from serving.recommender import Recommender, RecommenderConfig
 from serving.shadow import Shadow
 
 USAGE_EXIT = 2
@@ -93,12 +93,13 @@ def _always(marks: Positions) -> Callable[[], Positions]:
 
 
 def load_pinned_versions(
-    models_dir: Path, shadow: str | None, ab: str | None, logged: bool, exact_threshold: int
+    models_dir: Path, shadow: str | None, ab: str | None, logged: bool, config: RecommenderConfig
 ) -> Pinned:
-    """Check ``--shadow`` and ``--ab`` and load their versions; on a bad value print one line
-    and exit with the usage code."""
+    """Check ``--shadow`` and ``--ab`` (``logged``: whether answers go to a recommendation
+    log) and load their versions; on a bad value print one line and exit with the usage
+    code."""
     try:
-        return _load(models_dir, shadow, ab, logged, exact_threshold)
+        return _load(models_dir, shadow, ab, logged, config.exact_threshold)
     except BadPinned as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(USAGE_EXIT) from None

@@ -135,8 +135,7 @@ def serve_command(
     """Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.
 
     Loads `<models>/current`, hot-reloads new versions, follows the sink's change stream to
-    re-embed items whose neighbourhood changed, and exposes health, reflection and Prometheus
-    metrics.
+    re-embed the items it changed, and exposes health, reflection and Prometheus metrics.
     """
     config = load_config()
     if bool(tls_cert) != bool(tls_key):
@@ -161,8 +160,7 @@ def serve_command(
         )
     reclog = None if no_recommendation_log else log_config(recommendation_log or follow_url)
     models = models_dir or config.models_path
-    threshold = recommender_config.exact_threshold
-    pinned = load_pinned_versions(models, shadow, ab, reclog is not None, threshold)
+    pinned = load_pinned_versions(models, shadow, ab, reclog is not None, recommender_config)
     with open_store(store or config.store_url) as graph:
         serving = Serving(
             graph,
