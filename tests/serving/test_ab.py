@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,34 @@ def test_every_answer_names_the_version_of_its_arm(world: World, tmp_path: Path)
         expected = (OTHER, "b") if user in in_b else (served, "primary")
         assert (response.model_version, logged[rid].arm) == expected, user
         assert logged[rid].model_version == response.model_version
+
+
+def test_the_other_version_follows_the_change_stream(world: World, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from graphrec.pinned import Pinned
+    from graphstore import ItemRecord
+    from tests.serving.test_operations import publish
+
+    shutil.copytree(world.root, tmp_path / "world")
+    root = tmp_path / "world"
+    own = replace(world, root=root, log_url=f"log://{root / 'log'}", models=root / "models")
+    own = replace(own, store_url=f"sqlite://{root / 'graph'}")
+    with running(own, tmp_path / "run") as service:
+        pinned = Pinned(ab=(service.other, 0.5))
+        pinned.attach(service.serving)
+        service.start()
+        pinned.start(service.serving, service.store, own.log_url)
+        try:
+            template = own.dataset.items[5]
+            publish(own, items=[ItemRecord("brand-new", template.category_path, "new serum")])
+            table = service.other.table
+            wait_until(
+                "the other version's table holds the new item",
+                lambda: "brand-new" in table.index and table.index["brand-new"] < table.size,
+                15,
+            )
+            up = service.metric("graphrec_background_up", loop="change-feed-b")
+            assert up == 1
+        finally:
+            pinned.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -145,7 +146,7 @@ def test_a_stuck_shadow_never_holds_up_an_answer_and_counts_its_drops(
     world: World, tmp_path: Path
 ) -> None:
     with running(world, tmp_path) as service:
-        config = ShadowConfig(capacity=3, max_batch=1, linger_s=0.01)
+        config = ShadowConfig(capacity=3, max_batch=1, linger_s=0.01, max_busy=1.0)
         shadow = with_shadow(service.serving, service.other, config)
         stuck = Stuck(shadow.recommender)
         shadow.recommender = stuck  # type: ignore[assignment]
@@ -190,3 +191,49 @@ def test_what_is_queued_at_stop_is_counted() -> None:
     shadow.stop()
     assert registry.get_sample_value("graphrec_shadow_dropped_total", {"reason": "full"}) == 1
     assert registry.get_sample_value("graphrec_shadow_dropped_total", {"reason": "stopped"}) == 2
+
+
+class Timed:
+    """A recommender taking ``took_s`` a batch, noting when each batch ran."""
+
+    def __init__(self, took_s: float) -> None:
+        self.took_s, self.ran = took_s, []  # type: list[tuple[float, float]]
+
+    def recommend_many(self, queries: Sequence[Query]) -> list[Recommendation | Exception]:
+        started = time.perf_counter()
+        time.sleep(self.took_s)
+        self.ran.append((started, time.perf_counter()))
+        return [Recommendation([], "v-shadow") for _ in queries]
+
+
+def test_the_shadow_keeps_to_its_share_of_the_clock_and_drops_the_rest() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from serving.reclog import RecommendationLog, RecommendationLogConfig
+
+    registry = CollectorRegistry()
+    log = RecommendationLog(RecommendationLogConfig(lambda: lambda records: None), registry)
+    timed = Timed(0.02)
+    config = ShadowConfig(capacity=10, max_batch=1, linger_s=0.01, max_busy=0.25)
+    shadow = Shadow(timed, log, registry, config)  # type: ignore[arg-type]
+    request = pb.RecommendRequest(subject=pb.Subject(user_id="u1"), k=3).SerializeToString()
+    shadow.start()
+    for i in range(30):
+        shadow.offer(request, f"r{i}")
+    wait_until("five batches scored", lambda: len(timed.ran) >= 5, 10)
+    shadow.stop()
+    busy = sum(end - start for start, end in timed.ran)
+    span = timed.ran[-1][1] - timed.ran[0][0]
+    # each batch is followed by a rest three times as long: at most a quarter of the clock
+    assert busy / span <= 0.25 * (len(timed.ran) / (len(timed.ran) - 0.75)) + 0.01
+    dropped = registry.get_sample_value("graphrec_shadow_dropped_total", {"reason": "full"})
+    assert dropped == 30 - 10
+    scored = registry.get_sample_value("graphrec_shadow_scored_total")
+    waiting = registry.get_sample_value("graphrec_recommendation_log_waiting")
+    assert scored == len(timed.ran) == waiting  # each list queued for the log
+
+
+def test_max_busy_is_a_share() -> None:
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError, match="max_busy"):
+            ShadowConfig(max_busy=share)
