@@ -4,7 +4,8 @@ Requests arrive as bytes and are parsed on a worker, so a request that is not a 
 message gets INVALID_ARGUMENT rather than the framework's INTERNAL. Each request is admitted
 on the event loop (``Admission``), runs on the worker pool within the caller's deadline (or is
 shed with RESOURCE_EXHAUSTED when it would not make it), and Recommend requests go through
-the ``RecommendBatcher``.
+the ``RecommendBatcher``. An answered Recommend request goes to the recommendation log with
+its A/B arm (``serving.abtest``) and, with a shadow version, to its queue (``serving.shadow``).
 """
 
 from __future__ import annotations
