@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +20,7 @@ from rich.table import Table
 from graphrec.changefeed import ChangeFeed, serving_feed
 from graphrec.config import load_config
 from graphrec.reclog import log_config
+from graphrec.replicas import Replicas, run_replicas
 from graphstore import GraphStore, open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
@@ -91,6 +96,30 @@ NoRecLogOpt = Annotated[
 ]
 
 
+ProcessesOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Server processes on the one port (SO_REUSEPORT), each loading the model and "
+        "following the change stream itself, restarted by this one when they exit; the kernel "
+        "spreads connections across them. Process i serves /metrics on --metrics-port + i.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ServeJob:
+    """What one serving process runs (picklable: replicas get it in a spawned process)."""
+
+    store_url: str
+    models_dir: Path
+    recommender: RecommenderConfig
+    server: ServerConfig
+    trending_url: str
+    recommendation_log: str | None  # log URL of the recommendation log (None: off)
+    follow_url: str | None  # log URL whose change stream to follow (None: do not)
+
+
 def serve_command(
     store: StoreOpt = None,
     models_dir: ModelsOpt = None,
@@ -109,6 +138,7 @@ def serve_command(
     browser_url: BrowserOpt = "http://127.0.0.1:7474/browser/",
     recommendation_log: RecLogOpt = None,
     no_recommendation_log: NoRecLogOpt = False,
+    processes: ProcessesOpt = 1,
 ) -> None:
     """Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.
 
@@ -130,27 +160,85 @@ def serve_command(
         metrics_port=metrics_port,
         metrics_host=config.metrics_host,
     )
-    recommender_config = RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url)
     follow_url = log or config.log_url
     parse_log_url(follow_url)  # a bad URL fails here, before anything starts
     if recommendation_log and no_recommendation_log:
         raise typer.BadParameter(
             "--recommendation-log and --no-recommendation-log exclude each other"
         )
-    reclog = None if no_recommendation_log else log_config(recommendation_log or follow_url)
-    with open_store(store or config.store_url) as graph:
+    job = ServeJob(
+        store_url=store or config.store_url,
+        models_dir=models_dir or config.models_path,
+        recommender=RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url),
+        server=server,
+        trending_url=trending or "",
+        recommendation_log=None if no_recommendation_log else recommendation_log or follow_url,
+        follow_url=follow_url if follow else None,
+    )
+    if processes == 1:
+        serve(job)
+        return
+    try:
+        replicas = Replicas(serve_replica, (job,), processes, server.address)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    run_replicas(replicas, lambda port: _announce(replicas, server))
+
+
+def serve(
+    job: ServeJob,
+    on_started: Callable[[], object] | None = None,
+    orphaned: Callable[[], bool] | None = None,
+) -> None:
+    """Run ``job`` in this process until SIGTERM/SIGINT (or until ``orphaned()``), calling
+    ``on_started`` once it serves."""
+    reclog = None if job.recommendation_log is None else log_config(job.recommendation_log)
+    with open_store(job.store_url) as graph:
         serving = Serving(
             graph,
-            models_dir or config.models_path,
-            recommender_config,
-            server,
-            trending_url=trending or "",
+            job.models_dir,
+            job.recommender,
+            job.server,
+            trending_url=job.trending_url,
             recommendation_log=reclog,
         )
-        _run(serving, graph, follow_url if follow else None, metrics_port)
+        _run(serving, graph, job.follow_url, on_started, orphaned)
 
 
-def _run(serving: Serving, graph: GraphStore, follow_url: str | None, metrics_port: int) -> None:
+def serve_replica(job: ServeJob, index: int, address: str, ready: Event, parent_pid: int) -> None:
+    """Replica ``index`` of ``graphrec serve --processes N`` (``graphrec.replicas``): on the
+    shared ``address``, its /metrics on the metrics port + ``index``; stops when its parent
+    is gone."""
+    metrics_port = job.server.metrics_port + index if job.server.metrics_port else 0
+    server = replace(
+        job.server, address=address, reuse_port=True, replica=index, metrics_port=metrics_port
+    )
+    serve(replace(job, server=server), ready.set, lambda: os.getppid() != parent_pid)
+
+
+def _announce(replicas: Replicas, server: ServerConfig) -> None:
+    pids = ", ".join(str(p) for p in replicas.pids())
+    first, last = server.metrics_port, server.metrics_port + replicas.processes - 1
+    metrics = (
+        f"; metrics on http://{server.metrics_host}:{first}..{last}/metrics"
+        if server.metrics_port
+        else ""
+    )
+    out.print(
+        f"serving graphrec.v1.Recommender on port {replicas.port} with "
+        f"{replicas.processes} processes (pids {pids}){metrics}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _run(
+    serving: Serving,
+    graph: GraphStore,
+    follow_url: str | None,
+    on_started: Callable[[], object] | None = None,
+    orphaned: Callable[[], bool] | None = None,
+) -> None:
     """Start the service (and the change feed on ``follow_url``), wait for SIGTERM/SIGINT,
     stop both."""
     feed: ChangeFeed | None = None
@@ -159,13 +247,21 @@ def _run(serving: Serving, graph: GraphStore, follow_url: str | None, metrics_po
         if follow_url is not None:
             feed = _feed(follow_url, graph, serving)
             feed.start()
-        host = serving.server.config.metrics_host
-        metrics = f"; metrics on http://{host}:{metrics_port}/metrics" if metrics_port else ""
-        out.print(
-            f"serving graphrec.v1.Recommender on port {port} "
-            f"(model {serving.registry.version}){metrics}"
+        config = serving.server.config
+        metrics = (
+            f"; metrics on http://{config.metrics_host}:{config.metrics_port}/metrics"
+            if config.metrics_port
+            else ""
         )
-        _wait_for_a_stop_signal()
+        who = "" if config.replica is None else f"replica {config.replica} (pid {os.getpid()}): "
+        out.print(
+            f"{who}serving graphrec.v1.Recommender on port {port} "
+            f"(model {serving.registry.version}){metrics}",
+            soft_wrap=True,
+        )
+        if on_started is not None:
+            on_started()
+        _wait_for_a_stop_signal(orphaned)
     finally:
         if feed is not None:
             feed.stop()
@@ -185,12 +281,16 @@ def _fanouts(text: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"--fanouts takes integers like 50,10, got {text!r}") from None
 
 
-def _wait_for_a_stop_signal() -> None:
-    """Block until SIGTERM or SIGINT (Ctrl-C)."""
+def _wait_for_a_stop_signal(orphaned: Callable[[], bool] | None = None) -> None:
+    """Block until SIGTERM or SIGINT (Ctrl-C), or until ``orphaned()`` (checked every
+    second)."""
     stopped = threading.Event()
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: stopped.set())
-    stopped.wait()
+    while not stopped.wait(1.0):
+        if orphaned is not None and orphaned():
+            log.warning("the parent process is gone: stopping")
+            return
 
 
 def recommend_command(
