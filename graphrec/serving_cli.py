@@ -177,12 +177,17 @@ def serve_command(
     )
     if processes == 1:
         serve(job)
-        return
+    else:
+        _serve_replicas(job, processes)
+
+
+def _serve_replicas(job: ServeJob, processes: int) -> None:
+    """``job`` as ``processes`` supervised replicas on one port, until SIGTERM/SIGINT."""
     try:
-        replicas = Replicas(serve_replica, (job,), processes, server.address)
+        replicas = Replicas(serve_replica, (job,), processes, job.server.address)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    run_replicas(replicas, lambda port: _announce(replicas, server))
+    run_replicas(replicas, lambda port: _announce(replicas, job.server))
 
 
 def serve(

@@ -116,9 +116,11 @@ def _gone(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def two(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, int]]:
     running = _serve(world, tmp_path_factory.mktemp("replicas"), 2, "127.0.0.1:0")
-    port = int(running.wait_for(ANNOUNCED, STARTUP_S).group(1))
-    yield running, port
-    _stop(running)
+    try:
+        port = int(running.wait_for(ANNOUNCED, STARTUP_S).group(1))
+        yield running, port
+    finally:
+        _stop(running)
 
 
 def test_two_processes_on_one_port_both_answer(world: World, two: tuple[Running, int]) -> None:
