@@ -94,6 +94,17 @@ class Replicas:
         ]
         return self.port
 
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until every replica serves: ``ReplicaFailed`` when one fails first,
+        ``TimeoutError`` past ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        self.check()
+        while not all(r.served for r in self._replicas):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replicas did not start serving in {timeout_s:g} s")
+            time.sleep(POLL_S)
+            self.check()
+
     def supervise(self, stopping: threading.Event) -> None:
         """Restart replicas that exit until ``stopping`` is set; ``ReplicaFailed`` when one
         fails before it ever served."""
@@ -148,7 +159,7 @@ class Replicas:
         ready = self._context.Event()
         process = self._context.Process(
             target=_replica_main,
-            args=(self.target, self.args, index, self.address, ready, os.getpid(), _log_level()),
+            args=(self.target, self.args, index, self.address, ready, os.getpid(), _log_levels()),
             name=f"graphrec-replica-{index}",
         )
         process.start()
@@ -213,11 +224,13 @@ def _replica_main(
     address: str,
     ready: Event,
     parent_pid: int,
-    log_level: int,
+    log_levels: dict[str, int],
 ) -> None:
-    """A replica process: the parent's log level, then ``target``; a failure becomes the
+    """A replica process: the parent's log levels, then ``target``; a failure becomes the
     command's one line on stderr and its exit code."""
-    logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    logging.basicConfig(level=log_levels.pop("", logging.WARNING), format=LOG_FORMAT)
+    for name, level in log_levels.items():
+        logging.getLogger(name).setLevel(level)
     try:
         target(*args, index, address, ready, parent_pid)
     except SystemExit:
@@ -228,13 +241,22 @@ def _replica_main(
         sys.exit(int(failure.code))
 
 
-def _log_level() -> int:
-    return logging.getLogger().getEffectiveLevel()
+def _log_levels() -> dict[str, int]:
+    """The root logger's level ("") and those set on named loggers (quietened libraries)."""
+    named = {
+        name: logger.level
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET
+    }
+    return {**named, "": logging.getLogger().getEffectiveLevel()}
 
 
 def _exit_status(code: int | None) -> str:
     if code is not None and code < 0:
-        return f"signal {signal.Signals(-code).name}"
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
     return f"exit code {code}"
 
 
