@@ -144,7 +144,7 @@ class RecommenderServer:
     async def _start(self) -> int:
         limit = self.config.max_message_bytes
         server = grpc.aio.server(
-            interceptors=() if self.config.replica is None else (ServedBy(self.config.replica),),
+            interceptors=None if self.config.replica is None else (ServedBy(self.config.replica),),
             options=[
                 # grpcio's default is 1 on Linux: a second server would share the port silently
                 ("grpc.so_reuseport", int(self.config.reuse_port)),
