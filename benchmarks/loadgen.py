@@ -123,15 +123,17 @@ def closed_loop(
     seconds: float,
     warmup_s: float = 0.5,
     timeout_s: float = 10.0,
+    connections: int = 1,
 ) -> dict[str, Any]:
     """``concurrency`` threads, each sending the next request as soon as the last one returns,
-    for ``warmup_s`` (not recorded) and then ``seconds``. Latencies are of OK calls."""
+    for ``warmup_s`` (not recorded) and then ``seconds``, over ``connections`` connections
+    (at most one a thread). Latencies are of OK calls."""
     codes: Counter[str] = Counter()
     lock = threading.Lock()
     per_thread: list[list[float]] = [[] for _ in range(concurrency)]
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(method, None, None)
-        call(payloads[0], timeout=timeout_s)  # connect before the clock
+    with _Connections(
+        target, method, min(concurrency, connections), timeout_s, payloads[0]
+    ) as calls:
         begin = time.perf_counter() + warmup_s
         end = begin + seconds
         barrier = threading.Barrier(concurrency)
@@ -145,7 +147,7 @@ def closed_loop(
                 if t0 >= end:
                     break
                 try:
-                    call(payloads[n % len(payloads)], timeout=timeout_s)
+                    calls[t % len(calls)](payloads[n % len(payloads)], timeout=timeout_s)
                     code = "OK"
                 except grpc.RpcError as exc:
                     code = exc.code().name
@@ -174,9 +176,11 @@ def open_loop(
     rate: float,
     seconds: float,
     timeout_s: float = 5.0,
+    connections: int = 1,
 ) -> dict[str, Any]:
-    """Fire ``rate * seconds`` requests on a fixed schedule (not waiting for answers), then wait
-    for the answers (at most ``timeout_s`` past the last send) and count their status codes."""
+    """Fire ``rate * seconds`` requests on a fixed schedule (not waiting for answers), in turn
+    over ``connections`` connections, then wait for the answers (at most ``timeout_s`` past the
+    last send) and count their status codes."""
     total = max(1, int(rate * seconds))
     codes: Counter[str] = Counter()
     ok: list[float] = []
@@ -184,9 +188,7 @@ def open_loop(
     last_done = [0.0]
     lock = threading.Lock()
     answered = threading.Event()
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(method, None, None)
-        call(payloads[0], timeout=timeout_s)  # connect before the clock
+    with _Connections(target, method, connections, timeout_s, payloads[0]) as calls:
         start = time.perf_counter()
 
         def record(sent: float, future: Any) -> None:  # a grpc Call and Future in one
@@ -208,7 +210,7 @@ def open_loop(
             if delay > 0:
                 time.sleep(delay)
             sent = time.perf_counter()
-            future = call.future(payloads[n % len(payloads)], timeout=timeout_s)
+            future = calls[n % len(calls)].future(payloads[n % len(payloads)], timeout=timeout_s)
             future.add_done_callback(functools.partial(record, sent))
             futures.append(future)
         send_s = time.perf_counter() - start
@@ -227,3 +229,28 @@ def open_loop(
             "ok_latencies": np.array(ok, np.float64),
             "shed_latencies": np.array(shed, np.float64),
         }
+
+
+class _Connections:
+    """``count`` channels to ``target``, each its own connection (the kernel spreads
+    connections, not calls, across server processes sharing a port), connected before the
+    clock starts: the callables of ``method`` on them."""
+
+    def __init__(
+        self, target: str, method: str, count: int, timeout_s: float, payload: bytes
+    ) -> None:
+        self.channels = [
+            grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(max(1, count))
+        ]
+        self.calls = [c.unary_unary(method, None, None) for c in self.channels]
+        self.timeout_s, self.payload = timeout_s, payload
+
+    def __enter__(self) -> list[grpc.UnaryUnaryMultiCallable]:
+        for call in self.calls:
+            call(self.payload, timeout=self.timeout_s)  # connect before the clock
+        return self.calls
+
+    def __exit__(self, *_: object) -> None:
+        for channel in self.channels:
+            channel.close()

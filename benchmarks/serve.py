@@ -43,6 +43,7 @@ from benchmarks.loadgen import ECHO_METHOD, Clients, EchoServer
 from benchmarks.serve_figures import (
     GOALS,
     goals_met,
+    headline,
     level_figures,
     overload_figures,
     topk_figures,
@@ -52,6 +53,7 @@ from benchmarks.serve_world import World, WorldSpec, build_world
 if TYPE_CHECKING:
     from gnn.datasets import Dataset
     from serving.app import Serving
+    from serving.engine import Engine
 
 Progress = Callable[[str], None]
 
@@ -71,6 +73,7 @@ def bench_serve(
     progress: Progress | None = None,
     store_url: str | None = None,
     train_events: int | None = None,
+    processes: int = 1,
 ) -> dict[str, object]:
     """Build (or reuse) a world, serve it, measure; returns the figures (``graphrec bench
     serve``)."""
@@ -80,7 +83,9 @@ def bench_serve(
     try:
         world = build_world(spec, work, store_url, say)
         try:
-            run = _Run(seconds, tuple(levels), overload_seconds, workers, max_inflight, work)
+            run = _Run(
+                seconds, tuple(levels), overload_seconds, workers, max_inflight, work, processes
+            )
             return _measure(world, run, topk_queries, say)
         finally:
             world.store.close()
@@ -109,6 +114,13 @@ class _Run:
     workers: int
     max_inflight: int
     work: Path
+    processes: int  # server processes on the one port (1: the service in this process)
+
+    @property
+    def connections(self) -> int:
+        """Client connections a run spreads its calls over (one a thread in closed loops):
+        the kernel spreads connections, not calls, across processes sharing a port."""
+        return 1 if self.processes == 1 else 32
 
 
 def _measure(world: World, run: _Run, topk_queries: int, say: Progress) -> dict[str, object]:
@@ -116,13 +128,10 @@ def _measure(world: World, run: _Run, topk_queries: int, say: Progress) -> dict[
     from serving.server import SERVICE_NAME
 
     on_neo4j = isinstance(world.store, Neo4jGraphStore)
-    serving, port, load_s = _start_service(world, run.workers, run.max_inflight, say)
+    engine, port, load_s, stop_service = _start_service(world, run, say)
     echo = EchoServer()
     clients = Clients()
     try:
-        engine = serving.registry.current()
-        if engine is None:
-            raise RuntimeError("the service did not load the trained model")
         say(f"service on 127.0.0.1:{port} ({engine.table.size:,} items, {load_s:.1f} s to load)")
         users = _known_users(world.dataset, 1_000)
         targets = _Targets(
@@ -134,10 +143,8 @@ def _measure(world: World, run: _Run, topk_queries: int, say: Progress) -> dict[
         sample = _sample(targets.serve, targets.recommend, targets.payloads[:100])
         say(f"top-K: {topk_queries} queries, usearch index vs numpy exact")
         topk = topk_figures(engine.table.embeddings, topk_queries)
-        measured = _closed_loops(clients, targets, run.levels, run.seconds, say)
-        overload = _open_loop(
-            clients, targets, measured, run.overload_seconds, run.max_inflight, say
-        )
+        measured = _closed_loops(clients, targets, run, say)
+        overload = _open_loop(clients, targets, measured, run, say)
         neo4j: dict[str, object] = {}
         if isinstance(world.store, Neo4jGraphStore):
             from benchmarks.serve_neo4j import neo4j_figures
@@ -147,7 +154,7 @@ def _measure(world: World, run: _Run, topk_queries: int, say: Progress) -> dict[
     finally:
         clients.close()
         echo.stop()
-        serving.stop()
+        stop_service()
     return {
         "bench": "serve",
         "store": world.store.url,
@@ -157,6 +164,8 @@ def _measure(world: World, run: _Run, topk_queries: int, say: Progress) -> dict[
         "load_s": round(load_s, 2),
         "seconds_per_level": run.seconds,
         "workers": run.workers,
+        "processes": run.processes,
+        "connections": run.connections,
         "cores": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "baseline": "grpc.aio echo server (generic unary handler returning the request bytes) "
@@ -170,6 +179,7 @@ def _measure(world: World, run: _Run, topk_queries: int, say: Progress) -> dict[
         **neo4j,
         "goals": GOALS,
         "met": goals_met(measured, topk, overload),
+        "headline": headline(measured, overload),
     }
 
 
@@ -182,9 +192,29 @@ def _out_of_the_collectors_sight() -> None:
 
 
 def _start_service(
+    world: World, run: _Run, say: Progress
+) -> tuple[Engine, int, float, Callable[[], None]]:
+    """The service on the world's store and model, in this process or as ``run.processes``
+    replicas: (the model it serves, its port, seconds it took to load, how to stop it)."""
+    if run.processes > 1:
+        from benchmarks.serve_replicas import load_engine, start_replicas
+
+        replicas, port, load_s = start_replicas(
+            world, run.processes, run.workers, run.max_inflight, say
+        )
+        return load_engine(world), port, load_s, replicas.stop
+    serving, port, load_s = _start_serving(world, run.workers, run.max_inflight, say)
+    engine = serving.registry.current()
+    if engine is None:
+        serving.stop()
+        raise RuntimeError("the service did not load the trained model")
+    return engine, port, load_s, serving.stop
+
+
+def _start_serving(
     world: World, workers: int, max_inflight: int, say: Progress
 ) -> tuple[Serving, int, float]:
-    """The service on the world's store and model: (it, its port, seconds it took to load)."""
+    """The service in this process: (it, its port, seconds it took to load)."""
     from serving.app import Serving
     from serving.server import ServerConfig
 
@@ -202,11 +232,12 @@ def _start_service(
 
 
 def _closed_loops(
-    clients: Clients, targets: _Targets, levels: Sequence[int], seconds: float, say: Progress
+    clients: Clients, targets: _Targets, run: _Run, say: Progress
 ) -> dict[str, dict[str, Any]]:
-    """At each concurrency level: the echo server, then the service, ``seconds`` each."""
+    """At each concurrency level: the echo server, then the service, ``run.seconds`` each."""
     measured: dict[str, dict[str, Any]] = {}
-    for concurrency in levels:
+    seconds = run.seconds
+    for concurrency in run.levels:
         say(f"concurrency {concurrency}: echo, then Recommend, {seconds:g} s each")
         bare, real = (
             clients.call(
@@ -216,6 +247,7 @@ def _closed_loops(
                 payloads=targets.payloads,
                 concurrency=concurrency,
                 seconds=seconds,
+                connections=run.connections,
             )
             for target, method in ((targets.echo, ECHO_METHOD), (targets.serve, targets.recommend))
         )
@@ -228,11 +260,11 @@ def _open_loop(
     clients: Clients,
     targets: _Targets,
     measured: dict[str, dict[str, Any]],
-    seconds: float,
-    max_inflight: int,
+    run: _Run,
     say: Progress,
 ) -> dict[str, Any]:
     """An open-loop flood at twice the best closed-loop throughput, on the echo and the service."""
+    seconds, max_inflight = run.overload_seconds, run.max_inflight
     saturation = max(float(m["rps"]) for m in measured.values())
     rate = 2.0 * saturation
     say(f"overload: open loop at {rate:.0f} req/s (2x {saturation:.0f}), {seconds:g} s")
@@ -245,6 +277,7 @@ def _open_loop(
             rate=rate,
             seconds=seconds,
             timeout_s=5.0,
+            connections=run.connections,
         )
         for name, target, method in (
             ("echo", targets.echo, ECHO_METHOD),
@@ -292,23 +325,27 @@ def _payloads(
 
 
 def _sample(target: str, method: str, payloads: Sequence[bytes]) -> dict[str, object]:
-    """Answer a few requests once, parsed, to show what the timed ones get back (untimed)."""
+    """Answer a few requests once, parsed, to show what the timed ones get back (untimed),
+    each on a connection of its own: how many server processes answered them too."""
     from protos import graphrec_pb2 as pb
+    from serving.server import PID_HEADER
 
-    sizes, items, fallbacks = [], [], 0
-    with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(method, None, None)
-        for payload in payloads:
-            raw = call(payload, timeout=30.0)
-            response = pb.RecommendResponse.FromString(raw)
-            sizes.append(len(raw))
-            items.append(len(response.items))
-            fallbacks += response.fallback
+    sizes, items, fallbacks, pids = [], [], 0, set()
+    for payload in payloads:
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(target, options=options) as channel:
+            raw, call = channel.unary_unary(method, None, None).with_call(payload, timeout=30.0)
+        response = pb.RecommendResponse.FromString(raw)
+        sizes.append(len(raw))
+        items.append(len(response.items))
+        fallbacks += response.fallback
+        pids.add(dict(call.trailing_metadata() or ()).get(PID_HEADER))  # None: in this process
     return {
         "requests": len(payloads),
         "response_bytes": round(float(np.mean(sizes)), 1),
         "items_per_response": round(float(np.mean(items)), 2),
         "fallbacks": fallbacks,
+        "processes_answering": len(pids),
     }
 
 

@@ -28,6 +28,17 @@ def goals_met(
     }
 
 
+def headline(measured: dict[str, dict[str, Any]], overload: dict[str, Any]) -> dict[str, Any]:
+    """The issue's three figures: p99 at the top concurrency, goodput at twice saturation ÷
+    saturation, and p50 ÷ echo p50 at every level."""
+    top = max(measured, key=int)
+    return {
+        f"p99_ms_at_c{top}": measured[top]["p99_ms"],
+        "goodput_ratio_at_2x": overload["ratio"],
+        "p50_over_echo": {level: m["ratio_p50"] for level, m in measured.items()},
+    }
+
+
 def topk_figures(index: Any, queries: int, k: int = 20, seed: int = 0) -> dict[str, Any]:
     """``ItemIndex.search`` vs ``exact_topk`` on the same table and queries (median per query).
 

@@ -91,6 +91,14 @@ def bench_serve_cmd(
         int | None,
         typer.Option(min=1_000, help="Train on the graph as of this many events (default all)."),
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Serve as this many processes on one port, as `graphrec serve --processes` "
+            "does (the clients then spread their calls over 32 connections, on the echo too).",
+        ),
+    ] = 1,
 ) -> None:
     """Recommend p50/p95/p99 at each concurrency beside a bare gRPC echo server, top-K beside
     numpy exact search, and status codes and goodput at 2x the saturating load; on Neo4j also
@@ -111,6 +119,7 @@ def bench_serve_cmd(
         epochs,
         store_url=store,
         train_events=train_events,
+        processes=processes,
     )
     print(json.dumps(figures))
 

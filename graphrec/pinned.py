@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -27,6 +28,25 @@ from serving.recommender import Recommender, RecommenderConfig
 from serving.shadow import Shadow
 
 USAGE_EXIT = 2
+ShadowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shadow",
+        metavar="VERSION",
+        help="Also score every Recommend request with this model version (of the models "
+        "directory), off the request path, and log its list beside the served one (arm "
+        "shadow); dropped and counted when it falls behind.",
+    ),
+]
+AbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ab",
+        metavar="VERSION:FRACTION",
+        help="Answer FRACTION (between 0 and 1) of users and sessions, split by a stable hash "
+        "of their id, with this model version (arm b).",
+    ),
+]
 
 
 class BadPinned(ValueError):

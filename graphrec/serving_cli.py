@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Annotated
 
@@ -15,8 +19,9 @@ from rich.table import Table
 
 from graphrec.changefeed import ChangeFeed, serving_feed
 from graphrec.config import load_config
-from graphrec.pinned import Pinned, load_pinned_versions
+from graphrec.pinned import AbOpt, Pinned, ShadowOpt, load_pinned_versions
 from graphrec.reclog import log_config
+from graphrec.replicas import Replicas, run_replicas, started_line
 from graphstore import GraphStore, open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
@@ -90,25 +95,32 @@ RecLogOpt = Annotated[
 NoRecLogOpt = Annotated[
     bool, typer.Option("--no-recommendation-log", help="Do not log Recommend answers.")
 ]
-ShadowOpt = Annotated[
-    str | None,
+
+
+ProcessesOpt = Annotated[
+    int,
     typer.Option(
-        "--shadow",
-        metavar="VERSION",
-        help="Also score every Recommend request with this model version (of the models "
-        "directory), off the request path, and log its list beside the served one (arm "
-        "shadow); dropped and counted when it falls behind.",
+        min=1,
+        help="Server processes on the one port (SO_REUSEPORT), each loading the model and "
+        "following the change stream itself, restarted by this one when they exit; the kernel "
+        "spreads connections across them. Process i serves /metrics on --metrics-port + i.",
     ),
 ]
-AbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--ab",
-        metavar="VERSION:FRACTION",
-        help="Answer FRACTION (between 0 and 1) of users and sessions, split by a stable hash "
-        "of their id, with this model version (arm b).",
-    ),
-]
+
+
+@dataclass(frozen=True)
+class ServeJob:
+    """What one serving process runs (picklable: replicas get it in a spawned process)."""
+
+    store_url: str
+    models_dir: Path
+    recommender: RecommenderConfig
+    server: ServerConfig
+    trending_url: str
+    recommendation_log: str | None  # log URL of the recommendation log (None: off)
+    follow_url: str | None  # log URL whose change stream to follow (None: do not)
+    shadow: str | None = None  # --shadow VERSION
+    ab: str | None = None  # --ab VERSION:FRACTION
 
 
 def serve_command(
@@ -131,53 +143,97 @@ def serve_command(
     no_recommendation_log: NoRecLogOpt = False,
     shadow: ShadowOpt = None,
     ab: AbOpt = None,
+    processes: ProcessesOpt = 1,
 ) -> None:
     """Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.
 
-    Loads `<models>/current`, hot-reloads new versions, follows the sink's change stream to
-    re-embed the items it changed, and exposes health, reflection and Prometheus metrics.
-    """
+    Loads `<models>/current`, hot-reloads new versions, re-embeds the items the sink's change
+    stream names, and exposes health, reflection and Prometheus metrics."""
     config = load_config()
     if bool(tls_cert) != bool(tls_key):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
-    server = ServerConfig(
-        address=address or config.grpc_address,
-        workers=workers,
-        max_batch=max_batch,
-        max_inflight=max_inflight,
-        token=token,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        metrics_port=metrics_port,
-        metrics_host=config.metrics_host,
-    )
-    recommender_config = RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url)
     follow_url = log or config.log_url
     parse_log_url(follow_url)  # a bad URL fails here, before anything starts
     if recommendation_log and no_recommendation_log:
         raise typer.BadParameter(
             "--recommendation-log and --no-recommendation-log exclude each other"
         )
-    reclog = None if no_recommendation_log else log_config(recommendation_log or follow_url)
-    models = models_dir or config.models_path
-    pinned = load_pinned_versions(models, shadow, ab, reclog is not None, recommender_config)
-    with open_store(store or config.store_url) as graph:
+    job = ServeJob(
+        store_url=store or config.store_url,
+        models_dir=models_dir or config.models_path,
+        recommender=RecommenderConfig(fanouts=_fanouts(fanouts), browser_url=browser_url),
+        server=ServerConfig(
+            address=address or config.grpc_address,
+            workers=workers,
+            max_batch=max_batch,
+            max_inflight=max_inflight,
+            token=token,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            metrics_port=metrics_port,
+            metrics_host=config.metrics_host,
+        ),
+        trending_url=trending or "",
+        recommendation_log=None if no_recommendation_log else recommendation_log or follow_url,
+        follow_url=follow_url if follow else None,
+        shadow=shadow,
+        ab=ab,
+    )
+    if processes == 1:
+        serve(job)
+    else:
+        _serve_replicas(job, processes)
+
+
+def _serve_replicas(job: ServeJob, processes: int) -> None:
+    """``job`` as ``processes`` supervised replicas on one port, until SIGTERM/SIGINT."""
+    try:
+        replicas = Replicas(serve_replica, (job,), processes, job.server.address)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    line = started_line(replicas, job.server.metrics_host, job.server.metrics_port)
+    run_replicas(replicas, lambda port: out.print(line(), highlight=False, soft_wrap=True))
+
+
+def serve(
+    job: ServeJob,
+    on_started: Callable[[], object] | None = None,
+    orphaned: Callable[[], bool] | None = None,
+) -> None:
+    """Run ``job`` in this process until SIGTERM/SIGINT (or until ``orphaned()``), calling
+    ``on_started`` once it serves."""
+    reclog = None if job.recommendation_log is None else log_config(job.recommendation_log)
+    logged = reclog is not None
+    pinned = load_pinned_versions(job.models_dir, job.shadow, job.ab, logged, job.recommender)
+    with open_store(job.store_url) as graph:
         serving = Serving(
             graph,
-            models,
-            recommender_config,
-            server,
-            trending_url=trending or "",
+            job.models_dir,
+            job.recommender,
+            job.server,
+            trending_url=job.trending_url,
             recommendation_log=reclog,
         )
-        _run(serving, graph, follow_url if follow else None, metrics_port, pinned)
+        _run(serving, graph, job.follow_url, on_started, orphaned, pinned)
+
+
+def serve_replica(job: ServeJob, index: int, address: str, ready: Event, parent_pid: int) -> None:
+    """Replica ``index`` of ``graphrec serve --processes N`` (``graphrec.replicas``): on the
+    shared ``address``, its /metrics on the metrics port + ``index``; stops when its parent
+    is gone."""
+    metrics_port = job.server.metrics_port + index if job.server.metrics_port else 0
+    server = replace(
+        job.server, address=address, reuse_port=True, replica=index, metrics_port=metrics_port
+    )
+    serve(replace(job, server=server), ready.set, lambda: os.getppid() != parent_pid)
 
 
 def _run(
     serving: Serving,
     graph: GraphStore,
     follow_url: str | None,
-    metrics_port: int,
+    on_started: Callable[[], object] | None = None,
+    orphaned: Callable[[], bool] | None = None,
     pinned: Pinned | None = None,
 ) -> None:
     """Start the service (and the change feed on ``follow_url``; the shadow and A/B versions
@@ -191,13 +247,21 @@ def _run(
             feed = _feed(follow_url, graph, serving)
             feed.start()
         pinned.start(serving, graph, follow_url)
-        host = serving.server.config.metrics_host
-        metrics = f"; metrics on http://{host}:{metrics_port}/metrics" if metrics_port else ""
-        out.print(
-            f"serving graphrec.v1.Recommender on port {port} "
-            f"(model {serving.registry.version}{pinned.describe()}){metrics}"
+        config = serving.server.config
+        metrics = (
+            f"; metrics on http://{config.metrics_host}:{config.metrics_port}/metrics"
+            if config.metrics_port
+            else ""
         )
-        _wait_for_a_stop_signal()
+        who = "" if config.replica is None else f"replica {config.replica} (pid {os.getpid()}): "
+        out.print(
+            f"{who}serving graphrec.v1.Recommender on port {port} "
+            f"(model {serving.registry.version}{pinned.describe()}){metrics}",
+            soft_wrap=True,
+        )
+        if on_started is not None:
+            on_started()
+        _wait_for_a_stop_signal(orphaned)
     finally:
         pinned.stop()
         if feed is not None:
@@ -218,12 +282,16 @@ def _fanouts(text: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"--fanouts takes integers like 50,10, got {text!r}") from None
 
 
-def _wait_for_a_stop_signal() -> None:
-    """Block until SIGTERM or SIGINT (Ctrl-C)."""
+def _wait_for_a_stop_signal(orphaned: Callable[[], bool] | None = None) -> None:
+    """Block until SIGTERM or SIGINT (Ctrl-C), or until ``orphaned()`` (checked every
+    second)."""
     stopped = threading.Event()
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: stopped.set())
-    stopped.wait()
+    while not stopped.wait(1.0):
+        if orphaned is not None and orphaned():
+            log.warning("the parent process is gone: stopping")
+            return
 
 
 def recommend_command(

@@ -86,6 +86,10 @@ class Serving:
         (a request took 5× longer with two of them on two cores).
         """
         torch.set_num_threads(1)
+        if self.server.config.reuse_port:
+            # A replica sharing the port listens once it can answer: connections stay with the
+            # process the kernel gave them to, and one loading its model would answer UNAVAILABLE.
+            self.registry.check()
         port = self.server.start()
         if self.trending is not None:  # its health needs the server running
             self.trending.start(LoopState(LOOP_NAME, self.metrics.loops, self.server.set_health))
@@ -99,6 +103,7 @@ class Serving:
                 "no model in %s yet; answering UNAVAILABLE until one is published",
                 self.registry.models_dir,
             )
+        self._update_health()  # a version loaded before the server started is not in it yet
         self.registry.start()
         self.store_probe.start()
         return port

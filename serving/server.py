@@ -8,7 +8,10 @@ admission control and batching are ``serving.admission`` and ``serving.batching`
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +28,12 @@ from serving.recommender import Recommender
 from serving.reflection import enable_reflection
 from serving.servicer import SERVICE_NAME, RecommenderServicer
 
-__all__ = ["SERVICE_NAME", "RecommenderServer", "ServerConfig"]
+__all__ = ["PID_HEADER", "REPLICA_HEADER", "SERVICE_NAME", "RecommenderServer", "ServerConfig"]
 
 PENDING_CALLS_LIMIT = 10_000  # ~5 s of calls at 2k/s; a pending call holds at most its headers
 # and one flow-control window
+REPLICA_HEADER = "graphrec-replica"  # trailing metadata of a replica's answers: its index
+PID_HEADER = "graphrec-pid"  # ... and its process id
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class ServerConfig:
     tls_key: Path | None = None
     metrics_port: int = 0  # Prometheus /metrics on <metrics_host>:<port>; 0 = off
     metrics_host: str = "127.0.0.1"
+    reuse_port: bool = False  # SO_REUSEPORT: other processes may listen on the same port
+    # (replicas); off, a port something else listens on is refused
+    replica: int | None = None  # a replica's index: named with its pid in every answer's
+    # trailing metadata (REPLICA_HEADER, PID_HEADER)
 
 
 def build_servicer(
@@ -135,7 +144,10 @@ class RecommenderServer:
     async def _start(self) -> int:
         limit = self.config.max_message_bytes
         server = grpc.aio.server(
+            interceptors=None if self.config.replica is None else (ServedBy(self.config.replica),),
             options=[
+                # grpcio's default is 1 on Linux: a second server would share the port silently
+                ("grpc.so_reuseport", int(self.config.reuse_port)),
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 16 * limit),
                 # Calls gRPC has accepted but the event loop has not taken up yet: past 1,000
@@ -144,7 +156,7 @@ class RecommenderServer:
                 # let them wait for it and get RESOURCE_EXHAUSTED or an answer.
                 ("grpc.server.max_pending_requests", PENDING_CALLS_LIMIT),
                 ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS_LIMIT),
-            ]
+            ],
         )
         server.add_generic_rpc_handlers((self.servicer.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -165,3 +177,33 @@ class RecommenderServer:
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         return port
+
+
+class ServedBy(grpc.aio.ServerInterceptor):
+    """Names the replica (its index and pid) in the trailing metadata of every unary answer,
+    after whatever the method itself put there."""
+
+    def __init__(self, replica: int) -> None:
+        self.metadata = ((REPLICA_HEADER, str(replica)), (PID_HEADER, str(os.getpid())))
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner: Callable[..., Any] = handler.unary_unary  # a coroutine function on aio servers
+        metadata = self.metadata
+
+        async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                result = inner(request, context)
+                return await result if inspect.isawaitable(result) else result
+            finally:
+                context.set_trailing_metadata((*(context.trailing_metadata() or ()), *metadata))
+
+        return grpc.unary_unary_rpc_method_handler(
+            answer, handler.request_deserializer, handler.response_serializer
+        )

@@ -71,12 +71,51 @@ def test_bench_serve_reports_levels_topk_and_sheds_only_with_resource_exhausted(
     assert any("overload" in line for line in lines)
 
 
+@pytest.mark.slow
+def test_bench_serve_with_two_processes_spreads_the_calls_over_both() -> None:
+    figures = bench_serve(
+        items=1_000,
+        events=5_000,
+        users=200,
+        seconds=1.0,
+        levels=(1, 8),
+        overload_seconds=1.0,
+        epochs=1,
+        topk_queries=20,
+        progress=lambda _: None,
+        processes=2,
+    )
+    json.dumps(figures)
+    assert (figures["processes"], figures["connections"]) == (2, 32)
+    sample = figures["sample"]
+    assert isinstance(sample, dict)
+    assert sample["processes_answering"] == 2  # 100 connections of their own: both took some
+    assert sample["items_per_response"] == 20.0
+    levels = figures["levels"]
+    assert isinstance(levels, dict)
+    assert all(level["errors"] == {} and level["rps"] > 0 for level in levels.values())
+    overload = figures["overload"]
+    assert isinstance(overload, dict)
+    assert set(overload["codes"]) <= {"OK", "RESOURCE_EXHAUSTED"}, overload
+    assert overload["codes"].get("OK", 0) > 0
+    headline = figures["headline"]
+    assert isinstance(headline, dict)
+    assert headline["p99_ms_at_c8"] == levels["8"]["p99_ms"]
+    assert headline["goodput_ratio_at_2x"] == overload["ratio"]
+    assert headline["p50_over_echo"] == {
+        "1": levels["1"]["ratio_p50"],
+        "8": levels["8"]["ratio_p50"],
+    }
+
+
 def test_bench_serve_is_mounted_and_checks_levels() -> None:
     runner = CliRunner()
     shown = runner.invoke(app, ["bench", "serve", "--help"])
     assert shown.exit_code == 0 and "--overload-seconds" in shown.output
+    assert "--processes" in shown.output
     bad = runner.invoke(app, ["bench", "serve", "--levels", "0,8"])
     assert bad.exit_code == 2
+    assert runner.invoke(app, ["bench", "serve", "--processes", "0"]).exit_code == 2
 
 
 @pytest.mark.slow
