@@ -40,10 +40,10 @@ def ensure_topics(
     topics: Sequence[str],
     partitions: int = DEFAULT_PARTITIONS,
     configs: Mapping[str, str] | None = None,
-) -> None:
+) -> dict[str, int]:
     """Create the topics that do not exist yet (replication factor 1: one local broker), with
     ``configs`` as their topic configs (e.g. ``cleanup.policy``). Existing topics are left
-    as they are."""
+    as they are. Returns each topic's partition count (an existing topic's own)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="graphrec-admin")
     try:
         missing = set(topics) - set(admin.list_topics())
@@ -55,6 +55,11 @@ def ensure_topics(
                 log.info("created topic %s with %d partitions %s", name, partitions, configs or "")
             except TopicAlreadyExistsError:
                 pass
+        existing = [t for t in topics if t not in missing]
+        counts = dict.fromkeys(missing, partitions)
+        for described in admin.describe_topics(existing) if existing else ():
+            counts[described["topic"]] = len(described["partitions"])
+        return counts
     finally:
         admin.close()
 
