@@ -69,7 +69,11 @@ class _Listener(ConsumerRebalanceListener):
         self._source = source
 
     def on_partitions_revoked(self, revoked: Sequence[KafkaTP]) -> None:
-        log.info("partitions revoked: %s", sorted((t.topic, t.partition) for t in revoked))
+        # Runs inside poll on the polling thread, before the group reassigns anything.
+        tps = sorted((t.topic, t.partition) for t in revoked)
+        log.info("partitions revoked: %s", tps)
+        if self._source.on_revoke_callback is not None:
+            self._source.on_revoke_callback(tps)
 
     def on_partitions_assigned(self, assigned: Sequence[KafkaTP]) -> None:
         # Runs on kafka-python's IO thread, where blocking consumer calls are forbidden:
@@ -89,6 +93,7 @@ class KafkaSource:
         its partitions back at once instead of waiting for its old session to expire."""
         ensure_topics(bootstrap, topics)
         self.on_assign_callback: OnAssign | None = None
+        self.on_revoke_callback: OnAssign | None = None
         self.newly_assigned: set[TopicPartition] = set()
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -119,6 +124,11 @@ class KafkaSource:
     def on_assign(self, callback: OnAssign) -> None:
         """Call ``callback`` with the partitions each time the group assigns some to us."""
         self.on_assign_callback = callback
+
+    def on_revoke(self, callback: OnAssign) -> None:
+        """Call ``callback`` with our partitions before the group takes them away (inside
+        ``poll``); the group waits for it to return."""
+        self.on_revoke_callback = callback
 
     def assignment(self) -> list[TopicPartition]:
         return sorted((t.topic, t.partition) for t in self._consumer.assignment())
@@ -205,12 +215,28 @@ class KafkaWriter:
         for future in futures:
             future.get(timeout=30)  # raises the broker's error, if any
 
+    def partitions(self, topic: str) -> int:
+        """Partition count of ``topic`` (created with the default count if missing)."""
+        return self.create_topic(topic, self._specs.get(topic, TopicSpec()).partitions)
+
+    def create_topic(self, name: str, partitions: int) -> int:
+        """Create topic ``name`` with ``partitions`` partitions if missing; returns its count."""
+        configs = self._specs.get(name, TopicSpec()).configs
+        count = ensure_topics(self._bootstrap, [name], partitions, configs)[name]
+        self._known_topics.add(name)
+        return count
+
+    def last_record(self, tp: TopicPartition) -> LogRecord | None:
+        """The newest record of one partition (``None``: none, or no such partition)."""
+        return last_record(self._bootstrap, tp)
+
     def close(self) -> None:
         self._producer.close()
 
 
 def last_record(bootstrap: str, tp: TopicPartition, timeout_s: float = 30.0) -> LogRecord | None:
-    """The newest record of one partition (``None`` when it holds none), read without a group."""
+    """The newest record of one partition (``None`` when it holds none, or the topic has no
+    such partition), read without a group."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id="graphrec-last-record",
@@ -218,6 +244,8 @@ def last_record(bootstrap: str, tp: TopicPartition, timeout_s: float = 30.0) -> 
         receive_message_max_bytes=RECEIVE_MESSAGE_MAX_BYTES,
     )
     try:
+        if tp[1] not in (consumer.partitions_for_topic(tp[0]) or ()):
+            return None
         ktp = KafkaTP(*tp)
         consumer.assign([ktp])
         end = consumer.end_offsets([ktp])[ktp]

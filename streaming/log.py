@@ -123,7 +123,10 @@ class EventLog:
         ]
 
     def last_record(self, tp: TopicPartition) -> LogRecord | None:
-        """The newest record of one partition (``None`` when it holds none)."""
+        """The newest record of one partition (``None`` when it holds none or its topic does
+        not exist)."""
+        if tp[0] not in self.topics():
+            return None
         end = self.end_offsets(tp[0]).get(tp[1], 0)
         found = self.read(tp, end - 1, 1) if end else []
         return found[0] if found else None
