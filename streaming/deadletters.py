@@ -44,7 +44,7 @@ class PartitionedLog(Protocol):
 
     def create_topic(self, name: str, partitions: int) -> int: ...
 
-    def last_record(self, tp: TopicPartition) -> LogRecord | None: ...
+    def last_records(self, topic: str, partitions: Sequence[int]) -> dict[int, LogRecord]: ...
 
 
 class DeadLetterQueue:
@@ -57,14 +57,20 @@ class DeadLetterQueue:
         self._dlq_partitions: dict[str, int] = {}
         self._lock = threading.Lock()  # the sink's reader resumes while its writer sends
 
-    def resumed(self, tp: TopicPartition) -> None:
-        """Partition ``tp`` is (re)assigned: learn from the DLQ how far it is dead-lettered."""
+    def resumed(self, partitions: Sequence[TopicPartition]) -> None:
+        """``partitions`` are (re)assigned: learn from the DLQ how far each is dead-lettered
+        (one read of the DLQ topic per source topic)."""
         if self._log is None:
             return
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in partitions:
+            by_topic.setdefault(topic, []).append(partition)
+        for topic, numbers in by_topic.items():
+            for partition, last in self._log.last_records(topic + DLQ_SUFFIX, numbers).items():
+                self._learn((topic, partition), last)
+
+    def _learn(self, tp: TopicPartition, last: LogRecord) -> None:
         topic, partition = tp
-        last = self._log.last_record((topic + DLQ_SUFFIX, partition))
-        if last is None:
-            return
         origin = (header(last.headers, "source.topic"), header(last.headers, "source.partition"))
         offset = header(last.headers, "source.offset")
         if origin != (topic.encode(), str(partition).encode()) or offset is None:

@@ -226,9 +226,9 @@ class KafkaWriter:
         self._known_topics.add(name)
         return count
 
-    def last_record(self, tp: TopicPartition) -> LogRecord | None:
-        """The newest record of one partition (``None``: none, or no such partition)."""
-        return last_record(self._bootstrap, tp)
+    def last_records(self, topic: str, partitions: Sequence[int]) -> dict[int, LogRecord]:
+        """The newest record of each of ``partitions`` of ``topic`` that holds one."""
+        return last_records(self._bootstrap, topic, partitions)
 
     def close(self) -> None:
         self._producer.close()
@@ -237,6 +237,14 @@ class KafkaWriter:
 def last_record(bootstrap: str, tp: TopicPartition, timeout_s: float = 30.0) -> LogRecord | None:
     """The newest record of one partition (``None`` when it holds none, or the topic has no
     such partition), read without a group."""
+    return last_records(bootstrap, tp[0], [tp[1]], timeout_s).get(tp[1])
+
+
+def last_records(
+    bootstrap: str, topic: str, partitions: Sequence[int], timeout_s: float = 30.0
+) -> dict[int, LogRecord]:
+    """The newest record of each of ``partitions`` of ``topic`` that holds one (none for a
+    topic that does not exist), read with one consumer outside any group."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id="graphrec-last-record",
@@ -244,20 +252,24 @@ def last_record(bootstrap: str, tp: TopicPartition, timeout_s: float = 30.0) -> 
         receive_message_max_bytes=RECEIVE_MESSAGE_MAX_BYTES,
     )
     try:
-        if tp[1] not in (consumer.partitions_for_topic(tp[0]) or ()):
-            return None
-        ktp = KafkaTP(*tp)
-        consumer.assign([ktp])
-        end = consumer.end_offsets([ktp])[ktp]
-        if not end:
-            return None
-        consumer.seek(ktp, end - 1)
+        known = consumer.partitions_for_topic(topic) or set()
+        tps = [KafkaTP(topic, p) for p in partitions if p in known]
+        ends = {tp: end for tp, end in consumer.end_offsets(tps).items() if end} if tps else {}
+        if not ends:
+            return {}
+        consumer.assign(list(ends))
+        for tp, end in ends.items():
+            consumer.seek(tp, end - 1)
+        found: dict[int, LogRecord] = {}
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            records = consumer.poll(timeout_ms=200, max_records=1).get(ktp)
-            if records:
-                return _log_record(records[-1])
-        raise TimeoutError(f"no record at {tp}@{end - 1} after {timeout_s} s")
+        while len(found) < len(ends):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no last record of {topic} {sorted(ends)} after {timeout_s} s")
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                last = max(records, key=lambda r: r.offset)
+                if last.offset == ends[tp] - 1:
+                    found[tp.partition] = _log_record(last)
+        return found
     finally:
         consumer.close(autocommit=False)
 

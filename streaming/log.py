@@ -131,6 +131,11 @@ class EventLog:
         found = self.read(tp, end - 1, 1) if end else []
         return found[0] if found else None
 
+    def last_records(self, topic: str, partitions: Sequence[int]) -> dict[int, LogRecord]:
+        """The newest record of each of ``partitions`` of ``topic`` that holds one."""
+        found = {p: self.last_record((topic, p)) for p in partitions}
+        return {p: r for p, r in found.items() if r is not None}
+
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to be written, per partition of ``topic``."""
         n = self.partitions(topic)

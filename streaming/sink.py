@@ -154,6 +154,7 @@ class Sink:
         # rebalance that gives a partition back, those are in hand and not read again.
         self._in_hand: dict[TopicPartition, int] = {}
         self._dlq = DeadLetterQueue(dead_letters)
+        self.assigned_at = 0.0  # monotonic time of the last assignment (an idle clock restart)
         # Batches handed to the writer and not yet written: a revocation waits for them.
         self._in_flight = 0
         self._settled = threading.Condition()
@@ -174,8 +175,9 @@ class Sink:
             start = max(self.source.committed(tp) or 0, held + 1)
             if self.changes is not None:
                 self.changes.resumed(tp, min(start, applied + 1))
-            self._dlq.resumed(tp)
             self.source.seek(tp, max(start, self._in_hand.get(tp, 0)))
+        self._dlq.resumed(partitions)
+        self.assigned_at = time.monotonic()
 
     def _hand_over(self, records: list[LogRecord]) -> Decoded:
         """Decode polled records for the writer, noting them as in hand."""
@@ -204,7 +206,8 @@ class Sink:
         self._stop.set()
 
     def run(self, idle_exit_s: float | None = None) -> SinkStats:
-        """Process until ``stop()``, or until no record arrived for ``idle_exit_s`` seconds.
+        """Process until ``stop()``, or until no record arrived for ``idle_exit_s`` seconds
+        (counted from the last record or partition assignment, whichever is later).
 
         Two threads overlap the work: a reader polls and decodes the next batch while this
         thread writes the current one to the graph. The reader owns the consumer (Kafka
@@ -355,7 +358,10 @@ class _Reader(threading.Thread):
                         seen_records, self.first_record_at = True, now
                     last_record = now
                     self._put(sink._hand_over(records))
-                elif self.idle_exit_s is not None and now - last_record >= self.idle_exit_s:
+                elif (
+                    self.idle_exit_s is not None
+                    and now - max(last_record, sink.assigned_at) >= self.idle_exit_s
+                ):
                     break
         except BaseException as exc:
             self.error = exc
