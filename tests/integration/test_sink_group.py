@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,17 @@ class SinkProcess:
         return out.decode()
 
 
+@pytest.fixture
+def processes() -> Iterator[list[SinkProcess]]:
+    """Sink processes a test starts; any still running when it ends are killed."""
+    started: list[SinkProcess] = []
+    yield started
+    for sink in started:
+        if sink.process.poll() is None:
+            sink.process.kill()
+            sink.process.wait(timeout=30)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,20 +105,22 @@ def all_consumed(store: GraphStore, ends: dict[TopicPartition, int]) -> bool:
 
 
 def test_ledger_holds_with_three_sinks_one_killed_and_a_fourth_joining(
-    servers: Servers, neo4j: GraphStore, tmp_path: Path
+    servers: Servers, neo4j: GraphStore, tmp_path: Path, processes: list[SinkProcess]
 ) -> None:
     run = uuid.uuid4().hex[:8]
     url = f"kafka://{servers.kafka}/events-{run}?items=items-{run}&changes=changes-{run}"
     address = parse_log_url(url)
-    data = generate(SyntheticConfig(seed=31, events=EVENTS, users=10_000, items=5_000))
     assert create_log_topics(url, PARTITIONS) == dict.fromkeys(address.topics, PARTITIONS)
+    group = f"ledger-{run}"
+    started = time.monotonic()
+    # The sinks start (and join the group) while the events are generated and produced.
+    sinks = processes
+    sinks += [SinkProcess(url, servers.neo4j, group, tmp_path / f"sink-{i}.log") for i in range(3)]
+    data = generate(SyntheticConfig(seed=31, events=EVENTS, users=10_000, items=5_000))
     produce_dataset(url, data, malformed=POISON, seed=31)
     ends = end_offsets(servers.kafka, list(address.topics))
     assert sum(ends.values()) == EVENTS + POISON + len(data.items)
-
-    group = f"ledger-{run}"
-    started = time.monotonic()
-    sinks = [SinkProcess(url, servers.neo4j, group, tmp_path / f"sink-{i}.log") for i in range(3)]
+    print(f"produced {time.monotonic() - started:.1f} s after the sinks started")
     victim = sinks[0]
     wait_until(
         f"the victim to commit {KILL_AFTER} records",
