@@ -47,17 +47,13 @@ def bench_ingest(
     from the log along with the events, so each baseline writes them inside its timed window
     too. Both figures are interactions per second of that window.
     """
-    if workers > 1:
-        check_group_urls(store_url, log_url)
+    check_group_urls(store_url, log_url, workers)
     dataset = generate(SyntheticConfig(seed=seed, events=events))
     work = Path(tempfile.mkdtemp(prefix="graphrec-bench-"))
     try:
         run_log = _fresh_log(log_url, work)
         produce_dataset(run_log, dataset)
-        raw_driver = store_url is not None and urlsplit(store_url).scheme not in (
-            "memory",
-            "sqlite",
-        )
+        raw_driver = _on_a_server(store_url)
         # Read while the log holds only the dataset (freshness trials append to it later).
         total = len(dataset.items) + events
         batches = [] if raw_driver else _decoded_batches(run_log, batch_size, total)
@@ -97,11 +93,17 @@ def bench_ingest(
     }
 
 
-def check_group_urls(store_url: str | None, log_url: str | None) -> None:
+def _on_a_server(store_url: str | None) -> bool:
+    return store_url is not None and urlsplit(store_url).scheme not in ("memory", "sqlite")
+
+
+def check_group_urls(store_url: str | None, log_url: str | None, workers: int = 2) -> None:
     """Several sink processes need a log with consumer groups and a store they can share."""
+    if workers == 1:
+        return
     if log_url is None or urlsplit(log_url).scheme != "kafka":
         raise ValueError("--workers > 1 needs --from kafka://HOST:PORT (a consumer group)")
-    if store_url is None or urlsplit(store_url).scheme in ("memory", "sqlite"):
+    if not _on_a_server(store_url):
         raise ValueError("--workers > 1 needs --store neo4j://… (one graph for every process)")
 
 

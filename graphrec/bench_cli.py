@@ -50,11 +50,10 @@ def bench_ingest_cmd(
     """
     from benchmarks.ingest import bench_ingest, check_group_urls
 
-    if workers > 1:
-        try:
-            check_group_urls(store, source)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+    try:
+        check_group_urls(store, source, workers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     print(json.dumps(bench_ingest(events, batch_size, store, source, trials, workers=workers)))
 
 
