@@ -1,6 +1,7 @@
 """Sink workers as one Kafka consumer group, on the real servers: three `graphrec ingest`
 processes over a 6-partition topic, one killed with SIGKILL mid-stream and a fourth started;
-the graph then matches the ledger exactly and the DLQ holds each poison record once."""
+the graph then matches the ledger exactly, the DLQ holds each poison record once and the
+change stream they share names every node."""
 
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ from kafka import TopicPartition as KafkaTP
 from gnn.datasets import SyntheticConfig, generate
 from graphrec.pipeline import produce_dataset
 from graphstore import GraphStore, TopicPartition
+from streaming.changes import decode_change
 from streaming.records import header
 from streaming.topicread import read_topic
 from streaming.urls import create_log_topics, parse_log_url
 from tests.integration.servers import Servers
 from tests.integration.test_kafka_neo4j import assert_matches_ledger
 from tests.integration.waiting import wait_until
+from tests.streaming.changestream import ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -147,3 +150,6 @@ def test_ledger_holds_with_three_sinks_one_killed_and_a_fourth_joining(
     }
     assert len(letters) == POISON
     assert len(origins) == POISON
+    # Every sink published its commits' changes to the one change stream: it names every node.
+    changes = read_topic(f"kafka://{servers.kafka}", address.changes)
+    assert {decode_change(r).node for r in changes} == set(ledger(data.interactions, data.items))
