@@ -5,7 +5,10 @@
 * Neo4j: the baseline is a raw neo4j-driver ``UNWIND … MERGE`` loop over the same events, after
   the store's ``upsert_items`` of the catalogue (timed, as the sink writes it too).
 
-Also reports freshness (produce → visible in the graph) p50/p99 with the sink following the log.
+Also reports freshness (produce → visible in the graph) p50/p99 with the sink following the log,
+and with ``workers`` > 1 (Kafka and Neo4j only: the embedded log has no consumer groups) the
+events/s of 1 and ``workers`` sink processes in one group over a partitioned topic holding
+the same events (``benchmarks.ingest_group``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import LiteralString
 from urllib.parse import urlsplit
 
 from benchmarks.freshness import measure_freshness
+from benchmarks.ingest_group import group_rates
 from gnn.datasets import Dataset, SyntheticConfig, generate
 from graphrec.pipeline import closing_all, ingest, produce_dataset
 from graphstore import Batch, GraphStore, open_store
@@ -35,6 +39,7 @@ def bench_ingest(
     log_url: str | None = None,
     freshness_trials: int = 100,
     seed: int = 0,
+    workers: int = 1,
 ) -> dict[str, object]:
     """Events/s through log → decode → validate → apply → commit, beside the raw baseline.
 
@@ -42,15 +47,13 @@ def bench_ingest(
     from the log along with the events, so each baseline writes them inside its timed window
     too. Both figures are interactions per second of that window.
     """
+    check_group_urls(store_url, log_url, workers)
     dataset = generate(SyntheticConfig(seed=seed, events=events))
     work = Path(tempfile.mkdtemp(prefix="graphrec-bench-"))
     try:
         run_log = _fresh_log(log_url, work)
         produce_dataset(run_log, dataset)
-        raw_driver = store_url is not None and urlsplit(store_url).scheme not in (
-            "memory",
-            "sqlite",
-        )
+        raw_driver = _on_a_server(store_url)
         # Read while the log holds only the dataset (freshness trials append to it later).
         total = len(dataset.items) + events
         batches = [] if raw_driver else _decoded_batches(run_log, batch_size, total)
@@ -69,6 +72,7 @@ def bench_ingest(
                     _bare_apply(store, batches),
                     "store.apply of the sink's batches, decoded beforehand",
                 )
+            group = _group_figures(dataset, log_url, store, workers, batch_size)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -84,7 +88,42 @@ def bench_ingest(
         "ratio": float(f"{sink_eps / raw_eps:.4g}"),
         "freshness_p50_ms": freshness["p50_ms"],
         "freshness_p99_ms": freshness["p99_ms"],
+        **group,
         "goal": "ratio >= 0.5 (embedded) / 0.8 (neo4j); freshness p99 < 1000 ms",
+    }
+
+
+def _on_a_server(store_url: str | None) -> bool:
+    return store_url is not None and urlsplit(store_url).scheme not in ("memory", "sqlite")
+
+
+def check_group_urls(store_url: str | None, log_url: str | None, workers: int = 2) -> None:
+    """Several sink processes need a log with consumer groups and a store they can share."""
+    if workers == 1:
+        return
+    if log_url is None or urlsplit(log_url).scheme != "kafka":
+        raise ValueError("--workers > 1 needs --from kafka://HOST:PORT (a consumer group)")
+    if not _on_a_server(store_url):
+        raise ValueError("--workers > 1 needs --store neo4j://… (one graph for every process)")
+
+
+def _group_figures(
+    dataset: Dataset,
+    log_url: str | None,
+    store: GraphStore,
+    workers: int,
+    batch_size: int,
+) -> dict[str, object]:
+    """Events/s of 1 and ``workers`` sink processes, and their ratio ({} for one worker)."""
+    if workers == 1:
+        return {}
+    partitions = max(workers, 6)
+    bootstrap = urlsplit(log_url or "").netloc
+    rates = group_rates(dataset, bootstrap, store, workers, batch_size, partitions)
+    return {
+        "group_partitions": partitions,
+        "processes_events_per_s": rates,
+        "processes_scaling": round(rates[str(workers)] / rates["1"], 3),
     }
 
 

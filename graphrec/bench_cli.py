@@ -34,15 +34,27 @@ def bench_ingest_cmd(
         typer.Option("--from", help="kafka://HOST:PORT to go through Kafka (new topics)."),
     ] = None,
     trials: Annotated[int, typer.Option(min=1, help="Freshness trials.")] = 100,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Also measure 1 and N `graphrec ingest` processes in one consumer group over "
+            "one partitioned topic (needs --from kafka:// and --store neo4j://).",
+        ),
+    ] = 1,
 ) -> None:
     """Sink events/s beside a raw baseline in the same run, plus freshness p50/p99.
 
     The baseline is the store's bare `apply` (embedded) or a raw neo4j-driver UNWIND MERGE loop
     (Neo4j). Prints the figures and their ratio as JSON on the last line.
     """
-    from benchmarks.ingest import bench_ingest
+    from benchmarks.ingest import bench_ingest, check_group_urls
 
-    print(json.dumps(bench_ingest(events, batch_size, store, source, trials)))
+    try:
+        check_group_urls(store, source, workers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    print(json.dumps(bench_ingest(events, batch_size, store, source, trials, workers=workers)))
 
 
 @bench_app.command("freshness")

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from graphrec.bench_cli import bench_app
 from graphrec.config import Config, load_config
 from graphrec.console import GraphrecGroup, err, exit_codes_help
-from graphrec.import_cli import import_command
+from graphrec.import_cli import PartitionsOpt, create_partitioned_topics, import_command
 from graphrec.pipeline import DATASETS, SinkMetrics, ingest, load_dataset, produce_dataset
 from graphrec.report_cli import report_command
 from graphstore import open_store
@@ -92,10 +92,12 @@ def produce_cmd(
     to: Annotated[
         str | None, typer.Option("--to", help="Event log URL; default log://<data_dir>/log.")
     ] = None,
+    partitions: PartitionsOpt = None,
 ) -> None:
     """Write a dataset's items (topic `items`) and events (topic `events`) to the event log."""
     config = _config()
     data = load_dataset(dataset, events, seed)
+    create_partitioned_topics(to or config.log_url, partitions)
     with _progress() as bar:
         task = bar.add_task("producing", total=len(data.interactions) + malformed)
         report = produce_dataset(

@@ -14,6 +14,7 @@ from gnn.datasets.files import Columns
 from graphrec.config import load_config
 from graphrec.console import err
 from graphrec.importer import ImportReport, import_files
+from streaming.urls import create_log_topics
 
 Col = Annotated[str | None, typer.Option(help="Column name (default: found by common names).")]
 
@@ -63,6 +64,31 @@ RejectsOpt = Annotated[
     Path | None,
     typer.Option(help="Rejects CSV for all files (default: <file>.rejects.csv beside each)."),
 ]
+PartitionsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Create the items and events topics with N partitions (one consumer-group "
+        "member reads each; default 4). A topic that exists keeps its own count.",
+    ),
+]
+
+
+def create_partitioned_topics(log_url: str, partitions: int | None) -> None:
+    """Create the log's topics with ``partitions`` partitions (``None``: leave that to the
+    writer); warn on stderr about each existing topic with a different count."""
+    if partitions is None:
+        return
+    for topic, count in create_log_topics(log_url, partitions).items():
+        if count != partitions:
+            err.print(
+                f"warning: topic {topic} already exists with {count} partitions, not "
+                f"{partitions}; it is left as it is (topics are not repartitioned: name new "
+                "topics in the URL to get a different count)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _progress() -> Progress:
@@ -93,6 +119,7 @@ def import_command(
     strict: Annotated[bool, typer.Option(help="Fail on the first bad row (exit 2).")] = False,
     rejects: RejectsOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="Wire format: proto or json.")] = "proto",
+    partitions: PartitionsOpt = None,
 ) -> None:
     """Import interaction and item files into the event log, in event-time order.
 
@@ -111,6 +138,7 @@ def import_command(
         features=tuple(f.strip() for f in features.split(",") if f.strip()),
     )
     log_url = to or load_config().log_url
+    create_partitioned_topics(log_url, partitions)
     with _progress() as bar:
         reading = bar.add_task("reading", total=None)
         sending = bar.add_task("producing", total=None, visible=False)

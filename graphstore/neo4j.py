@@ -1,8 +1,12 @@
 """The Neo4j backend: the same contract as the embedded store, on a Neo4j 5 server.
 
-Writes run in ``session.execute_write``, which retries transient errors; the transaction
-function re-reads the watermark each time, so a retried batch is still applied once.
-Rows are sorted so that concurrent writers take node locks in one order.
+Writes run in ``session.execute_write``, which retries transient errors (a deadlock between
+two sinks MERGE-ing the same item is one); the transaction function re-reads the watermark
+each time, so a retried batch is still applied once. Rows are sorted so that concurrent
+writers take node locks in one order. Every read (neighbourhood, snapshot, watermarks,
+stats) runs in ``session.execute_read``: with a ``neo4j://`` URL against a cluster, the
+routing driver sends it to a follower or read replica. Opening the store (constraints,
+indexes, migration) and ``reset`` are writes, in auto-commit transactions.
 """
 
 from __future__ import annotations
@@ -196,16 +200,7 @@ class Neo4jGraphStore(GraphStore):
 
     def _stats(self) -> StoreStats:
         with self._session() as s:
-            nodes = {r["label"]: r["n"] for r in s.run(cy.COUNT_NODES) if r["n"]}
-            edges = list(s.run(cy.COUNT_EDGES, rels=list(ALL_RELATIONSHIPS)))
-            marks = s.execute_read(_read_watermarks)
-        structural = (IN_CATEGORY, SUBCATEGORY_OF)
-        return StoreStats(
-            nodes=nodes,
-            edges={r["rel"]: r["n"] for r in edges},
-            interactions=sum(r["total"] for r in edges if r["rel"] not in structural),
-            watermarks={f"{t}:{p}": o for (t, p), o in sorted(marks.items())},
-        )
+            return s.execute_read(_read_stats)
 
     def _close(self) -> None:
         self._driver.close()
@@ -274,6 +269,19 @@ def _migrate(session: neo4j.Session) -> None:
 
 def _read_watermarks(tx: ManagedTransaction) -> dict[TopicPartition, int]:
     return {(r["topic"], r["partition"]): r["offset"] for r in tx.run(cy.READ_WATERMARKS)}
+
+
+def _read_stats(tx: ManagedTransaction) -> StoreStats:
+    nodes = {r["label"]: r["n"] for r in tx.run(cy.COUNT_NODES) if r["n"]}
+    edges = list(tx.run(cy.COUNT_EDGES, rels=list(ALL_RELATIONSHIPS)))
+    marks = _read_watermarks(tx)
+    structural = (IN_CATEGORY, SUBCATEGORY_OF)
+    return StoreStats(
+        nodes=nodes,
+        edges={r["rel"]: r["n"] for r in edges},
+        interactions=sum(r["total"] for r in edges if r["rel"] not in structural),
+        watermarks={f"{t}:{p}": o for (t, p), o in sorted(marks.items())},
+    )
 
 
 def _write_batch(tx: ManagedTransaction, batch: Batch) -> ApplyResult:

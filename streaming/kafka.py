@@ -40,10 +40,10 @@ def ensure_topics(
     topics: Sequence[str],
     partitions: int = DEFAULT_PARTITIONS,
     configs: Mapping[str, str] | None = None,
-) -> None:
+) -> dict[str, int]:
     """Create the topics that do not exist yet (replication factor 1: one local broker), with
     ``configs`` as their topic configs (e.g. ``cleanup.policy``). Existing topics are left
-    as they are."""
+    as they are. Returns each topic's partition count (an existing topic's own)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="graphrec-admin")
     try:
         missing = set(topics) - set(admin.list_topics())
@@ -55,6 +55,11 @@ def ensure_topics(
                 log.info("created topic %s with %d partitions %s", name, partitions, configs or "")
             except TopicAlreadyExistsError:
                 pass
+        existing = [t for t in topics if t not in missing]
+        counts = dict.fromkeys(missing, partitions)
+        for described in admin.describe_topics(existing) if existing else ():
+            counts[described["topic"]] = len(described["partitions"])
+        return counts
     finally:
         admin.close()
 
@@ -64,7 +69,11 @@ class _Listener(ConsumerRebalanceListener):
         self._source = source
 
     def on_partitions_revoked(self, revoked: Sequence[KafkaTP]) -> None:
-        log.info("partitions revoked: %s", sorted((t.topic, t.partition) for t in revoked))
+        # Runs inside poll on the polling thread, before the group reassigns anything.
+        tps = sorted((t.topic, t.partition) for t in revoked)
+        log.info("partitions revoked: %s", tps)
+        if self._source.on_revoke_callback is not None:
+            self._source.on_revoke_callback(tps)
 
     def on_partitions_assigned(self, assigned: Sequence[KafkaTP]) -> None:
         # Runs on kafka-python's IO thread, where blocking consumer calls are forbidden:
@@ -84,6 +93,7 @@ class KafkaSource:
         its partitions back at once instead of waiting for its old session to expire."""
         ensure_topics(bootstrap, topics)
         self.on_assign_callback: OnAssign | None = None
+        self.on_revoke_callback: OnAssign | None = None
         self.newly_assigned: set[TopicPartition] = set()
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -114,6 +124,11 @@ class KafkaSource:
     def on_assign(self, callback: OnAssign) -> None:
         """Call ``callback`` with the partitions each time the group assigns some to us."""
         self.on_assign_callback = callback
+
+    def on_revoke(self, callback: OnAssign) -> None:
+        """Call ``callback`` with our partitions before the group takes them away (inside
+        ``poll``); the group waits for it to return."""
+        self.on_revoke_callback = callback
 
     def assignment(self) -> list[TopicPartition]:
         return sorted((t.topic, t.partition) for t in self._consumer.assignment())
@@ -200,12 +215,36 @@ class KafkaWriter:
         for future in futures:
             future.get(timeout=30)  # raises the broker's error, if any
 
+    def partitions(self, topic: str) -> int:
+        """Partition count of ``topic`` (created with the default count if missing)."""
+        return self.create_topic(topic, self._specs.get(topic, TopicSpec()).partitions)
+
+    def create_topic(self, name: str, partitions: int) -> int:
+        """Create topic ``name`` with ``partitions`` partitions if missing; returns its count."""
+        configs = self._specs.get(name, TopicSpec()).configs
+        count = ensure_topics(self._bootstrap, [name], partitions, configs)[name]
+        self._known_topics.add(name)
+        return count
+
+    def last_records(self, topic: str, partitions: Sequence[int]) -> dict[int, LogRecord]:
+        """The newest record of each of ``partitions`` of ``topic`` that holds one."""
+        return last_records(self._bootstrap, topic, partitions)
+
     def close(self) -> None:
         self._producer.close()
 
 
 def last_record(bootstrap: str, tp: TopicPartition, timeout_s: float = 30.0) -> LogRecord | None:
-    """The newest record of one partition (``None`` when it holds none), read without a group."""
+    """The newest record of one partition (``None`` when it holds none, or the topic has no
+    such partition), read without a group."""
+    return last_records(bootstrap, tp[0], [tp[1]], timeout_s).get(tp[1])
+
+
+def last_records(
+    bootstrap: str, topic: str, partitions: Sequence[int], timeout_s: float = 30.0
+) -> dict[int, LogRecord]:
+    """The newest record of each of ``partitions`` of ``topic`` that holds one (none for a
+    topic that does not exist), read with one consumer outside any group."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id="graphrec-last-record",
@@ -213,18 +252,24 @@ def last_record(bootstrap: str, tp: TopicPartition, timeout_s: float = 30.0) -> 
         receive_message_max_bytes=RECEIVE_MESSAGE_MAX_BYTES,
     )
     try:
-        ktp = KafkaTP(*tp)
-        consumer.assign([ktp])
-        end = consumer.end_offsets([ktp])[ktp]
-        if not end:
-            return None
-        consumer.seek(ktp, end - 1)
+        known = consumer.partitions_for_topic(topic) or set()
+        tps = [KafkaTP(topic, p) for p in partitions if p in known]
+        ends = {tp: end for tp, end in consumer.end_offsets(tps).items() if end} if tps else {}
+        if not ends:
+            return {}
+        consumer.assign(list(ends))
+        for tp, end in ends.items():
+            consumer.seek(tp, end - 1)
+        found: dict[int, LogRecord] = {}
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            records = consumer.poll(timeout_ms=200, max_records=1).get(ktp)
-            if records:
-                return _log_record(records[-1])
-        raise TimeoutError(f"no record at {tp}@{end - 1} after {timeout_s} s")
+        while len(found) < len(ends):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no last record of {topic} {sorted(ends)} after {timeout_s} s")
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                last = max(records, key=lambda r: r.offset)
+                if last.offset == ends[tp] - 1:
+                    found[tp.partition] = _log_record(last)
+        return found
     finally:
         consumer.close(autocommit=False)
 

@@ -123,10 +123,18 @@ class EventLog:
         ]
 
     def last_record(self, tp: TopicPartition) -> LogRecord | None:
-        """The newest record of one partition (``None`` when it holds none)."""
+        """The newest record of one partition (``None`` when it holds none or its topic does
+        not exist)."""
+        if tp[0] not in self.topics():
+            return None
         end = self.end_offsets(tp[0]).get(tp[1], 0)
         found = self.read(tp, end - 1, 1) if end else []
         return found[0] if found else None
+
+    def last_records(self, topic: str, partitions: Sequence[int]) -> dict[int, LogRecord]:
+        """The newest record of each of ``partitions`` of ``topic`` that holds one."""
+        found = {p: self.last_record((topic, p)) for p in partitions}
+        return {p: r for p, r in found.items() if r is not None}
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to be written, per partition of ``topic``."""

@@ -42,15 +42,9 @@ from graphstore import (
     TopicPartition,
 )
 from streaming.codec import BadRecord, decode_event, decode_item
+from streaming.deadletters import DeadLetterQueue
 from streaming.publish import ChangePublisher
-from streaming.records import (
-    DLQ_SUFFIX,
-    ITEMS_TOPIC,
-    LogRecord,
-    RecordSource,
-    RecordWriter,
-    dead_letter,
-)
+from streaming.records import ITEMS_TOPIC, LogRecord, RecordSource, RecordWriter
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -159,7 +153,15 @@ class Sink:
         # Next offset per partition after the records decoded and handed to the writer: on a
         # rebalance that gives a partition back, those are in hand and not read again.
         self._in_hand: dict[TopicPartition, int] = {}
+        self._dlq = DeadLetterQueue(dead_letters)
+        self.assigned_at = 0.0  # monotonic time of the last assignment (an idle clock restart)
+        # Batches handed to the writer and not yet written: a revocation waits for them.
+        self._in_flight = 0
+        self._settled = threading.Condition()
         source.on_assign(self._resume_from_watermarks)
+        on_revoke = getattr(source, "on_revoke", None)
+        if on_revoke is not None:
+            on_revoke(self._drain)
 
     def _resume_from_watermarks(self, partitions: Sequence[TopicPartition]) -> None:
         """Seek each newly assigned partition past everything the graph already holds (and,
@@ -174,20 +176,38 @@ class Sink:
             if self.changes is not None:
                 self.changes.resumed(tp, min(start, applied + 1))
             self.source.seek(tp, max(start, self._in_hand.get(tp, 0)))
+        self._dlq.resumed(partitions)
+        self.assigned_at = time.monotonic()
 
     def _hand_over(self, records: list[LogRecord]) -> Decoded:
         """Decode polled records for the writer, noting them as in hand."""
         decoded = decode_batch(records, self.config.item_topics)
         for tp, offset in decoded.consumed.items():
             self._in_hand[tp] = max(self._in_hand.get(tp, 0), offset + 1)
+        with self._settled:
+            self._in_flight += 1
         return decoded
+
+    def _finished(self) -> None:
+        """One batch handed over is written (and its offsets passed on to be committed)."""
+        with self._settled:
+            self._in_flight -= 1
+            self._settled.notify_all()
+
+    def _drain(self, revoked: Sequence[TopicPartition]) -> None:
+        """Partitions are being revoked: return once every batch in hand is written, so the
+        new owners do not write (or dead-letter) them a second time. Stopping cuts it short."""
+        with self._settled:
+            while self._in_flight and not self._stop.is_set():
+                self._settled.wait(0.1)
 
     def stop(self) -> None:
         """Ask ``run`` to return after the batches in hand are written and committed."""
         self._stop.set()
 
     def run(self, idle_exit_s: float | None = None) -> SinkStats:
-        """Process until ``stop()``, or until no record arrived for ``idle_exit_s`` seconds.
+        """Process until ``stop()``, or until no record arrived for ``idle_exit_s`` seconds
+        (counted from the last record or partition assignment, whichever is later).
 
         Two threads overlap the work: a reader polls and decodes the next batch while this
         thread writes the current one to the graph. The reader owns the consumer (Kafka
@@ -203,6 +223,7 @@ class Sink:
             while (batch := batches.get()) is not None:
                 self._write(batch)
                 written.put({tp: o + 1 for tp, o in batch.consumed.items()})
+                self._finished()
                 self.stats.elapsed_s = time.monotonic() - reader.first_record_at
         except BaseException:
             self._stop.set()
@@ -221,6 +242,7 @@ class Sink:
             batch = self._hand_over(records)
             self._write(batch)
             self.commit({tp: o + 1 for tp, o in batch.consumed.items()})
+            self._finished()
         return len(records)
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -260,18 +282,19 @@ class Sink:
         self.stats.changes_published += len(publication.records)
 
     def _dead_letter(self, bad: list[tuple[LogRecord, BadRecord]]) -> None:
-        if not bad:
+        fresh = self._dlq.fresh(bad)
+        if len(fresh) < len(bad):
+            log.info("%d bad records read again were dead-lettered before", len(bad) - len(fresh))
+        if not fresh:
             return
-        by_topic: dict[str, list[tuple[LogRecord, BadRecord]]] = {}
         reasons = self.stats.dead_letter_reasons
-        for record, error in bad:
-            by_topic.setdefault(record.topic + DLQ_SUFFIX, []).append((record, error))
+        for _, error in fresh:
             reasons[error.kind] = reasons.get(error.kind, 0) + 1
-        for topic, group in by_topic.items():
-            letters = [dead_letter(r, str(error)) for r, error in group]
+        for topic, letters in self._dlq.letters(fresh).items():
             self._with_retries(lambda t=topic, ls=letters: self.dead_letters.send(t, ls))  # type: ignore[misc]
-        self.stats.dead_lettered += len(bad)
-        log.info("dead-lettered %d records", len(bad))
+        self._dlq.sent(fresh)
+        self.stats.dead_lettered += len(fresh)
+        log.info("dead-lettered %d records", len(fresh))
 
     def _with_retries(self, action: Callable[[], R]) -> R:
         """Run ``action``, retrying transient failures with exponential back-off until it
@@ -335,7 +358,10 @@ class _Reader(threading.Thread):
                         seen_records, self.first_record_at = True, now
                     last_record = now
                     self._put(sink._hand_over(records))
-                elif self.idle_exit_s is not None and now - last_record >= self.idle_exit_s:
+                elif (
+                    self.idle_exit_s is not None
+                    and now - max(last_record, sink.assigned_at) >= self.idle_exit_s
+                ):
                     break
         except BaseException as exc:
             self.error = exc

@@ -56,6 +56,23 @@ def parse_log_url(url: str) -> LogAddress:
     raise UnknownLogUrl(f"unknown log URL {url!r}: use log://PATH or kafka://HOST:PORT[/TOPIC]")
 
 
+def create_log_topics(url: str, partitions: int) -> dict[str, int]:
+    """Create the items and events topics of the log at ``url`` with ``partitions``
+    partitions where they do not exist yet; returns each one's partition count (a topic that
+    existed keeps its own: neither Kafka nor the embedded log repartitions a topic)."""
+    address = parse_log_url(url)
+    names = [address.items, address.events]
+    if address.scheme == "log":
+        log = EventLog(Path(address.location))
+        try:
+            return {name: log.create_topic(name, partitions) for name in names}
+        finally:
+            log.close()
+    from streaming.kafka import ensure_topics
+
+    return ensure_topics(address.location, names, partitions)
+
+
 def open_writer(url: str) -> RecordWriter:
     """A durable writer for the log at ``url``."""
     address = parse_log_url(url)
