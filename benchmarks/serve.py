@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from serving.app import Serving
 
 Progress = Callable[[str], None]
+WARM_S = 5.0  # the warm-up before the timed levels
 
 
 def bench_serve(
@@ -204,7 +205,19 @@ def _start_service(
 def _closed_loops(
     clients: Clients, targets: _Targets, levels: Sequence[int], seconds: float, say: Progress
 ) -> dict[str, dict[str, Any]]:
-    """At each concurrency level: the echo server, then the service, ``seconds`` each."""
+    """At each concurrency level: the echo server, then the service, ``seconds`` each, after
+    one unrecorded warm-up of the service at the highest level (a store's server, such as
+    Neo4j's JVM, answers its first thousand queries slower than the rest)."""
+    warm_s = min(WARM_S, seconds)
+    say(f"warm-up: Recommend at concurrency {max(levels)} for {warm_s:g} s, not recorded")
+    clients.call(
+        "closed_loop",
+        target=targets.serve,
+        method=targets.recommend,
+        payloads=targets.payloads,
+        concurrency=max(levels),
+        seconds=warm_s,
+    )
     measured: dict[str, dict[str, Any]] = {}
     for concurrency in levels:
         say(f"concurrency {concurrency}: echo, then Recommend, {seconds:g} s each")
