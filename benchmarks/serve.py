@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from serving.engine import Engine
 
 Progress = Callable[[str], None]
+WARM_S = 5.0  # the warm-up before the timed levels
 
 
 def bench_serve(
@@ -234,9 +235,22 @@ def _start_serving(
 def _closed_loops(
     clients: Clients, targets: _Targets, run: _Run, say: Progress
 ) -> dict[str, dict[str, Any]]:
-    """At each concurrency level: the echo server, then the service, ``run.seconds`` each."""
+    """At each concurrency level: the echo server, then the service, ``run.seconds`` each,
+    after one unrecorded warm-up of the service at the highest level (a store's server, such
+    as Neo4j's JVM, answers its first thousand queries slower than the rest)."""
+    seconds, top = run.seconds, max(run.levels)
+    warm_s = min(WARM_S, seconds)
+    say(f"warm-up: Recommend at concurrency {top} for {warm_s:g} s, not recorded")
+    clients.call(
+        "closed_loop",
+        target=targets.serve,
+        method=targets.recommend,
+        payloads=targets.payloads,
+        concurrency=top,
+        seconds=warm_s,
+        connections=run.connections,
+    )
     measured: dict[str, dict[str, Any]] = {}
-    seconds = run.seconds
     for concurrency in run.levels:
         say(f"concurrency {concurrency}: echo, then Recommend, {seconds:g} s each")
         bare, real = (
