@@ -148,8 +148,12 @@ class Neo4jGraphStore(GraphStore):
         view._bound_s = timeout_s
         return view
 
-    def _session(self, fetch_size: int | None = None) -> neo4j.Session:
+    def _session(
+        self, fetch_size: int | None = None, access_mode: str | None = None
+    ) -> neo4j.Session:
         options: dict[str, Any] = {"database": self._database}
+        if access_mode is not None:
+            options["default_access_mode"] = access_mode
         if fetch_size is not None:
             options["fetch_size"] = fetch_size
         if self._bound_s is not None:
@@ -183,10 +187,13 @@ class Neo4jGraphStore(GraphStore):
         relationships: tuple[str, ...],
         before: float | None,
     ) -> Neighbourhood:
-        read = neo4j.unit_of_work(timeout=self._bound_s)(read_hops)
         try:
+            if self._bound_s is not None:  # a request: one attempt, one round trip a hop
+                with self._session(access_mode=neo4j.READ_ACCESS) as s:
+                    reads = _AutoCommitReads(s, self._bound_s)
+                    return read_hops(reads, seeds, fanouts, relationships, before)
             with self._session() as s:
-                return s.execute_read(read, seeds, fanouts, relationships, before)
+                return s.execute_read(read_hops, seeds, fanouts, relationships, before)
         except (neo4j.exceptions.DriverError, neo4j.exceptions.Neo4jError) as exc:
             if self._bound_s is None or not _unavailable(exc):
                 raise
@@ -206,8 +213,22 @@ class Neo4jGraphStore(GraphStore):
         self._driver.close()
 
 
+class _AutoCommitReads:
+    """Statements run as auto-commit transactions of a read session, each within
+    ``timeout_s``: a managed transaction's BEGIN and COMMIT would add a round trip and the
+    driver's bookkeeping to every request, and a bounded read does not retry anyway. The
+    session's access mode still sends them to a reader in a cluster."""
+
+    def __init__(self, session: neo4j.Session, timeout_s: float) -> None:
+        self._session, self._timeout_s = session, timeout_s
+
+    def run(self, statement: str, parameters: dict[str, Any]) -> neo4j.Result:
+        query = neo4j.Query(statement, timeout=self._timeout_s)
+        return self._session.run(query, parameters)
+
+
 def read_hops(
-    tx: ManagedTransaction,
+    tx: ManagedTransaction | _AutoCommitReads,
     seeds: tuple[NodeRef, ...],
     fanouts: Sequence[int],
     relationships: Sequence[str],

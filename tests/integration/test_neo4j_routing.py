@@ -25,10 +25,12 @@ pytestmark = pytest.mark.integration
 
 
 class _RecordingSession:
-    """A driver session that notes how each unit of work was run, then runs it."""
+    """A driver session that notes how each unit of work was run, then runs it: an
+    auto-commit statement of a read session counts as a read (a cluster routes it to a
+    reader)."""
 
-    def __init__(self, session: driver.Session, calls: list[str]) -> None:
-        self._session, self._calls = session, calls
+    def __init__(self, session: driver.Session, calls: list[str], mode: str | None) -> None:
+        self._session, self._calls, self._mode = session, calls, mode
 
     def __enter__(self) -> _RecordingSession:
         self._session.__enter__()
@@ -46,7 +48,7 @@ class _RecordingSession:
         return self._session.execute_write(work, *args, **kwargs)
 
     def run(self, *args: Any, **kwargs: Any) -> driver.Result:
-        self._calls.append("auto-commit")
+        self._calls.append("read" if self._mode == driver.READ_ACCESS else "auto-commit")
         return self._session.run(*args, **kwargs)
 
     def begin_transaction(self, *args: Any, **kwargs: Any) -> driver.Transaction:
@@ -62,7 +64,8 @@ class RecordingDriver:
         self.calls: list[str] = []
 
     def session(self, **options: Any) -> _RecordingSession:
-        return _RecordingSession(self.driver.session(**options), self.calls)
+        mode = options.get("default_access_mode")
+        return _RecordingSession(self.driver.session(**options), self.calls, mode)
 
     def close(self) -> None:
         self.driver.close()
@@ -118,6 +121,10 @@ def test_a_read_transaction_here_refuses_writes(routed: Neo4jGraphStore) -> None
 
     with routed._session() as session, pytest.raises(driver.exceptions.ClientError) as refused:
         session.execute_read(create)
+    assert "read" in str(refused.value).lower()
+    read_session = routed._session(access_mode=driver.READ_ACCESS)
+    with read_session as session, pytest.raises(driver.exceptions.ClientError) as refused:
+        session.run("CREATE (:RoutingProbe)").consume()  # how a bounded neighbourhood reads
     assert "read" in str(refused.value).lower()
 
 
