@@ -19,11 +19,11 @@ from gnn.checkpoint import (
     snapshot_version,
     write_version,
 )
-from gnn.data import from_snapshot
+from gnn.data import GraphData, from_snapshot
 from gnn.distributed import SINGLE, Group
 from gnn.manifest import VersionError
 from gnn.publish import version_recall
-from gnn.splits import make_split
+from gnn.splits import Split, make_split
 from gnn.train import GnnRecommender, TrainConfig
 from gnn.version import ModelVersion, load_version
 from gnn.warm import WarmRecommender
@@ -63,14 +63,7 @@ def train_once(
     if not group.leader:
         return {"rank": group.rank}
     candidate = snapshot_version(new_version(models_dir), model, data, snapshot)
-    metric = version_recall(candidate, data, split)
-    if metric is None:  # LightGCN cannot embed today's graph: its own validation score
-        metric = model.best_validation
-    current_metric = None
-    if current is not None:
-        current_metric = version_recall(current, data, split)
-        if current_metric is None:
-            current_metric = float(current.metrics["validation_recall@20"])
+    metric, current_metric = _recalls(candidate, current, data, split, model.best_validation)
     published = current_metric is None or metric >= current_metric
     log.info(
         "version %s: held-out recall@20 %.4f against %s for the current version: %s",
@@ -102,6 +95,26 @@ def train_once(
         "warm_from": None if previous is None else previous.name,
         "config": asdict(config),
     }
+
+
+def _recalls(
+    candidate: ModelVersion,
+    current: ModelVersion | None,
+    data: GraphData,
+    split: Split,
+    best_validation: float,
+) -> tuple[float, float | None]:
+    """The candidate's and the current version's recall@20 on the same held-out pairs; a
+    LightGCN version cannot embed today's graph: its own validation score instead."""
+    metric = version_recall(candidate, data, split)
+    if metric is None:
+        metric = best_validation
+    if current is None:
+        return metric, None
+    current_metric = version_recall(current, data, split)
+    if current_metric is None:
+        current_metric = float(current.metrics["validation_recall@20"])
+    return metric, current_metric
 
 
 def _warm_start(
