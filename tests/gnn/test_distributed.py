@@ -110,6 +110,7 @@ def test_torchrun_trains_the_version_one_process_trains(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3_600)  # two full trainings: minutes each, many more on a busy machine
 def test_two_processes_train_ml100k_to_the_recall_of_one(tmp_path: Path) -> None:
     """The default model and settings (SageRec, full-graph steps, early stopping), seed 0."""
     store = _graph_file(tmp_path / "ml100k.db", load_ml100k())
