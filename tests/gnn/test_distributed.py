@@ -94,14 +94,15 @@ def test_a_group_of_several_processes_refuses_a_schedule(tmp_path: Path) -> None
         )
 
 
-def test_torchrun_trains_the_version_one_process_trains(tmp_path: Path) -> None:
-    """Full-graph steps split in two halves whose gradients DDP averages: the same version."""
+@pytest.mark.parametrize("processes", [1, 2])  # 1: what the CronJob runs by default
+def test_torchrun_trains_the_version_one_process_trains(tmp_path: Path, processes: int) -> None:
+    """Full-graph steps split in parts whose gradients DDP averages: the same version."""
     store = _graph_file(
         tmp_path / "graph.db", generate(SyntheticConfig(seed=5, events=4_000, users=300, items=200))
     )
     options = ("--epochs", "4")
     one, _, _ = _train([sys.executable], store, tmp_path / "one", tmp_path, *options)
-    two, _, done = _train(_torchrun(2), store, tmp_path / "two", tmp_path, *options)
+    two, _, done = _train(_torchrun(processes), store, tmp_path / "two", tmp_path, *options)
 
     assert two["published"] is True
     assert _versions(tmp_path / "two") == [two["version"]]
