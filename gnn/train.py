@@ -25,11 +25,12 @@ from torch import Tensor
 
 from gnn.baselines import ScoreMatrix
 from gnn.data import GraphData, IntArray, Interactions
+from gnn.distributed import SINGLE, Group
 from gnn.evaluate import evaluate
 from gnn.inputs import to_graph
 from gnn.minibatch import PairSampler
 from gnn.models import Graph, LightGCN, LightGCNConfig, SageConfig, SageRec
-from gnn.splits import distinct_pairs, make_split, sample_actors
+from gnn.splits import Split, distinct_pairs, make_split, sample_actors
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +118,17 @@ class GnnRecommender:
         self, config: TrainConfig, on_epoch: Callable[[int, dict[str, float]], None] | None = None
     ) -> None:
         self.config = config
+        self.group = SINGLE
         self.name = config.model if config.sage.behaviour_typed else f"{config.model}-merged"
         self.device = pick_device(config.device)
         self.history: list[dict[str, float]] = []
         self._on_epoch = on_epoch
 
-    def fit(self, data: GraphData, train: Interactions, seed: int) -> None:
+    def fit(self, data: GraphData, train: Interactions, seed: int, group: Group = SINGLE) -> None:
+        """Train on ``train`` with early stopping; in a ``group`` (torchrun), as one of its
+        ranks (``gnn.distributed``): only rank 0 evaluates and holds the final embeddings."""
         seed_everything(seed)
+        self.group = group
         self.known_items = np.zeros(data.num_items, bool)
         self.known_items[train.item] = True  # items without training edges get no ID embedding
         if self.config.supervision not in SUPERVISION:
@@ -139,18 +144,19 @@ class GnnRecommender:
         )
         validation = sample_actors(inner, self.config.validation_actors, seed)
         self.model = self._build(data)
+        self._forward = self.group.wrap(self.model)  # training steps run through it
         self._sampler = self._pair_sampler(data, inner.train)
         best, best_state, waited = -1.0, None, 0
         opt = torch.optim.Adam(
             self.model.parameters(), lr=self.config.lr, weight_decay=self.config.l2
         )
         rng = np.random.default_rng(seed)
+        self._step_rng = self.group.step_rng(rng, seed)
         for epoch in range(1, self.config.epochs + 1):
             loss = self._epoch(data, inner.train, opt, rng, epoch)
             if epoch % self.config.eval_every and epoch != self.config.epochs:
                 continue
-            self._embed(data, inner.train)
-            metric = evaluate(self, data, validation)["recall@20"]
+            metric = self.group.from_leader(lambda: self._validate(data, inner.train, validation))
             self.history.append({"epoch": epoch, "loss": loss, "val_recall@20": metric})
             if self._on_epoch is not None:
                 self._on_epoch(epoch, self.history[-1])
@@ -164,7 +170,13 @@ class GnnRecommender:
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.best_validation = best
+        if self.group.leader:  # the others only helped train
+            self._embed(data, train)
+
+    def _validate(self, data: GraphData, train: Interactions, validation: Split) -> float:
+        """Recall@20 on the validation split, embedding over its training edges."""
         self._embed(data, train)
+        return evaluate(self, data, validation)["recall@20"]
 
     def sampled(self, num_edges: int) -> bool:
         """Whether training steps run on sampled neighbourhoods (SageRec only)."""
@@ -222,7 +234,8 @@ class GnnRecommender:
         pairs, graph = self._epoch_graph(data, train, rng)
         losses = []
         for batch in self._batches(len(pairs), rng):
-            losses.append(self._full_step(data, graph, pairs[batch], opt, rng, hard_share))
+            part = pairs[self.group.share(batch)]
+            losses.append(self._full_step(data, graph, part, opt, self._step_rng, hard_share))
         return float(np.mean(losses))
 
     def _batches(self, num_pairs: int, rng: np.random.Generator) -> list[IntArray]:
@@ -275,9 +288,9 @@ class GnnRecommender:
         i = torch.as_tensor(pairs[:, 1], device=self.device)
         if graph is not None:
             drop = torch.rand(data.num_items, device=self.device) < self.config.sage.id_dropout
-            h, z = self.model(graph, drop)
+            h, z = self._forward(graph, drop)
         else:
-            h, z = self.model()
+            h, z = self._forward()
         # index_select, not h[a]: indexing's backward accumulates in a thread-dependent order
         h_a = h.index_select(0, a)
         neg = None if self.config.loss == "softmax" else self._negatives(h_a, z, hard_share, rng)
@@ -303,9 +316,10 @@ class GnnRecommender:
         """One pass over the training pairs, each step on the batch's sampled neighbourhood."""
         losses = []
         for batch in self._batches(sampler.num_pairs, rng):
-            b = sampler.batch(batch, self.config.negatives, hard_share, rng)
+            part = self.group.share(batch)
+            b = sampler.batch(part, self.config.negatives, hard_share, self._step_rng)
             drop = torch.rand(b.graph.num_items, device=self.device) < self.config.sage.id_dropout
-            h, z = self.model(b.graph, drop)
+            h, z = self._forward(b.graph, drop)
             neg = None if self.config.loss == "softmax" else b.negative
             loss = self._loss(
                 h.index_select(0, b.actor), z.index_select(0, b.candidates), b.label, neg

@@ -19,10 +19,11 @@ from gnn.checkpoint import (
     snapshot_version,
     write_version,
 )
-from gnn.data import from_snapshot
+from gnn.data import GraphData, from_snapshot
+from gnn.distributed import SINGLE, Group
 from gnn.manifest import VersionError
 from gnn.publish import version_recall
-from gnn.splits import make_split
+from gnn.splits import Split, make_split
 from gnn.train import GnnRecommender, TrainConfig
 from gnn.version import ModelVersion, load_version
 from gnn.warm import WarmRecommender
@@ -43,27 +44,26 @@ def train_once(
     models_dir: Path,
     warm_from: Path | None = None,
     warm: bool = False,
+    group: Group = SINGLE,
 ) -> dict[str, object]:
     """Train one version and write it whole (``gnn.checkpoint.write_version``); publish it
     (``current`` pointer) only if its recall on held-out pairs is not worse than the current
     version's on the same pairs. ``warm_from``: a version directory whose weights the model
     starts from (``gnn.warm``); else ``warm``: start from the current version's when it is a
-    model of the same kind; else a cold start. Returns a summary."""
+    model of the same kind; else a cold start. Returns a summary.
+
+    In a torchrun ``group`` every rank calls it with the same snapshot and trains; rank 0
+    alone gates, writes and publishes, the others return ``{"rank": rank}`` once trained."""
     data = from_snapshot(snapshot)
     split = make_split(data, "random", config.seed, 0.1)
     current = _current(models_dir)
     previous = _warm_start(config, current, warm) if warm_from is None else load_version(warm_from)
     model = GnnRecommender(config) if previous is None else WarmRecommender(config, previous)
-    model.fit(data, split.train, config.seed)
+    model.fit(data, split.train, config.seed, group)
+    if not group.leader:
+        return {"rank": group.rank}
     candidate = snapshot_version(new_version(models_dir), model, data, snapshot)
-    metric = version_recall(candidate, data, split)
-    if metric is None:  # LightGCN cannot embed today's graph: its own validation score
-        metric = model.best_validation
-    current_metric = None
-    if current is not None:
-        current_metric = version_recall(current, data, split)
-        if current_metric is None:
-            current_metric = float(current.metrics["validation_recall@20"])
+    metric, current_metric = _recalls(candidate, current, data, split, model.best_validation)
     published = current_metric is None or metric >= current_metric
     log.info(
         "version %s: held-out recall@20 %.4f against %s for the current version: %s",
@@ -95,6 +95,26 @@ def train_once(
         "warm_from": None if previous is None else previous.name,
         "config": asdict(config),
     }
+
+
+def _recalls(
+    candidate: ModelVersion,
+    current: ModelVersion | None,
+    data: GraphData,
+    split: Split,
+    best_validation: float,
+) -> tuple[float, float | None]:
+    """The candidate's and the current version's recall@20 on the same held-out pairs; a
+    LightGCN version cannot embed today's graph: its own validation score instead."""
+    metric = version_recall(candidate, data, split)
+    if metric is None:
+        metric = best_validation
+    if current is None:
+        return metric, None
+    current_metric = version_recall(current, data, split)
+    if current_metric is None:
+        current_metric = float(current.metrics["validation_recall@20"])
+    return metric, current_metric
 
 
 def _warm_start(
@@ -158,6 +178,10 @@ class PeriodicTrainer:
     snapshot last trained on), else from the store's counts every ``EVENTS_POLL_S``.
     ``warm``: each round starts from the current version's weights (``train_once``).
 
+    In a torchrun ``group`` of more than one process it trains once: rank 0 opens the store,
+    reads the snapshot and sends it to every rank, so all train on the same graph (the
+    others never open the store); a schedule is refused (a CronJob schedules such runs).
+
     ``run`` raises when a round fails (the store unreachable, say); calling it again carries
     on from the last round that worked, so whoever calls it decides how to retry
     (``graphrec train`` backs off and tries again)."""
@@ -171,8 +195,14 @@ class PeriodicTrainer:
         report: Callable[[dict[str, object]], None] = lambda summary: None,
         new_events: NewEvents | None = None,
         warm: bool = False,
+        group: Group = SINGLE,
     ) -> None:
-        self.open_graph = open_graph
+        if group.size > 1 and schedule.periodic:
+            raise ValueError(
+                f"a schedule needs one process, not {group.size}: run distributed training "
+                "once per round (a CronJob, say)"
+            )
+        self.open_graph, self.group = open_graph, group
         self.config, self.models_dir = config, models_dir
         self.schedule, self.report = schedule, report
         self.new_events, self.warm = new_events, warm
@@ -210,14 +240,25 @@ class PeriodicTrainer:
     def round(self) -> None:
         """Train on the graph unless it holds no new interactions (or, periodic, none yet:
         ``train_once`` refuses an empty graph)."""
+        found = self.group.from_leader(self._new_snapshot)
+        if found is None:
+            return
+        events, snapshot = found
+        summary = train_once(
+            snapshot, self.config, self.models_dir, warm=self.warm, group=self.group
+        )
+        if self.group.leader:
+            self.report(summary)
+        self.trained_on = events
+        self.trained_marks = dict(snapshot.watermarks)
+
+    def _new_snapshot(self) -> tuple[int, CsrSnapshot] | None:
+        """The graph's interaction count and snapshot, None when there is nothing new."""
         graph = self.graph()
         events = graph.stats().interactions
         if events == self.trained_on or (events == 0 and self.schedule.periodic):
-            return
-        snapshot = graph.snapshot()
-        self.report(train_once(snapshot, self.config, self.models_dir, warm=self.warm))
-        self.trained_on = events
-        self.trained_marks = dict(snapshot.watermarks)
+            return None
+        return events, graph.snapshot()
 
     def _wait_for_next_round(self, stopping: threading.Event) -> bool:
         """Wait for the next round; True when stopped instead."""

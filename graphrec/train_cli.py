@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +29,8 @@ from gnn.cli import (
     check_mode,
     check_supervision,
 )
-from gnn.train import TrainConfig
+from gnn.distributed import joined
+from gnn.train import TrainConfig, pick_device
 from gnn.trainer import PeriodicTrainer, Schedule
 from graphrec.changecount import ChangeCount
 from graphrec.config import load_config
@@ -83,7 +85,11 @@ def train_command(
     on held-out pairs is not worse than the current version's on the same pairs. Starts from
     the current version's weights (a model of the same kind) unless --cold.
 
-    Periodic mode keeps going through failed rounds, retrying with back-off."""
+    Periodic mode keeps going through failed rounds, retrying with back-off.
+
+    Under torchrun (`torchrun --nproc-per-node N -m graphrec train`) the N processes train
+    one version together (DistributedDataParallel, gloo on CPU, NCCL on GPUs); rank 0 reads
+    the graph, evaluates and publishes. Once only: no --every-minutes/--every-events."""
     settings = load_config()
     if model not in TRAINABLE_MODELS:
         raise typer.BadParameter(f"unknown model {model!r}: {', '.join(TRAINABLE_MODELS)}")
@@ -96,22 +102,24 @@ def train_command(
     )
     log_url = log or settings.log_url
     parse_log_url(log_url)  # a bad URL fails here, before anything starts
-    changes = ChangeCount(log_url) if every_events > 0 else None
-    trainer = PeriodicTrainer(
-        lambda: open_store(store or settings.store_url),
-        config,
-        models_dir or settings.models_path,
-        Schedule(every_minutes, every_events),
-        report=lambda summary: typer.echo(json.dumps(summary)),
-        new_events=changes,
-        warm=not cold,
-    )
-    try:
-        _train(trainer, metrics_port, settings.metrics_host)
-    finally:
-        trainer.close()
-        if changes is not None:
-            changes.close()
+    with ExitStack() as stack:
+        group = stack.enter_context(joined(pick_device(config.device)))
+        schedule = Schedule(every_minutes, every_events)
+        changes = None
+        if every_events > 0 and group.size == 1:  # a group refuses schedules (PeriodicTrainer)
+            changes = stack.enter_context(closing(ChangeCount(log_url)))
+        trainer = PeriodicTrainer(
+            lambda: open_store(store or settings.store_url),
+            config,
+            models_dir or settings.models_path,
+            schedule,
+            report=lambda summary: typer.echo(json.dumps(summary)),
+            new_events=changes,
+            warm=not cold,
+            group=group,
+        )
+        with closing(trainer):
+            _train(trainer, metrics_port, settings.metrics_host)
 
 
 def _train(trainer: PeriodicTrainer, metrics_port: int, metrics_host: str) -> None:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from graphstore.neo4j import PASSWORD_FILE_ENV, Neo4jGraphStore
 
 K8S = Path(__file__).resolve().parents[1] / "deploy" / "k8s"
 ARGS = re.compile(r"^\s+args: \[(.*)\]$", re.M)
+COMMAND = re.compile(r"^\s+command: \[(.*)\]$", re.M)
 
 
 def _check(directory: Path) -> subprocess.CompletedProcess[str]:
@@ -66,10 +68,32 @@ def test_the_check_fails_on_a_manifest_without_limits_or_with_an_unknown_field(
     assert "restart" in output  # kubernetes-validate --strict: no such field
 
 
+def _graphrec_args(manifest: str) -> list[str]:
+    """The words after ``graphrec`` in the manifest's one container: its args to the image's
+    entrypoint, or to ``python -m graphrec`` when the command is torchrun (whose own options
+    are checked against ``torchrun --help``)."""
+    text = (K8S / "base" / manifest).read_text()
+    (args,) = ARGS.findall(text)
+    words = [w.strip().strip('"') for w in args.split(",")]
+    if COMMAND.findall(text) != ["torchrun"]:
+        return words
+    at = words.index("-m")
+    assert words[at + 1] == "graphrec", f"{manifest}: torchrun runs {words[at + 1]}"
+    torchrun = subprocess.run(
+        [str(Path(sys.executable).with_name("torchrun")), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for option in words[:at]:
+        name = re.escape(option.split("=")[0])
+        assert re.search(rf"{name}[\s\]]", torchrun.stdout), f"{manifest}: torchrun has no {option}"
+    return words[at + 2 :]
+
+
 @pytest.mark.parametrize("manifest", ["sink.yaml", "serve.yaml", "trainer.yaml"])
 def test_every_container_runs_a_graphrec_command_with_options_it_has(manifest: str) -> None:
-    (args,) = ARGS.findall((K8S / "base" / manifest).read_text())
-    words = [w.strip().strip('"') for w in args.split(",")]
+    words = _graphrec_args(manifest)
     help_text = CliRunner().invoke(app, [words[0], "--help"], env={"COLUMNS": "200"})
     assert help_text.exit_code == 0, help_text.output
     for option in (w for w in words if w.startswith("--")):
