@@ -14,10 +14,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,7 @@ from graphstore import (
     edge_aggregates,
 )
 from graphstore import _cypher as cy
-from graphstore._neo4j_reads import AutoCommitReads, read_hops
-from graphstore._neo4j_reads import (
-    hop_params as hop_params,
-)  # benchmarks and tests build its parameters
+from graphstore._neighbourhood import FetchedNode, walk
 from graphstore._snapshot_builder import SnapshotBuilder
 from graphstore.base import first_sightings
 
@@ -192,7 +190,7 @@ class Neo4jGraphStore(GraphStore):
         try:
             if self._bound_s is not None:  # a request: one attempt, one round trip a hop
                 with self._session(access_mode=neo4j.READ_ACCESS) as s:
-                    reads = AutoCommitReads(s, self._bound_s)
+                    reads = _AutoCommitReads(s, self._bound_s)
                     return read_hops(reads, seeds, fanouts, relationships, before)
             with self._session() as s:
                 return s.execute_read(read_hops, seeds, fanouts, relationships, before)
@@ -213,6 +211,56 @@ class Neo4jGraphStore(GraphStore):
 
     def _close(self) -> None:
         self._driver.close()
+
+
+class _AutoCommitReads:
+    """Statements run as auto-commit transactions of a read session, each within
+    ``timeout_s``: a managed transaction's BEGIN and COMMIT would add a round trip and the
+    driver's bookkeeping to every request, and a bounded read does not retry anyway. The
+    session's access mode still sends them to a reader in a cluster."""
+
+    def __init__(self, session: neo4j.Session, timeout_s: float) -> None:
+        self._session, self._timeout_s = session, timeout_s
+
+    def run(self, statement: str, parameters: dict[str, Any]) -> neo4j.Result:
+        query = neo4j.Query(statement, timeout=self._timeout_s)
+        return self._session.run(query, parameters)
+
+
+def read_hops(
+    tx: ManagedTransaction | _AutoCommitReads,
+    seeds: tuple[NodeRef, ...],
+    fanouts: Sequence[int],
+    relationships: Sequence[str],
+    before: float | None,
+    profile: Callable[[neo4j.ResultSummary, float], None] | None = None,
+) -> Neighbourhood:
+    """The k-hop neighbourhood read in ``tx``: one ``cy.HOP_EDGES`` statement per hop and kind
+    of node in its frontier. With ``profile``, each runs under PROFILE and ``profile`` gets its
+    summary and wall time (benchmarks/neo4j_profile.py)."""
+
+    def fetch(kind: NodeKind, keys: list[str], fanout: int) -> list[FetchedNode]:
+        params = hop_params(keys, fanout, relationships, before)
+        if profile is None:
+            return [(r["key"], r["found"], r["edges"]) for r in tx.run(cy.HOP_EDGES[kind], params)]
+        started = time.perf_counter()
+        result = tx.run(cy.PROFILED_HOP_EDGES[kind], params)
+        fetched: list[FetchedNode] = [(r["key"], r["found"], r["edges"]) for r in result]
+        profile(result.consume(), time.perf_counter() - started)
+        return fetched
+
+    return walk(seeds, fanouts, fetch)
+
+
+def hop_params(
+    keys: Sequence[str], fanout: int, relationships: Sequence[str], before: float | None
+) -> dict[str, Any]:
+    """The parameters of ``cy.HOP_EDGES[kind]``: one hop from the nodes of one kind named by
+    ``keys``, each keeping its ``fanout`` most recent edges of the ``relationships``."""
+    since = {
+        f"since_{rel}": -math.inf if rel in relationships else math.inf for rel in ALL_RELATIONSHIPS
+    }
+    return {"keys": list(keys), "fanout": fanout, "before": before, **since}
 
 
 def _unavailable(exc: Exception) -> bool:
