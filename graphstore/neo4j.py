@@ -139,26 +139,21 @@ class Neo4jGraphStore(GraphStore):
         return cls(uri, (user, password), database, delete_batch=delete_batch)
 
     def bounded(self, timeout_s: float) -> Neo4jGraphStore:
-        """A view of this store (same driver, not to be closed) whose neighbourhood reads
-        give up after about ``timeout_s``: one attempt, no retries, a connection within
-        ``timeout_s``, a transaction timeout of ``timeout_s``; an unreachable or slow server
-        raises ``GraphStoreError``. For request paths, where the caller's deadline is short.
-        """
+        """A read-only view of this store (same driver, not to be closed) whose reads give up
+        after about ``timeout_s`` (one attempt, connection and statement timeouts): an
+        unreachable or slow server raises ``GraphStoreError``. For request paths."""
         view = copy.copy(self)
         view._bound_s = timeout_s
         return view
 
-    def _session(
-        self, fetch_size: int | None = None, access_mode: str | None = None
-    ) -> neo4j.Session:
+    def _session(self, fetch_size: int | None = None) -> neo4j.Session:
         options: dict[str, Any] = {"database": self._database}
-        if access_mode is not None:
-            options["default_access_mode"] = access_mode
         if fetch_size is not None:
             options["fetch_size"] = fetch_size
         if self._bound_s is not None:
             options["max_transaction_retry_time"] = 0.0
             options["connection_acquisition_timeout"] = self._bound_s
+            options["default_access_mode"] = neo4j.READ_ACCESS  # a bounded view only reads
         return self._driver.session(**options)
 
     # ------------------------------------------------------------------ writes
@@ -189,7 +184,7 @@ class Neo4jGraphStore(GraphStore):
     ) -> Neighbourhood:
         try:
             if self._bound_s is not None:  # a request: one attempt, one round trip a hop
-                with self._session(access_mode=neo4j.READ_ACCESS) as s:
+                with self._session() as s:
                     reads = _AutoCommitReads(s, self._bound_s)
                     return read_hops(reads, seeds, fanouts, relationships, before)
             with self._session() as s:
@@ -214,10 +209,8 @@ class Neo4jGraphStore(GraphStore):
 
 
 class _AutoCommitReads:
-    """Statements run as auto-commit transactions of a read session, each within
-    ``timeout_s``: a managed transaction's BEGIN and COMMIT would add a round trip and the
-    driver's bookkeeping to every request, and a bounded read does not retry anyway. The
-    session's access mode still sends them to a reader in a cluster."""
+    """Auto-commit statements of a read session (a reader in a cluster) within ``timeout_s``:
+    no BEGIN/COMMIT round trip on a request path, where a read does not retry anyway."""
 
     def __init__(self, session: neo4j.Session, timeout_s: float) -> None:
         self._session, self._timeout_s = session, timeout_s

@@ -122,7 +122,7 @@ def test_a_read_transaction_here_refuses_writes(routed: Neo4jGraphStore) -> None
     with routed._session() as session, pytest.raises(driver.exceptions.ClientError) as refused:
         session.execute_read(create)
     assert "read" in str(refused.value).lower()
-    read_session = routed._session(access_mode=driver.READ_ACCESS)
+    read_session = routed.bounded(5.0)._session()
     with read_session as session, pytest.raises(driver.exceptions.ClientError) as refused:
         session.run("CREATE (:RoutingProbe)").consume()  # how a bounded neighbourhood reads
     assert "read" in str(refused.value).lower()
