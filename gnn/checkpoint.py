@@ -1,5 +1,8 @@
 """Writing model versions (the layout: ``gnn.version``) and the ``current`` pointer.
 
+A version of at least ``gnn.ann.EXACT_THRESHOLD`` items gets its usearch index
+(``items.usearch``): the version's own ``ann``, or one built over its embeddings here.
+
 A version is written whole into ``<models>/.tmp-<version>/``, listed in its manifest, synced
 and renamed into place; ``current`` is switched (write, then rename) only after that, so a
 reader sees a complete version or none, and the old pointer or the new one.
@@ -19,6 +22,7 @@ import torch
 from safetensors.numpy import save as save_arrays
 from safetensors.torch import save as save_tensors
 
+from gnn.ann import EXACT_THRESHOLD, build_index, index_bytes
 from gnn.data import GraphData
 from gnn.inference import FeatureScaler, SageInference
 from gnn.inputs import Content
@@ -26,6 +30,7 @@ from gnn.manifest import VersionError, check_name, sync_dir, version_dir, write_
 from gnn.models import LightGCN, SageRec
 from gnn.train import GnnRecommender
 from gnn.version import (
+    ANN,
     CONFIG,
     INDEX,
     ITEMS,
@@ -160,7 +165,7 @@ def _files(version: ModelVersion) -> dict[str, bytes]:
         "leaves": list(items.leaves),
         "titles": list(items.titles),
     }
-    return {
+    files = {
         WEIGHTS: save_tensors(tensors),
         ITEMS: save_arrays(item_arrays(version)),
         CONFIG: _json(config),
@@ -168,6 +173,18 @@ def _files(version: ModelVersion) -> dict[str, bytes]:
         WATERMARKS: _json(version.watermarks),
         METRICS: _json(version.metrics),
     }
+    ann = version.ann
+    if ann is None and len(index.items) >= EXACT_THRESHOLD:
+        ann = build_index(np.ascontiguousarray(items.embeddings, np.float32))
+    if ann is not None:
+        rows, dim = items.embeddings.shape
+        if len(ann) != rows or ann.ndim != dim:
+            raise VersionError(
+                f"{version.name}: its index holds {len(ann)} rows of {ann.ndim}, "
+                f"its item table {rows} of {dim}"
+            )
+        files[ANN] = index_bytes(ann)
+    return files
 
 
 def _json(value: object) -> bytes:

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from benchmarks.reload import synthetic_version
+from gnn.ann import build_index
 from gnn.checkpoint import current_version, set_current, snapshot_reference_ts, write_version
 from gnn.data import from_snapshot
 from gnn.inputs import Content
@@ -47,6 +49,27 @@ def test_the_loaded_table_is_the_full_forward_over_the_training_snapshot(world: 
     assert np.array_equal(table.content.id_rows, content.id_rows)
     assert engine.inference.reference_ts == snapshot_reference_ts(snapshot)
     assert dict(engine.watermarks) == marks and marks
+
+
+def _no_build(table: np.ndarray) -> None:
+    raise AssertionError("serving built a usearch index the version holds")
+
+
+def test_serving_searches_the_versions_own_usearch_index(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = load_version(current_dir(world.models))
+    built = build_index(version.items.embeddings)
+    saved = write_version(tmp_path / "models", replace(version, name="v-ann", ann=built))
+    monkeypatch.setattr("serving.topk.build_index", _no_build)
+    engine = Engine.load(saved, exact_threshold=1)
+    index = engine.table.embeddings
+    assert index._ann is not None and len(index._ann) == engine.table.size
+    queries = version.items.embeddings[:20]
+    for q in queries:
+        rows, scores = index.search(q, 5)
+        assert sorted(rows.tolist()) == sorted(built.search(q, 5).keys.tolist())
+        np.testing.assert_allclose(scores, version.items.embeddings[rows] @ q, rtol=1e-5)
 
 
 class CountingStore:
