@@ -49,7 +49,10 @@ def build_index(table: npt.NDArray[np.float32]) -> Index:
 
 def index_bytes(index: Index) -> bytes:
     """The index serialised (what ``restore_index`` reads)."""
-    return bytes(index.save())
+    data = index.save()
+    if data is None:  # only when saving to a path
+        raise RuntimeError("usearch did not return the serialised index")
+    return bytes(data)
 
 
 def restore_index(data: bytes, rows: int, dim: int) -> Index:
@@ -59,7 +62,9 @@ def restore_index(data: bytes, rows: int, dim: int) -> Index:
     try:
         meta = Index.metadata(data)
     except ValueError as exc:
-        raise ValueError(f"not a usearch index ({exc})") from None
+        raise ValueError(f"is not a usearch index ({exc})") from None
+    if meta is None:
+        raise ValueError("is not a usearch index (no metadata)")
     found = (meta["kind_metric"], meta["kind_scalar"], meta["dimensions"])
     if found != (METRIC, SCALAR, dim):
         raise ValueError(
@@ -68,6 +73,6 @@ def restore_index(data: bytes, rows: int, dim: int) -> Index:
         )
     index = empty_index(dim)
     index.load(data)
-    if len(index) != rows or not index.contains(np.arange(rows, dtype=np.int64)).all():
+    if len(index) != rows or not np.all(index.contains(np.arange(rows, dtype=np.int64))):
         raise ValueError(f"holds {len(index)} rows, not the item table's rows 0 … {rows - 1}")
     return index

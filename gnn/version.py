@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,6 +68,12 @@ class ModelIndex:
     categories: tuple[str, ...]  # [C] category keys: rows of the category table
     features: tuple[str, ...]  # [F] numeric feature names, in the model's input order
     actors: tuple[str, ...] = ()  # [A] LightGCN only (a row per actor); empty for SageRec
+
+    @cached_property
+    def rows(self) -> dict[str, int]:
+        """Item key → row of the item table, built once and shared by whoever maps keys (not
+        to be changed: copy it to add rows)."""
+        return dict(zip(self.items, range(len(self.items)), strict=True))
 
 
 @dataclass(frozen=True)

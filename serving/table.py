@@ -33,6 +33,7 @@ class ItemTable:
         self,
         inference: SageInference,
         keys: Sequence[str],
+        rows: dict[str, int],
         leaves: Sequence[str | None],
         titles: Sequence[str],
         content: Content,
@@ -46,7 +47,7 @@ class ItemTable:
         self.inference = inference
         self.scaler = scaler
         self.keys: list[str] = list(keys)
-        self.index = {k: i for i, k in enumerate(self.keys)}
+        self.index = dict(rows)  # key → row of ``keys``: a copy, rows are appended here
         self.leaves: list[str | None] = list(leaves)
         self.titles: list[str] = list(titles)
         self.content = content
@@ -71,6 +72,7 @@ class ItemTable:
         return cls(
             inference,
             version.index.items,
+            version.index.rows,
             items.leaves,
             items.titles,
             items.content,
