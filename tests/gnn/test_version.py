@@ -225,11 +225,12 @@ def test_a_version_below_the_threshold_has_no_usearch_index(saved: Path) -> None
 
 
 def test_from_the_threshold_on_a_version_holds_the_usearch_index_of_its_embeddings(
-    trained: ModelVersion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: ModelVersion, tmp_path: Path
 ) -> None:
     items = len(trained.index.items)
-    monkeypatch.setattr("gnn.checkpoint.EXACT_THRESHOLD", items)  # a 200-item "large" version
-    saved = write_version(tmp_path / "models", trained)
+    assert write_version(tmp_path / "below", trained, index_from=items + 1)
+    assert not (tmp_path / "below" / "v1" / "items.usearch").exists()
+    saved = write_version(tmp_path / "models", trained, index_from=items)
     manifest = json.loads((saved / "manifest.json").read_text())
     assert "items.usearch" in manifest["files"]
     ann = load_version(saved).ann

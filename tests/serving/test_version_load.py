@@ -1,5 +1,6 @@
 """Serving loads a model version without reading the graph: the item table is the one the
-trainer computed over its snapshot, and a hot reload reads no graph either, at 100k items."""
+trainer computed over its snapshot, and a hot reload reads no graph either, at 100k items; the
+usearch index comes with the version and is not rebuilt."""
 
 from __future__ import annotations
 
@@ -94,9 +95,12 @@ class CountingStore:
 LOAD_ITEMS = 100_000
 
 
-def test_loading_and_hot_reloading_a_version_read_no_graph(world: World, tmp_path: Path) -> None:
+def test_loading_and_hot_reloading_a_version_read_no_graph(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     models = tmp_path / "models"
-    version = synthetic_version("v-loaded", LOAD_ITEMS)
+    version = synthetic_version("v-loaded", LOAD_ITEMS)  # with its usearch index, built once
+    monkeypatch.setattr("serving.topk.build_index", _no_build)  # serving searches the version's
     write_version(models, version)
     set_current(models, version.name)
     with open_store(world.store_url) as real:
@@ -104,8 +108,7 @@ def test_loading_and_hot_reloading_a_version_read_no_graph(world: World, tmp_pat
         serving = Serving(
             store,  # type: ignore[arg-type]
             models,
-            # no usearch index: it is built from the loaded table alone, and takes a minute here
-            RecommenderConfig(exact_threshold=LOAD_ITEMS + 1),
+            RecommenderConfig(),  # the default exact_threshold: the usearch index is searched
             config=ServerConfig(address="127.0.0.1:0"),
             reload_every_s=0.05,
             probe_every_s=3600,
@@ -121,6 +124,7 @@ def test_loading_and_hot_reloading_a_version_read_no_graph(world: World, tmp_pat
                 time.sleep(0.02)
             engine = serving.registry.current()
             assert engine is not None and engine.table.size == LOAD_ITEMS
+            assert engine.table.embeddings._ann is not None
         finally:
             serving.stop()
     loaders = {threading.main_thread().name, "model-watcher"}
