@@ -73,6 +73,7 @@ def restore_index(data: bytes, rows: int, dim: int) -> Index:
         )
     index = empty_index(dim)
     index.load(data)
-    if len(index) != rows or not np.all(index.contains(np.arange(rows, dtype=np.int64))):
-        raise ValueError(f"holds {len(index)} rows, not the item table's rows 0 … {rows - 1}")
+    keys = np.asarray(index.keys, np.int64)  # distinct: the index holds one vector per key
+    if len(keys) != rows or (rows and (keys.min() != 0 or keys.max() != rows - 1)):
+        raise ValueError(f"holds {len(keys)} rows, not the item table's rows 0 … {rows - 1}")
     return index

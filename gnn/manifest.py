@@ -159,13 +159,17 @@ def read_files(directory: Path, required: Iterable[str]) -> VersionFiles:
         if not path.is_file():
             raise VersionError(f"{version}: {name} is missing")
         _check_size(version, name, path.stat().st_size, entry.size)
-    contents: dict[str, Future[bytes]] = {}
-    digests: dict[str, Future[bool]] = {}
-    # largest first: their digests take longest. A digest job waits for its own read, which
-    # was queued before it, so the pool never waits on a job it has not started.
-    for name, entry in sorted(listed.items(), key=lambda item: -item[1].size):
-        contents[name] = _POOL.submit(_read, directory / name, version, entry.size)
-        digests[name] = _POOL.submit(_matches, contents[name], entry.sha256)
+    # Every read is queued before any digest (a digest job waits for its file's read, which a
+    # worker has then started): the smallest files first, the JSON a loader starts with; the
+    # digests largest first, as they take longest.
+    by_size = sorted(listed.items(), key=lambda item: item[1].size)
+    contents = {
+        name: _POOL.submit(_read, directory / name, version, entry.size) for name, entry in by_size
+    }
+    digests = {
+        name: _POOL.submit(_matches, contents[name], entry.sha256)
+        for name, entry in reversed(by_size)
+    }
     return VersionFiles(version, contents, digests)
 
 
