@@ -98,6 +98,13 @@ def _flip_byte(d: Path) -> None:
     _flip(d / "items.safetensors")
 
 
+def _flip_header_byte(d: Path) -> None:
+    path = d / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[9] ^= 0xFF  # inside the JSON header: the bytes no longer parse
+    path.write_bytes(bytes(data))
+
+
 def _old_format(d: Path) -> None:
     (d / "manifest.json").unlink()
     (d / "meta.json").write_text("{}")
@@ -106,6 +113,11 @@ def _old_format(d: Path) -> None:
 DAMAGE: dict[str, tuple[Callable[[Path], object], str]] = {
     "truncated weights": (_truncate, r"v1: model\.safetensors is \d+ bytes, the manifest says"),
     "changed byte": (_flip_byte, r"v1: items\.safetensors does not match its sha256"),
+    # read while its digest was being computed: reported as changed, not as unreadable
+    "changed header byte": (
+        _flip_header_byte,
+        r"v1: model\.safetensors does not match its sha256",
+    ),
     "missing file": (lambda d: (d / "index.json").unlink(), r"v1: index\.json is missing"),
     "unlisted file": (
         lambda d: (d / "extra.bin").write_bytes(b"x"),
