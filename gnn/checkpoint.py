@@ -1,5 +1,9 @@
 """Writing model versions (the layout: ``gnn.version``) and the ``current`` pointer.
 
+A version of at least ``gnn.ann.EXACT_THRESHOLD`` items (serving's default threshold for
+searching the usearch index) gets its index, ``items.usearch``: the version's own ``ann``,
+or one built over its embeddings here.
+
 A version is written whole into ``<models>/.tmp-<version>/``, listed in its manifest, synced
 and renamed into place; ``current`` is switched (write, then rename) only after that, so a
 reader sees a complete version or none, and the old pointer or the new one.
@@ -19,6 +23,7 @@ import torch
 from safetensors.numpy import save as save_arrays
 from safetensors.torch import save as save_tensors
 
+from gnn.ann import EXACT_THRESHOLD, build_index, index_bytes
 from gnn.data import GraphData
 from gnn.inference import FeatureScaler, SageInference
 from gnn.inputs import Content
@@ -26,6 +31,7 @@ from gnn.manifest import VersionError, check_name, sync_dir, version_dir, write_
 from gnn.models import LightGCN, SageRec
 from gnn.train import GnnRecommender
 from gnn.version import (
+    ANN,
     CONFIG,
     INDEX,
     ITEMS,
@@ -121,9 +127,13 @@ def _snapshot_items(
     )
 
 
-def write_version(models_dir: Path, version: ModelVersion) -> Path:
-    """Write ``version`` to ``models_dir/<name>/`` through ``.tmp-<name>/`` and one rename;
-    ``VersionError`` if that version exists already. Returns its directory."""
+def write_version(
+    models_dir: Path, version: ModelVersion, index_from: int = EXACT_THRESHOLD
+) -> Path:
+    """Write ``version`` to ``models_dir/<name>/`` through ``.tmp-<name>/`` and one rename,
+    with its usearch index (``version.ann``, else built here) when it has at least
+    ``index_from`` items or an ``ann`` of its own; ``VersionError`` if that version exists
+    already. Returns its directory."""
     final = version_dir(models_dir, version.name)
     if final.exists():
         raise VersionError(f"{version.name}: already exists in {models_dir}")
@@ -132,7 +142,7 @@ def write_version(models_dir: Path, version: ModelVersion) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)  # left by a writer that died
     tmp.mkdir()
     try:
-        for name, data in _files(version).items():
+        for name, data in _files(version, index_from).items():
             write_file(tmp / name, data)
         write_manifest(tmp, version.name)
         os.rename(tmp, final)
@@ -143,7 +153,7 @@ def write_version(models_dir: Path, version: ModelVersion) -> Path:
     return final
 
 
-def _files(version: ModelVersion) -> dict[str, bytes]:
+def _files(version: ModelVersion, index_from: int) -> dict[str, bytes]:
     tensors = {k: v.detach().cpu().contiguous() for k, v in version.model.state_dict().items()}
     index, items = version.index, version.items
     config = {
@@ -160,7 +170,7 @@ def _files(version: ModelVersion) -> dict[str, bytes]:
         "leaves": list(items.leaves),
         "titles": list(items.titles),
     }
-    return {
+    files = {
         WEIGHTS: save_tensors(tensors),
         ITEMS: save_arrays(item_arrays(version)),
         CONFIG: _json(config),
@@ -168,6 +178,18 @@ def _files(version: ModelVersion) -> dict[str, bytes]:
         WATERMARKS: _json(version.watermarks),
         METRICS: _json(version.metrics),
     }
+    ann = version.ann
+    if ann is None and len(index.items) >= index_from:
+        ann = build_index(np.ascontiguousarray(items.embeddings, np.float32))
+    if ann is not None:
+        rows, dim = items.embeddings.shape
+        if len(ann) != rows or ann.ndim != dim:
+            raise VersionError(
+                f"{version.name}: its index holds {len(ann)} rows of {ann.ndim}, "
+                f"its item table {rows} of {dim}"
+            )
+        files[ANN] = index_bytes(ann)
+    return files
 
 
 def _json(value: object) -> bytes:

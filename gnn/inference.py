@@ -68,9 +68,8 @@ class SageInference:
         self.half_life_days = model.config.half_life_days
         self.feature_names: tuple[str, ...] = index.features
         self._categories = {k: i for i, k in enumerate(index.categories)}
-        known = np.flatnonzero(index.id_rows >= 0).tolist()  # items trained with an ID
-        rows = index.id_rows.tolist()
-        self._id_rows: dict[str, int] = {index.items[i]: rows[i] for i in known}
+        self._rows = index.rows  # the version's item key → row, shared with the item table
+        self._id_rows = index.id_rows  # row → the model's ID row, -1 if trained without
         self._num_types = len(model.types)
         self._output = _OutputLayer.of(model)
 
@@ -108,7 +107,9 @@ class SageInference:
             parts = leaf.split("/")
             for level in range(min(self.depth, len(parts))):
                 anc[row, level] = self._categories.get("/".join(parts[: len(parts) - level]), -1)
-        ids = np.array([self._id_rows.get(k, -1) for k in item_keys], np.int64)
+        rows = np.array([self._rows.get(k, -1) for k in item_keys], np.int64)
+        ids = np.full(len(item_keys), -1, np.int64)
+        ids[rows >= 0] = self._id_rows[rows[rows >= 0]]
         return Content(anc, np.asarray(features, np.float32).reshape(len(item_keys), -1), ids)
 
     def align_features(self, names: Sequence[str], values: FloatArray) -> FloatArray:

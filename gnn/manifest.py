@@ -16,6 +16,7 @@ import os
 import re
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,18 +93,38 @@ def sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class VerifiedFiles:
-    """The files of a version whose manifest checked out: ``read(name)`` returns the bytes
-    that were hashed (each file is read once, so what is loaded is what was verified)."""
+class VersionFiles:
+    """The files of a version, each read once and checked against its manifest: sizes as
+    they are read, sha256 digests on a thread pool (hashlib releases the GIL) while the caller
+    deserialises what it read.
 
-    def __init__(self, version: str, contents: dict[str, bytes]) -> None:
+    ``read(name)`` returns the bytes that are being hashed; ``verified(name)`` returns them
+    once their digest matched (for parsers that must only see checked bytes); ``confirm()``
+    waits for every digest. Nothing built from ``read`` may be used before ``confirm``
+    returned: any mismatch raises ``VersionError`` there."""
+
+    def __init__(
+        self, version: str, contents: dict[str, Future[bytes]], digests: dict[str, Future[bool]]
+    ) -> None:
         self.version = version
         self._contents = contents
+        self._digests = digests
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The files the manifest lists."""
+        return frozenset(self._contents)
 
     def read(self, name: str) -> bytes:
         if name not in self._contents:
             raise VersionError(f"{self.version}: {name} is not in the manifest")
-        return self._contents[name]
+        return self._contents[name].result()
+
+    def verified(self, name: str) -> bytes:
+        data = self.read(name)
+        if not self._digests[name].result():
+            raise VersionError(f"{self.version}: {name} does not match its sha256 in manifest.json")
+        return data
 
     def json(self, name: str) -> object:
         try:
@@ -111,10 +132,17 @@ class VerifiedFiles:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise VersionError(f"{self.version}: {name} is not valid JSON ({exc})") from None
 
+    def confirm(self) -> None:
+        """Return once every file was read whole and matched its sha256; ``VersionError``
+        naming the first file that did not."""
+        for name in sorted(self._contents):
+            self.verified(name)
 
-def verify(directory: Path, required: Iterable[str]) -> VerifiedFiles:
-    """Check ``directory`` against its manifest (which must list every file in ``required``)
-    and return its files' verified contents; ``VersionError`` for anything amiss."""
+
+def read_files(directory: Path, required: Iterable[str]) -> VersionFiles:
+    """Start reading ``directory``'s files against its manifest (which must list every file in
+    ``required``); ``VersionError`` at once for a bad name, a missing or corrupt manifest, or a
+    missing, unlisted or resized file, later (``VersionFiles``) for changed bytes."""
     version = check_name(directory.name)
     if not directory.is_dir():
         raise VersionError(f"{version}: no such version directory {directory}")
@@ -126,21 +154,56 @@ def verify(directory: Path, required: Iterable[str]) -> VerifiedFiles:
     unlisted = sorted(present - set(listed))
     if unlisted:
         raise VersionError(f"{version}: {unlisted[0]} is not listed in manifest.json")
-    contents = {}
     for name, entry in listed.items():
         path = directory / name
         if not path.is_file():
             raise VersionError(f"{version}: {name} is missing")
-        data = path.read_bytes()
-        if len(data) != entry.size:
-            raise VersionError(
-                f"{version}: {name} is {len(data)} bytes, the manifest says {entry.size} "
-                "(truncated or overwritten)"
-            )
-        if digest(data) != entry.sha256:
-            raise VersionError(f"{version}: {name} does not match its sha256 in manifest.json")
-        contents[name] = data
-    return VerifiedFiles(version, contents)
+        _check_size(version, name, path.stat().st_size, entry.size)
+    # Every read is queued before any digest (a digest job waits for its file's read, which a
+    # worker has then started): the smallest files first, the JSON a loader starts with; the
+    # digests largest first, as they take longest.
+    by_size = sorted(listed.items(), key=lambda item: item[1].size)
+    contents = {
+        name: _POOL.submit(_read, directory / name, version, entry.size) for name, entry in by_size
+    }
+    digests = {
+        name: _POOL.submit(_matches, contents[name], entry.sha256)
+        for name, entry in reversed(by_size)
+    }
+    return VersionFiles(version, contents, digests)
+
+
+def verify(directory: Path, required: Iterable[str]) -> VersionFiles:
+    """``read_files`` and wait for every digest: the files of ``directory``, all checked."""
+    files = read_files(directory, required)
+    files.confirm()
+    return files
+
+
+_POOL = ThreadPoolExecutor(
+    max_workers=max(2, min(4, os.cpu_count() or 1)), thread_name_prefix="version-sha256"
+)
+
+
+def _read(path: Path, version: str, size: int) -> bytes:
+    data = path.read_bytes()
+    _check_size(version, path.name, len(data), size)
+    return data
+
+
+def _matches(data: Future[bytes], sha256: str) -> bool:
+    try:
+        return digest(data.result()) == sha256
+    except VersionError:
+        return False  # the read reports it
+
+
+def _check_size(version: str, name: str, size: int, listed: int) -> None:
+    if size != listed:
+        raise VersionError(
+            f"{version}: {name} is {size} bytes, the manifest says {listed} "
+            "(truncated or overwritten)"
+        )
 
 
 def _read_manifest(directory: Path, version: str) -> dict[str, FileEntry]:

@@ -11,19 +11,24 @@
   ``[I, d]`` float32, the final embeddings) and what embeds an item without the graph: its
   model inputs (``ancestors``, ``features``, ``id_rows``), raw features and the scaler
   (``feature_mean``, ``feature_std``), popularity and the removed flags;
+* ``items.usearch``: from ``gnn.ann.EXACT_THRESHOLD`` items on, the usearch HNSW index over
+  the embeddings (row ``r`` is key ``r``; ``gnn.ann``), which serving searches as it is; a
+  smaller version has none;
 * ``watermarks.json``: the snapshot's per-partition watermarks (``"topic:partition"`` →
   offset);
 * ``metrics.json``: training history and the publish gate's figures;
 * ``manifest.json``: every other file with its size and sha256 (``gnn.manifest``).
 
-``load_version`` reads a directory after checking it against its manifest, with
-safetensors and JSON only (no pickle); it reads no graph.
+``load_version`` reads a directory with safetensors, JSON and usearch only (no pickle) and
+returns it once every file matched its manifest (the digests are computed while the files are
+deserialised, the index is restored from checked bytes only); it reads no graph.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,10 +38,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_arrays
 from safetensors.torch import load as load_tensors
+from usearch.index import Index
 
+from gnn.ann import restore_index
 from gnn.data import FloatArray, IntArray
 from gnn.inputs import Content
-from gnn.manifest import VerifiedFiles, VersionError, verify
+from gnn.manifest import VersionError, VersionFiles, read_files
 from gnn.models import LightGCN, LightGCNConfig, SageConfig, SageRec
 from gnn.train import TrainConfig
 
@@ -46,7 +53,8 @@ INDEX = "index.json"
 ITEMS = "items.safetensors"
 WATERMARKS = "watermarks.json"
 METRICS = "metrics.json"
-FILES = (WEIGHTS, CONFIG, INDEX, ITEMS, WATERMARKS, METRICS)
+ANN = "items.usearch"
+FILES = (WEIGHTS, CONFIG, INDEX, ITEMS, WATERMARKS, METRICS)  # ANN is optional
 Float32Array = npt.NDArray[np.float32]
 T = TypeVar("T")
 
@@ -60,6 +68,12 @@ class ModelIndex:
     categories: tuple[str, ...]  # [C] category keys: rows of the category table
     features: tuple[str, ...]  # [F] numeric feature names, in the model's input order
     actors: tuple[str, ...] = ()  # [A] LightGCN only (a row per actor); empty for SageRec
+
+    @cached_property
+    def rows(self) -> dict[str, int]:
+        """Item key → row of the item table, built once and shared by whoever maps keys (not
+        to be changed: copy it to add rows)."""
+        return dict(zip(self.items, range(len(self.items)), strict=True))
 
 
 @dataclass(frozen=True)
@@ -89,15 +103,27 @@ class ModelVersion:
     reference_ts: float  # edge ages are measured from here
     watermarks: dict[str, int]  # the training snapshot's, "topic:partition" → offset
     metrics: dict[str, Any] = field(default_factory=dict)
+    ann: Index | None = None  # the HNSW index over ``items.embeddings`` (``gnn.ann``), if any
 
 
 def load_version(directory: Path) -> ModelVersion:
-    """The version saved in ``directory``, checked against its manifest first.
+    """The version saved in ``directory``, returned once all of its files matched the
+    manifest.
 
     Raises ``VersionError`` (a ``ValueError``) naming the version and the file for a bad
     name, a missing or corrupt manifest, a missing, truncated, changed or unlisted file, or
     contents that do not fit together."""
-    files = verify(directory, FILES)
+    files = read_files(directory, FILES)
+    try:
+        version = _deserialise(files)
+    except BaseException:
+        files.confirm()  # a damaged file is reported as damaged, not as what that broke
+        raise
+    files.confirm()
+    return version
+
+
+def _deserialise(files: VersionFiles) -> ModelVersion:
     name = files.version
     config_raw = _mapping(files.json(CONFIG), name, CONFIG)
     index_raw = _mapping(files.json(INDEX), name, INDEX)
@@ -130,7 +156,8 @@ def load_version(directory: Path) -> ModelVersion:
         raise VersionError(f"{name}: {CONFIG}: {exc}") from None
     _load_weights(model, weights, name)
     metrics = dict(_mapping(files.json(METRICS), name, METRICS))
-    return ModelVersion(name, config, model, index, items, reference_ts, watermarks, metrics)
+    ann = _ann(files, items.embeddings) if ANN in files.names else None
+    return ModelVersion(name, config, model, index, items, reference_ts, watermarks, metrics, ann)
 
 
 def build_model(config: TrainConfig, index: ModelIndex) -> torch.nn.Module:
@@ -221,8 +248,19 @@ def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], name
     model.eval()
 
 
+def _ann(files: VersionFiles, embeddings: Float32Array) -> Index:
+    """The version's usearch index, restored (a copy, so rows can change) from checked bytes
+    only: usearch's loader is not meant for arbitrary input."""
+    try:
+        return restore_index(files.verified(ANN), embeddings.shape[0], embeddings.shape[-1])
+    except ValueError as exc:
+        if isinstance(exc, VersionError):
+            raise
+        raise VersionError(f"{files.version}: {ANN} {exc}") from None
+
+
 def _safetensors(
-    read: Callable[[bytes], dict[str, T]], files: VerifiedFiles, file: str
+    read: Callable[[bytes], dict[str, T]], files: VersionFiles, file: str
 ) -> dict[str, T]:
     try:
         return read(files.read(file))

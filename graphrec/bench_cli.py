@@ -181,7 +181,7 @@ def bench_reload_cmd(
     repeats: Annotated[int, typer.Option(min=1, help="Timed rounds of each.")] = 5,
     index: Annotated[
         bool,
-        typer.Option(help="Also time one load that builds the usearch index (large catalogues)."),
+        typer.Option(help="The server's exact_threshold and a version with its usearch index."),
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic version.")] = 0,
 ) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from gnn.ann import EXACT_THRESHOLD
 from graphstore import Behaviour, GraphStore, GraphStoreError, ItemRecord
 from serving.engine import Engine
 from serving.explain import actors_of, browser_url, cypher_for, strongest_paths
@@ -53,7 +54,7 @@ class RecommenderConfig:
     refresh_fanouts: tuple[int, int] = (50, 10)  # item → actors → items, when it changes
     default_k: int = 20
     max_k: int = 1_000
-    exact_threshold: int = 20_000  # items; above it top-K uses the usearch index
+    exact_threshold: int = EXACT_THRESHOLD  # items; from it on top-K uses the usearch index
     browser_url: str = "http://127.0.0.1:7474/browser/"  # Neo4j Browser, for Explain links
     browser_dbms: str = "neo4j://neo4j@127.0.0.1:7687"  # what its connect form is filled with
     store_timeout_s: float = 2.0  # bound on a request's store call (where the store has one)

@@ -1,10 +1,10 @@
 """The item table: every catalogue item's model inputs, metadata and embedding, kept fresh.
 
 Built once per model version from the version itself (the item table the trainer computed
-over its snapshot; no graph is read), then updated row by row: an item whose neighbourhood
-changed is re-embedded from its live 2-hop neighbourhood, a new item is appended with its
-content. Rows are append-only and a
-row's metadata is written before its embedding, so a row the index returns is always complete.
+over its snapshot, and its usearch index when the version has one; no graph is read), then
+updated row by row: an item whose neighbourhood changed is re-embedded from its live 2-hop
+neighbourhood, a new item is appended with its content. Rows are append-only and a row's
+metadata is written before its embedding, so a row the index returns is always complete.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from usearch.index import Index
 
+from gnn.ann import EXACT_THRESHOLD
 from gnn.inference import FeatureScaler, SageInference
 from gnn.inputs import Content
 from gnn.version import ModelVersion
@@ -31,6 +33,7 @@ class ItemTable:
         self,
         inference: SageInference,
         keys: Sequence[str],
+        rows: dict[str, int],
         leaves: Sequence[str | None],
         titles: Sequence[str],
         content: Content,
@@ -39,31 +42,37 @@ class ItemTable:
         scaler: FeatureScaler,
         embeddings: npt.NDArray[np.float32],
         exact_threshold: int,
+        ann: Index | None = None,
     ) -> None:
         self.inference = inference
         self.scaler = scaler
         self.keys: list[str] = list(keys)
-        self.index = {k: i for i, k in enumerate(self.keys)}
+        self.index = dict(rows)  # key → row of ``keys``: a copy, rows are appended here
         self.leaves: list[str | None] = list(leaves)
         self.titles: list[str] = list(titles)
         self.content = content
         self.popularity = popularity.astype(np.float64)
         self.removed = removed.astype(bool)
-        self.embeddings = ItemIndex(embeddings, exact_threshold=exact_threshold)
+        self.embeddings = ItemIndex(embeddings, exact_threshold, ann)
         self._write = threading.Lock()
         self._by_category: dict[str, IntArray] = {}
 
     @classmethod
     def of(
-        cls, inference: SageInference, version: ModelVersion, exact_threshold: int = 20_000
+        cls,
+        inference: SageInference,
+        version: ModelVersion,
+        exact_threshold: int = EXACT_THRESHOLD,
     ) -> ItemTable:
         """The item table ``version`` holds (every item of its training snapshot, embedded
-        over all of the snapshot's edges), ready to be kept fresh."""
+        over all of the snapshot's edges) and its usearch index when it has one, ready to be
+        kept fresh."""
         items = version.items
         scaler = FeatureScaler(version.index.features, items.feature_mean, items.feature_std)
         return cls(
             inference,
             version.index.items,
+            version.index.rows,
             items.leaves,
             items.titles,
             items.content,
@@ -72,6 +81,7 @@ class ItemTable:
             scaler,
             items.embeddings,
             exact_threshold,
+            version.ann,
         )
 
     @property

@@ -1,8 +1,9 @@
 """Top-K maximum-inner-product search over the item embedding table.
 
 Small tables (and small ``allowed`` sets) are searched exactly with numpy; from
-``exact_threshold`` rows on, candidates come from a usearch HNSW index (metric "ip") and are
-re-scored exactly from the table, so scores are the same dot products on both paths.
+``exact_threshold`` rows on, candidates come from a usearch HNSW index (``gnn.ann``: metric
+"ip"; the model version's own when it has one, else built here) and are re-scored exactly from
+the table, so scores are the same dot products on both paths.
 
 Thread safety: any number of threads may search while one or more threads upsert.
 
@@ -31,34 +32,43 @@ import numpy as np
 import numpy.typing as npt
 from usearch.index import BatchMatches, Index, Matches
 
+from gnn.ann import EXACT_THRESHOLD, build_index
+
 Rows = npt.NDArray[np.int64]
 ScoreArray = npt.NDArray[np.float32]
 Vectors = npt.NDArray[np.float32]
-
-# HNSW settings. Gaussian vectors are a worst case for graph search; measured recall@10 vs exact:
-# 30k × 32: 0.98 at ef 128; 100k × 64: 0.75 at ef 128, 0.88 at 256, 0.96 at 512 (connectivity 32
-# with ef 256 reaches 0.98 but doubles build time and graph memory).
-CONNECTIVITY = 16  # "M"
-EXPANSION_ADD = 128  # "efConstruction"
-EXPANSION_SEARCH = 512  # "ef"
 
 
 class ItemIndex:
     """Top-K inner-product search over item vectors; rows can be updated or appended while
     searches run (see the module docstring for the exact guarantee)."""
 
-    def __init__(self, vectors: np.ndarray, exact_threshold: int = 20_000) -> None:
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        exact_threshold: int = EXACT_THRESHOLD,
+        ann: Index | None = None,
+    ) -> None:
         """``vectors`` is the ``[N, d]`` float32 table (copied). Tables with at least
-        ``exact_threshold`` rows are also indexed with usearch for approximate search."""
+        ``exact_threshold`` rows are also indexed with usearch for approximate search: ``ann``
+        when given (``gnn.ann``'s index over exactly these rows, e.g. a model version's; it is
+        taken over, not copied), else an index built here."""
         if not _is_int(exact_threshold) or exact_threshold < 0:
             raise ValueError(f"exact_threshold must be an integer >= 0, got {exact_threshold!r}")
         table = _as_matrix(vectors, "vectors", dim=None).copy()
         table.flags.writeable = False
+        if ann is not None and (len(ann) != len(table) or ann.ndim != table.shape[1]):
+            raise ValueError(
+                f"ann holds {len(ann)} rows of {ann.ndim}, the table {table.shape[0]} of "
+                f"{table.shape[1]}"
+            )
         self._threshold = int(exact_threshold)
         self._table: Vectors = table
         self._upsert_lock = threading.Lock()
         self._ann_lock = threading.Lock()
-        self._ann: Index | None = self._build_ann(table) if len(table) >= self._threshold else None
+        self._ann: Index | None = None
+        if len(table) >= self._threshold:
+            self._ann = build_index(table) if ann is None else ann
 
     @property
     def size(self) -> int:
@@ -107,7 +117,7 @@ class ItemIndex:
                         ann.remove(changed)
                     ann.add(ids, new_vectors, threads=1)
             elif len(table) >= self._threshold:
-                self._ann = self._build_ann(table)  # not yet visible to searches: no lock needed
+                self._ann = build_index(table)  # not yet visible to searches: no lock needed
             self._table = table
 
     def search(
@@ -229,19 +239,6 @@ class ItemIndex:
         if allowed is not None:
             return _rank(allowed, table[allowed] @ q, want)
         return _exact(table, q, want, skip)
-
-    def _build_ann(self, table: Vectors) -> Index:
-        ann = Index(
-            ndim=table.shape[1],
-            metric="ip",
-            dtype="f32",
-            connectivity=CONNECTIVITY,
-            expansion_add=EXPANSION_ADD,
-            expansion_search=EXPANSION_SEARCH,
-        )
-        if len(table):
-            ann.add(np.arange(len(table), dtype=np.int64), table)
-        return ann
 
 
 def exact_topk(table: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """A damaged model version under a running server (issue 22's fault suite, issue 18's
-contract): a truncated weights file or a changed byte in a version that ``current`` points
-at is refused with a message naming the version and the file, and the server keeps answering
-from the version it has, SERVING, without a failed request."""
+contract): a truncated file or a changed byte in a version that ``current`` points at (its
+weights, or its usearch index) is refused with a message naming the version and the file, and
+the server keeps answering from the version it has, SERVING, without a failed request."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gnn.checkpoint import set_current
+from gnn.ann import build_index
+from gnn.checkpoint import set_current, write_version
+from gnn.version import load_version
 from graphstore import NodeKind
 from protos import graphrec_pb2 as pb
 from tests.serving.conftest import World, close, serve
@@ -38,9 +41,33 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> Non
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("damage", [truncate, flip_a_byte], ids=["truncated", "changed-byte"])
+def copy_of(models: Path, version: str, name: str, file: str) -> None:
+    """``version`` again as ``name``; with its usearch index for ``items.usearch`` (the small
+    world's versions have none of their own)."""
+    if file == "items.usearch":
+        loaded = load_version(models / version)
+        ann = build_index(loaded.items.embeddings)
+        write_version(models, replace(loaded, name=name, ann=ann))
+    else:
+        shutil.copytree(models / version, models / name)
+
+
+@pytest.mark.parametrize(
+    ("file", "damage"),
+    [
+        ("model.safetensors", truncate),
+        ("model.safetensors", flip_a_byte),
+        ("items.usearch", truncate),
+        ("items.usearch", flip_a_byte),
+    ],
+    ids=["truncated", "changed-byte", "index-truncated", "index-changed-byte"],
+)
 def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(
-    world: World, tmp_path: Path, damage: Callable[[Path], None], caplog: pytest.LogCaptureFixture
+    world: World,
+    tmp_path: Path,
+    file: str,
+    damage: Callable[[Path], None],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     models = tmp_path / "models"
     shutil.copytree(world.models, models)
@@ -56,8 +83,8 @@ def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(
         assert before.model_version == first
 
         damaged = f"{first}-damaged"
-        shutil.copytree(models / first, models / damaged)
-        damage(models / damaged / "model.safetensors")
+        copy_of(models, first, damaged, file)
+        damage(models / damaged / file)
         with caplog.at_level(logging.WARNING):
             set_current(models, damaged)
             _wait_for(
@@ -68,7 +95,7 @@ def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(
                 assert answer.model_version == first
                 assert [i.item_id for i in answer.items] == [i.item_id for i in before.items]
         refusal = next(r.getMessage() for r in caplog.records if damaged in r.getMessage())
-        assert "model.safetensors" in refusal, refusal
+        assert file in refusal, refusal
         assert served.serving.registry.version == first
         health = health_pb2_grpc.HealthStub(served.channel)
         status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status

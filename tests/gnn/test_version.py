@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from usearch.index import Index
 
+from gnn.ann import build_index, index_bytes
 from gnn.checkpoint import (
     current_version,
     set_current,
@@ -86,10 +88,20 @@ def _truncate(d: Path) -> None:
     path.write_bytes(path.read_bytes()[:-100])
 
 
-def _flip_byte(d: Path) -> None:
-    path = d / "items.safetensors"
+def _flip(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF  # same size: only the checksum can tell
+    path.write_bytes(bytes(data))
+
+
+def _flip_byte(d: Path) -> None:
+    _flip(d / "items.safetensors")
+
+
+def _flip_header_byte(d: Path) -> None:
+    path = d / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[9] ^= 0xFF  # inside the JSON header: the bytes no longer parse
     path.write_bytes(bytes(data))
 
 
@@ -101,6 +113,11 @@ def _old_format(d: Path) -> None:
 DAMAGE: dict[str, tuple[Callable[[Path], object], str]] = {
     "truncated weights": (_truncate, r"v1: model\.safetensors is \d+ bytes, the manifest says"),
     "changed byte": (_flip_byte, r"v1: items\.safetensors does not match its sha256"),
+    # read while its digest was being computed: reported as changed, not as unreadable
+    "changed header byte": (
+        _flip_header_byte,
+        r"v1: model\.safetensors does not match its sha256",
+    ),
     "missing file": (lambda d: (d / "index.json").unlink(), r"v1: index\.json is missing"),
     "unlisted file": (
         lambda d: (d / "extra.bin").write_bytes(b"x"),
@@ -212,3 +229,61 @@ def test_a_loaded_model_holds_every_tensor_in_memory_and_trains(saved: Path) -> 
     tensors = [*model.parameters(), *model.buffers()]
     assert tensors and all(t.device.type == "cpu" for t in tensors)  # none left on "meta"
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_version_below_the_threshold_has_no_usearch_index(saved: Path) -> None:
+    assert not (saved / "items.usearch").exists()
+    assert load_version(saved).ann is None
+
+
+def test_from_the_threshold_on_a_version_holds_the_usearch_index_of_its_embeddings(
+    trained: ModelVersion, tmp_path: Path
+) -> None:
+    items = len(trained.index.items)
+    assert write_version(tmp_path / "below", trained, index_from=items + 1)
+    assert not (tmp_path / "below" / "v1" / "items.usearch").exists()
+    saved = write_version(tmp_path / "models", trained, index_from=items)
+    manifest = json.loads((saved / "manifest.json").read_text())
+    assert "items.usearch" in manifest["files"]
+    ann = load_version(saved).ann
+    assert ann is not None and len(ann) == items
+    np.testing.assert_array_equal(ann.get(np.arange(items)), trained.items.embeddings)
+    for row in range(0, items, 17):  # searched as it was built: each row finds itself first
+        query = trained.items.embeddings[row]
+        best = int(np.argmax(trained.items.embeddings @ query))
+        assert ann.search(query, 1).keys.tolist() == [best]
+
+
+def _with_index(trained: ModelVersion, tmp_path: Path, ann: Index) -> Path:
+    return write_version(tmp_path / "models", replace(trained, ann=ann))
+
+
+def test_a_version_written_with_its_index_loads_the_same_index(
+    trained: ModelVersion, tmp_path: Path
+) -> None:
+    built = build_index(trained.items.embeddings)
+    loaded = load_version(_with_index(trained, tmp_path, built)).ann
+    assert loaded is not None and loaded is not built
+    queries = trained.items.embeddings[:50]
+    assert np.array_equal(loaded.search(queries, 10).keys, built.search(queries, 10).keys)
+
+
+def test_a_damaged_index_is_refused(trained: ModelVersion, tmp_path: Path) -> None:
+    saved = _with_index(trained, tmp_path, build_index(trained.items.embeddings))
+    _flip(saved / "items.usearch")
+    with pytest.raises(VersionError, match=r"v1: items\.usearch does not match its sha256"):
+        load_version(saved)
+
+
+def test_an_index_of_other_rows_is_refused_even_with_a_right_checksum(
+    trained: ModelVersion, tmp_path: Path
+) -> None:
+    saved = _with_index(trained, tmp_path, build_index(trained.items.embeddings))
+    fewer = build_index(trained.items.embeddings[:-1])
+    (saved / "items.usearch").write_bytes(index_bytes(fewer))
+    (saved / "manifest.json").unlink()
+    write_manifest(saved, "v1")  # the manifest is right about the bytes: the index is not
+    with pytest.raises(VersionError, match=r"v1: items\.usearch holds 199 rows, not"):
+        load_version(saved)
+    with pytest.raises(VersionError, match="its index holds 199 rows of 8"):
+        write_version(tmp_path / "other", replace(trained, ann=fewer))

@@ -1,6 +1,6 @@
 """ItemIndex: exact search matches brute force, the usearch path keeps its recall and exact
 scores, upserts show up in the next search, concurrent searches survive upserts, bad input is
-refused."""
+refused; an index restored from a model version serves exactly as the one that was built."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gnn.ann import build_index, index_bytes, restore_index
 from serving.topk import ItemIndex, exact_topk
 
 
@@ -196,6 +197,47 @@ def test_appends_across_the_threshold_switch_to_usearch() -> None:
     full = np.concatenate([table, extra])
     q = _random(1, 4, seed=11)[0]
     assert index.search(q, 5)[0].tolist() == exact_topk(full, q, 5).tolist()
+
+
+def test_an_index_restored_from_bytes_serves_as_the_built_one_and_takes_upserts() -> None:
+    table = _random(4_000, 16, seed=12)
+    built = build_index(table)
+    restored = restore_index(index_bytes(built), len(table), 16)
+    served = ItemIndex(table, exact_threshold=1_000, ann=built)
+    loaded = ItemIndex(table, exact_threshold=1_000, ann=restored)
+    queries = _random(100, 16, seed=13)
+
+    def same_answers(size: int) -> None:
+        assert served.size == loaded.size == size
+        for q in queries:
+            a, b = served.search(q, 10), loaded.search(q, 10)
+            assert a[0].tolist() == b[0].tolist()
+            np.testing.assert_array_equal(a[1], b[1])
+        none = [None] * len(queries)
+        many = zip(
+            served.search_many(queries, [10] * len(queries), none, none),
+            loaded.search_many(queries, [10] * len(queries), none, none),
+            strict=True,
+        )
+        assert all(a[0].tolist() == b[0].tolist() for a, b in many)
+
+    same_answers(4_000)
+    # the restored index is a copy that takes upserts: a changed row and two appended ones
+    q = queries[0]
+    rows, vectors = np.array([3, 4_000, 4_001]), np.stack([5 * q, 6 * q, 7 * q])
+    for index in (served, loaded):
+        index.upsert(rows, vectors)
+        assert index.search(q, 3)[0].tolist() == [4_001, 4_000, 3]
+    same_answers(4_002)
+    assert len(restored) == 4_002
+
+
+def test_an_index_that_does_not_fit_the_table_is_refused() -> None:
+    table = _random(1_500, 8, seed=14)
+    with pytest.raises(ValueError, match="ann holds 1500 rows of 8, the table 1499 of 8"):
+        ItemIndex(table[:-1], exact_threshold=1_000, ann=build_index(table))
+    small = ItemIndex(table, exact_threshold=2_000, ann=build_index(table))
+    assert small._ann is None  # below the threshold: exact search, as without one
 
 
 def test_vectors_is_a_read_only_snapshot() -> None:

@@ -1,5 +1,6 @@
 """Serving loads a model version without reading the graph: the item table is the one the
-trainer computed over its snapshot, and a hot reload reads no graph either, at 100k items."""
+trainer computed over its snapshot, and a hot reload reads no graph either, at 100k items; the
+usearch index comes with the version and is not rebuilt."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from benchmarks.reload import synthetic_version
+from gnn.ann import build_index
 from gnn.checkpoint import current_version, set_current, snapshot_reference_ts, write_version
 from gnn.data import from_snapshot
 from gnn.inputs import Content
@@ -49,6 +52,27 @@ def test_the_loaded_table_is_the_full_forward_over_the_training_snapshot(world: 
     assert dict(engine.watermarks) == marks and marks
 
 
+def _no_build(table: np.ndarray) -> None:
+    raise AssertionError("serving built a usearch index the version holds")
+
+
+def test_serving_searches_the_versions_own_usearch_index(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = load_version(current_dir(world.models))
+    built = build_index(version.items.embeddings)
+    saved = write_version(tmp_path / "models", replace(version, name="v-ann", ann=built))
+    monkeypatch.setattr("serving.topk.build_index", _no_build)
+    engine = Engine.load(saved, exact_threshold=1)
+    index = engine.table.embeddings
+    assert index._ann is not None and len(index._ann) == engine.table.size
+    queries = version.items.embeddings[:20]
+    for q in queries:
+        rows, scores = index.search(q, 5)
+        assert sorted(rows.tolist()) == sorted(built.search(q, 5).keys.tolist())
+        np.testing.assert_allclose(scores, version.items.embeddings[rows] @ q, rtol=1e-5)
+
+
 class CountingStore:
     """A store that records which thread called which of its methods."""
 
@@ -71,9 +95,12 @@ class CountingStore:
 LOAD_ITEMS = 100_000
 
 
-def test_loading_and_hot_reloading_a_version_read_no_graph(world: World, tmp_path: Path) -> None:
+def test_loading_and_hot_reloading_a_version_read_no_graph(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     models = tmp_path / "models"
-    version = synthetic_version("v-loaded", LOAD_ITEMS)
+    version = synthetic_version("v-loaded", LOAD_ITEMS)  # with its usearch index, built once
+    monkeypatch.setattr("serving.topk.build_index", _no_build)  # serving searches the version's
     write_version(models, version)
     set_current(models, version.name)
     with open_store(world.store_url) as real:
@@ -81,8 +108,7 @@ def test_loading_and_hot_reloading_a_version_read_no_graph(world: World, tmp_pat
         serving = Serving(
             store,  # type: ignore[arg-type]
             models,
-            # no usearch index: it is built from the loaded table alone, and takes a minute here
-            RecommenderConfig(exact_threshold=LOAD_ITEMS + 1),
+            RecommenderConfig(),  # the default exact_threshold: the usearch index is searched
             config=ServerConfig(address="127.0.0.1:0"),
             reload_every_s=0.05,
             probe_every_s=3600,
@@ -98,6 +124,7 @@ def test_loading_and_hot_reloading_a_version_read_no_graph(world: World, tmp_pat
                 time.sleep(0.02)
             engine = serving.registry.current()
             assert engine is not None and engine.table.size == LOAD_ITEMS
+            assert engine.table.embeddings._ann is not None
         finally:
             serving.stop()
     loaders = {threading.main_thread().name, "model-watcher"}
