@@ -166,16 +166,19 @@ def test_server_outage_during_ingest_loses_and_duplicates_nothing(
     produce_dataset(url, Dataset(data.name, data.items, first))
     follower.wait_applied(len(data.items) + half)
     services("down", server)
-    if server == "neo4j":
-        # events arrive while the graph is down: the sink's writes fail and it retries
-        retries = follower.sink.stats.retries
-        produce_dataset(url, Dataset(data.name, [], second))
-        wait_until("the sink to retry", lambda: follower.sink.stats.retries > retries, 60)
-    else:
-        wait_until("Kafka to stop listening", lambda: not listening(servers.kafka), 60)
-        time.sleep(KAFKA_OUTAGE_S)  # the outage itself, not a wait for anything
-    assert follower.thread.is_alive(), "the sink must ride out the outage"
-    services("up", server)
+    try:
+        if server == "neo4j":
+            # events arrive while the graph is down: the sink's writes fail and it retries
+            # (after the driver's own 30 s of retries, so the deadline is generous)
+            retries = follower.sink.stats.retries
+            produce_dataset(url, Dataset(data.name, [], second))
+            wait_until("the sink to retry", lambda: follower.sink.stats.retries > retries, 150)
+        else:
+            wait_until("Kafka to stop listening", lambda: not listening(servers.kafka), 60)
+            time.sleep(KAFKA_OUTAGE_S)  # the outage itself, not a wait for anything
+        assert follower.thread.is_alive(), "the sink must ride out the outage"
+    finally:
+        services("up", server)  # a failure here must not take the server from later tests
     if server == "kafka":
         produce_dataset(url, Dataset(data.name, [], second))
     total = len(data.items) + len(data.interactions)
