@@ -19,29 +19,33 @@ What the page is driven by (Neo4j Browser 5.24, as served by deploy/services.sh)
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.integration.browser_urls import (
+    BOLT_URL,
+    BROWSER_URL,
+    browser_url_of,
+    check_params,
+    cypher_literal,
+    squash,
+)
+
 T = TypeVar("T")
 
-BROWSER_URL = "http://127.0.0.1:7474/browser/"
-BOLT_URL = "neo4j://127.0.0.1:7687"
 WINDOW = (1400, 1000)
 
 _FRAME = '[data-testid="frame"]'
 _FRAME_COMMAND = '[data-testid="frameCommand"]'
 _EDITOR = '[data-testid="activeEditor"]'
 _EDITOR_TEXTAREA = '[data-testid="activeEditor"] textarea'
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DISPLAYING = re.compile(r"Displaying ([\d,]+) nodes?, ([\d,]+) relationships?")
 _STREAMED = re.compile(r"streaming ([\d,]+) records?", re.IGNORECASE)
 _CONNECT_ERROR = re.compile(r"Neo\.\w+Error\.\S+|ServiceUnavailable|WebSocket connection failure")
@@ -100,74 +104,6 @@ def chromium_missing() -> str | None:
 
 def chromium_available() -> bool:
     return chromium_missing() is None
-
-
-# -- URLs and literals ----------------------------------------------------------------------------
-
-
-def _with_user(bolt_url: str, user: str) -> str:
-    scheme, sep, rest = bolt_url.partition("://")
-    rest = rest.rsplit("@", 1)[-1]
-    return f"{scheme}{sep}{user}@{rest}" if sep else f"{user}@{rest}"
-
-
-def query_url(
-    cypher: str,
-    *,
-    browser_url: str = BROWSER_URL,
-    bolt_url: str = BOLT_URL,
-    user: str = "neo4j",
-    database: str | None = None,
-) -> str:
-    """A Browser URL that pre-fills the connect form and puts ``cypher`` in the editor (not run).
-
-    ``<browser_url>?dbms=neo4j%3A%2F%2Fneo4j%40127.0.0.1%3A7687[&db=<db>]&cmd=edit&arg=<query>``,
-    the query percent-encoded (newlines as ``%0A``, ``+`` as ``%2B``). The Browser URL-decodes the
-    whole address before it looks for ``&`` and ``#``, so a query holding either cannot be
-    carried at all (``%26`` or ``%2526`` do not help): ValueError. It carries no parameters
-    either (one ``cmd`` per URL): inline them as literals (:func:`cypher_literal`).
-    """
-    if "&" in cypher or "#" in cypher:
-        raise ValueError("Neo4j Browser's cmd=edit URL cannot carry '&' or '#' in the query")
-    base = _browser_url(browser_url, bolt_url, user, database)
-    return f"{base}&cmd=edit&arg={urllib.parse.quote(cypher, safe='')}"
-
-
-def cypher_literal(value: object) -> str:
-    """``value`` as a Cypher literal (str, int, float, bool, None, lists and str-keyed dicts)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "0.0/0.0"
-        if math.isinf(value):
-            return "1.0/0.0" if value > 0 else "-1.0/0.0"
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(cypher_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(
-            f"`{str(k).replace('`', '``')}`: {cypher_literal(v)}" for k, v in value.items()
-        )
-        return "{" + items + "}"
-    raise TypeError(f"no Cypher literal for {type(value).__name__}: {value!r}")
-
-
-def _squash(text: str) -> str:
-    return "".join(text.split())
-
-
-def _check_params(params: dict[str, object]) -> None:
-    for name, value in params.items():
-        if not _IDENT.fullmatch(name):
-            raise ValueError(f"parameter name {name!r} is not a plain identifier")
-        cypher_literal(value)  # TypeError for what has no literal
 
 
 # -- the driver -----------------------------------------------------------------------------------
@@ -303,7 +239,7 @@ class _Page:
         frames = []
         for frame in self.frames():
             titles = frame.find_elements(By.CSS_SELECTOR, _FRAME_COMMAND)
-            title = _squash(titles[0].text) if titles else ""
+            title = squash(titles[0].text) if titles else ""
             if title and (title in want or want in title):
                 frames.append(frame)
         return frames
@@ -328,8 +264,8 @@ class _Page:
         textarea.send_keys(Keys.CONTROL, "a")
         textarea.send_keys(Keys.DELETE)
         self.d.execute_script(_PASTE, textarea, command)
-        want = _squash(command)
-        got = _squash(self.wait("the text", lambda: editor_text(self.d), timeout_s=5))
+        want = squash(command)
+        got = squash(self.wait("the text", lambda: editor_text(self.d), timeout_s=5))
         if not (got == want or (len(got) >= 100 and got in want)):  # long: lines out of view
             raise self.fail(f"the editor holds {got!r} instead of {want!r} (whitespace removed)")
 
@@ -341,7 +277,7 @@ class _Page:
             command = editor_text(self.d)
         else:
             self.type(command)
-        want = _squash(command)
+        want = squash(command)
         if not want:
             raise self.fail("nothing to run: the editor is empty")
         seen = len(self._titled(want))
@@ -371,7 +307,7 @@ class _Page:
 
         if not params:
             return
-        _check_params(params)
+        check_params(params)
         names = ", ".join(params)
         values = ", ".join(f"{cypher_literal(v)} AS {k}" for k, v in params.items())
         frame = self.run(f":params [{{{names}}}] => {{ RETURN {values} }}")
@@ -444,13 +380,6 @@ class _Page:
         return (int(m.group(1).replace(",", "")) if m else 0), text
 
 
-def _browser_url(browser_url: str, bolt_url: str, user: str, database: str | None) -> str:
-    query = [("dbms", _with_user(bolt_url, user))]
-    if database:
-        query.append(("db", database))
-    return f"{browser_url}?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}"
-
-
 def _screenshot(
     url: str,
     out: Path,
@@ -507,14 +436,14 @@ def screenshot_query(
     ``timeout_s`` overall, the connection is refused or the query fails.
     """
 
-    _check_params(params)  # before starting a browser
+    check_params(params)  # before starting a browser
 
     def run(page: _Page) -> Any:
         page.set_params(params)
         page.clear()  # parameters stay set; only the query's frame in the picture
         return page.run(cypher)
 
-    url = _browser_url(browser_url, bolt_url, user, database)
+    url = browser_url_of(browser_url, bolt_url, user, database)
     return _screenshot(url, out, password, timeout_s, run)
 
 

@@ -14,12 +14,8 @@ from pathlib import Path
 import pytest
 from neo4j import Driver, GraphDatabase
 
-from tests.integration.browser import (
-    cypher_literal,
-    query_url,
-    screenshot_query,
-    screenshot_url,
-)
+from tests.integration.browser import screenshot_query, screenshot_url
+from tests.integration.browser_urls import cypher_literal, query_url
 from tests.integration.servers import REPO, Servers
 
 ARTIFACTS = REPO / "artifacts"
