@@ -60,7 +60,7 @@ def _rate(
         produce_dataset(log_url, dataset)
         started, at_start = time.monotonic(), store.stats().interactions
         address = parse_log_url(log_url)
-        ends = _end_offsets(bootstrap, list(address.topics))
+        ends = end_offsets(bootstrap, list(address.topics))
         _await(lambda: _at_end(store.watermarks(), ends), sinks, "the group to read everything")
         ended = time.monotonic()
     finally:
@@ -104,7 +104,8 @@ def _at_end(marks: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -
     return all(marks.get(tp, -1) >= end - 1 for tp, end in ends.items() if end)
 
 
-def _end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    """Each partition's end offset in ``topics`` on the Kafka at ``bootstrap``."""
     from kafka import KafkaConsumer
     from kafka import TopicPartition as KafkaTP
 

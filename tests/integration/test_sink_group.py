@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
-from kafka import TopicPartition as KafkaTP
 
+from benchmarks.ingest_group import end_offsets
 from gnn.datasets import SyntheticConfig, generate
 from graphrec.pipeline import produce_dataset
 from graphstore import GraphStore, TopicPartition
@@ -90,15 +89,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        tps = [KafkaTP(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        return {(tp.topic, tp.partition): int(o) for tp, o in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
 
 
 def all_consumed(store: GraphStore, ends: dict[TopicPartition, int]) -> bool:
