@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
 import pytest
 
-from graphstore import NodeKind
+from graphstore import ItemRecord, NodeKind
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
 from serving.server import PID_HEADER
 from tests.serving.conftest import World
+from tests.serving.test_operations import click, publish
 
 STARTUP_S = 120.0  # two spawned processes importing torch and loading the model, on 2 busy cores
 ANNOUNCED = re.compile(r"on port (\d+) with 2 processes \(pids ([\d, ]+)\)")
+METRICS = re.compile(r"metrics on http://127\.0\.0\.1:(\d+)\.\.\d+/metrics")
 
 
 @dataclass
@@ -49,11 +53,12 @@ class Running:
         pytest.fail(f"no {pattern.pattern!r} in time; out={self.out} err={self.err}")
 
 
-def _serve(world: World, cwd: Path, processes: int, address: str) -> Running:
+def _serve(world: World, cwd: Path, processes: int, address: str, metrics_port: int = 0) -> Running:
     command = [
         *(sys.executable, "-m", "graphrec", "serve", "--processes", str(processes)),
         *("--address", address, "--store", world.store_url, "--models-dir", str(world.models)),
-        *("--from", world.log_url, "--metrics-port", "0", "--no-recommendation-log"),
+        *("--from", world.log_url, "--metrics-port", str(metrics_port)),
+        "--no-recommendation-log",
     ]
     proc = subprocess.Popen(
         command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -114,8 +119,23 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def two(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, int]]:
-    running = _serve(world, tmp_path_factory.mktemp("replicas"), 2, "127.0.0.1:0")
+def changing(world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """A copy of the trained world that this module's tests may publish to."""
+    root = tmp_path_factory.mktemp("replicas-world") / "world"
+    shutil.copytree(world.root, root)
+    return replace(
+        world,
+        root=root,
+        log_url=f"log://{root / 'log'}",
+        store_url=f"sqlite://{root / 'graph'}",
+        models=root / "models",
+    )
+
+
+@pytest.fixture(scope="module")
+def two(changing: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, int]]:
+    metrics = _free_ports(2)
+    running = _serve(changing, tmp_path_factory.mktemp("replicas"), 2, "127.0.0.1:0", metrics)
     try:
         port = int(running.wait_for(ANNOUNCED, STARTUP_S).group(1))
         yield running, port
@@ -130,11 +150,60 @@ def test_two_processes_on_one_port_both_answer(world: World, two: tuple[Running,
     assert _answering(port, _user(world), pids, STARTUP_S) == pids
 
 
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports nothing listens on now (replica i serves its
+    /metrics on the first + i)."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first + count > 65535:
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as taken:
+                    taken.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise AssertionError("no run of free ports")
+
+
+def _table_sizes(first_metrics_port: int, processes: int) -> list[float]:
+    """Each replica's ``graphrec_item_table_size`` from its own /metrics."""
+    sizes = []
+    for port in range(first_metrics_port, first_metrics_port + processes):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            text = page.read().decode()
+        found = re.search(r"^graphrec_item_table_size ([\d.e+]+)$", text, re.MULTILINE)
+        assert found, text
+        sizes.append(float(found.group(1)))
+    return sizes
+
+
+def test_every_replica_re_embeds_a_change(changing: World, two: tuple[Running, int]) -> None:
+    """An item the sink writes after the version was trained reaches each process's item
+    table through that process's own change feed: every replica's table grows by it."""
+    running, port = two
+    pids = {int(p) for p in running.wait_for(ANNOUNCED, 1).group(2).split(", ")}
+    _answering(port, _user(changing), pids, STARTUP_S)
+    metrics = int(running.wait_for(METRICS, 1).group(1))
+    before = _table_sizes(metrics, 2)
+    assert len(set(before)) == 1, before
+    template = changing.dataset.items[0]
+    new = ItemRecord("replica-new", template.category_path, "new", template.numeric_features)
+    publish(changing, [click(f"s-replica-{n}", new.item_id, n) for n in range(3)], [new])
+    deadline = time.monotonic() + 60
+    while (sizes := _table_sizes(metrics, 2)) != [before[0] + 1] * 2:
+        assert time.monotonic() < deadline, (before, sizes, running.err)
+        time.sleep(0.05)
+
+
 def test_a_killed_replica_is_started_again_and_requests_keep_succeeding(
-    world: World, two: tuple[Running, int]
+    changing: World, two: tuple[Running, int]
 ) -> None:
     running, port = two
-    user = _user(world)
+    user = _user(changing)
     pids = {int(p) for p in running.wait_for(ANNOUNCED, 1).group(2).split(", ")}
     _answering(port, user, pids, STARTUP_S)
     victim = min(pids)
