@@ -18,15 +18,35 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graphrec.bench_cli import bench_app
+from graphrec.client_cli import explain_command, recommend_command
 from graphrec.config import Config, load_config
-from graphrec.console import GraphrecGroup, err, exit_codes_help
+from graphrec.console import err, exit_codes_help
 from graphrec.import_cli import PartitionsOpt, create_partitioned_topics, import_command
+from graphrec.lazy_commands import LazyCommand, lazy_group
 from graphrec.pipeline import DATASETS, SinkMetrics, ingest, load_dataset, produce_dataset
 from graphrec.report_cli import report_command
 from graphstore import open_store
 from serving.metrics import serve_metrics
 from streaming.sink import SinkStats
 
+# Their modules import torch and torch_geometric (seconds): loaded only when they run.
+MODEL_COMMANDS = {
+    "eval": LazyCommand(
+        "gnn.cli:eval_command",
+        "Evaluate models on one split, same split for all, mean ± std over seeds (full ranking,\n"
+        "training items masked; Recall, NDCG, MRR, HitRate at K).",
+    ),
+    "train": LazyCommand(
+        "graphrec.train_cli:train_command",
+        "Train on the graph's current snapshot and publish models/<version>/ when its recall@20\n"
+        "on held-out pairs is not worse than the current version's on the same pairs. Starts from\n"
+        "the current version's weights (a model of the same kind) unless --cold.",
+    ),
+    "serve": LazyCommand(
+        "graphrec.serving_cli:serve_command",
+        "Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.",
+    ),
+}
 app = typer.Typer(
     help="graphrec: a graph-backed recommender fed by streaming events.\n\n"
     "Events go to a log (embedded log:// by default, or kafka://), the sink writes them into a "
@@ -35,7 +55,7 @@ app = typer.Typer(
     "and "
     "GRAPHREC_* environment variables; options override both.",
     epilog=exit_codes_help(),
-    cls=GraphrecGroup,
+    cls=lazy_group(MODEL_COMMANDS),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -258,27 +278,11 @@ def demo_cmd(
     )
 
 
-def _mount_gnn() -> None:
-    from gnn import cli as gnn_cli
-    from graphrec import train_cli
-
-    app.command("eval")(gnn_cli.eval_command)
-    app.command("train")(train_cli.train_command)
-
-
-def _mount_serving() -> None:
-    # gRPC core prints its own lines on stderr (a failed bind, say) unless told before it loads;
-    # the command's one-line error says the same.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    from graphrec import serving_cli
-
-    app.command("serve")(serving_cli.serve_command)
-    app.command("recommend")(serving_cli.recommend_command)
-    app.command("explain")(serving_cli.explain_command)
-
-
-_mount_gnn()
-_mount_serving()
+# gRPC core prints its own lines on stderr (a failed bind, say) unless told before it loads
+# (serve and the clients load it when they run); the command's one-line error says the same.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+app.command("recommend")(recommend_command)
+app.command("explain")(explain_command)
 app.command("import")(import_command)
 app.command("report")(report_command)
 app.add_typer(bench_app, name="bench")

@@ -22,8 +22,8 @@ from gnn.datasets import Dataset
 from gnn.train import TrainConfig
 from gnn.trainer import train_once
 from graphrec.changefeed import serving_feed
+from graphrec.client_cli import format_path
 from graphrec.pipeline import ingest, load_dataset, produce_dataset, running_sink
-from graphrec.serving_cli import format_path
 from graphstore import Behaviour, GraphStore, Interaction, ItemRecord, NodeKind, NodeRef, open_store
 from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc

@@ -62,6 +62,15 @@ EveryEventsOpt = Annotated[int, typer.Option(help="Periodic mode: or after this 
 ColdOpt = Annotated[
     bool, typer.Option("--cold", help="Train from scratch, not from the current version's weights.")
 ]
+EarlyStoppingOpt = Annotated[
+    bool,
+    typer.Option(
+        help=f"Validate every {TrainConfig.eval_every} epochs, stop after "
+        f"{TrainConfig.patience} validations without improvement and keep the best epoch's "
+        "weights. --no-early-stopping: train all --epochs, keep the last epoch's weights "
+        "(validated once, after it).",
+    ),
+]
 MetricsPortOpt = Annotated[
     int, typer.Option(help="Periodic mode: Prometheus /metrics port on 127.0.0.1 (0: off).")
 ]
@@ -79,6 +88,7 @@ def train_command(
     mode: TrainingModeOpt = "auto",
     supervision: SupervisionOpt = "random",
     cold: ColdOpt = False,
+    early_stopping: EarlyStoppingOpt = True,
     metrics_port: MetricsPortOpt = 9465,
 ) -> None:
     """Train on the graph's current snapshot and publish models/<version>/ when its recall@20
@@ -99,6 +109,8 @@ def train_command(
         seed=seed,
         mode=check_mode(mode),
         supervision=check_supervision(supervision),
+        # the last epoch is always validated: validating only then keeps its weights
+        eval_every=TrainConfig.eval_every if early_stopping else epochs,
     )
     log_url = log or settings.log_url
     parse_log_url(log_url)  # a bad URL fails here, before anything starts

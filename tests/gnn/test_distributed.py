@@ -1,7 +1,8 @@
 """Distributed training: ``torchrun -m graphrec train`` in processes of a real gloo group.
 
-The acceptance figure: two processes on CPU train ML-100K to the recall@20 one process
-reaches (within .005), through the same command the trainer CronJob runs.
+The acceptance figure: two processes on CPU train ML-100K to the held-out recall@20 of one
+process (within .005) on the same fixed schedule, through the command the trainer CronJob
+runs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def _train(
 ) -> tuple[dict[str, object], float, subprocess.CompletedProcess[str]]:
     """``graphrec train --cold`` under ``launcher``: its JSON summary and wall time."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHREC_")}
+    # One torch thread a process, as torchrun gives each of its own: two threads spin against
+    # each other on a busy machine (the figures do not depend on it, the time does).
+    env["OMP_NUM_THREADS"] = "1"
     command = ["-m", "graphrec", "train", "--store", store, "--models-dir", str(models)]
     start = time.monotonic()
     done = subprocess.run(
@@ -62,6 +66,12 @@ def _torchrun(processes: int) -> list[str]:
 
 def _versions(models: Path) -> list[str]:
     return sorted(p.name for p in models.iterdir() if p.is_dir() and not p.is_symlink())
+
+
+def _history_epochs(summary: dict[str, object]) -> list[float]:
+    """The epochs a version's training validated at (its metrics.json history)."""
+    metrics = json.loads((Path(str(summary["path"])) / "metrics.json").read_text())
+    return [h["epoch"] for h in metrics["history"]]
 
 
 def test_launched_reads_torchruns_environment() -> None:
@@ -100,54 +110,40 @@ def test_torchrun_trains_the_version_one_process_trains(tmp_path: Path, processe
     store = _graph_file(
         tmp_path / "graph.db", generate(SyntheticConfig(seed=5, events=4_000, users=300, items=200))
     )
-    options = ("--epochs", "4")
+    options = ("--epochs", "4", "--no-early-stopping")
     one, _, _ = _train([sys.executable], store, tmp_path / "one", tmp_path, *options)
     two, _, done = _train(_torchrun(processes), store, tmp_path / "two", tmp_path, *options)
 
     assert two["published"] is True
+    assert _history_epochs(one) == _history_epochs(two) == [4]  # trained all 4, kept the last
     assert _versions(tmp_path / "two") == [two["version"]]
     assert abs(float(two["validation_recall@20"]) - float(one["validation_recall@20"])) <= 0.005  # type: ignore[arg-type]
     assert "Traceback" not in done.stderr
 
 
-def _curve_gap(one: dict[str, object], two: dict[str, object]) -> tuple[float, float]:
-    """Largest difference of validation recall@20 between two versions' histories at the
-    epochs both evaluated, and the difference of their best (what early stopping kept)."""
-    curves = [
-        {h["epoch"]: h["val_recall@20"] for h in _metrics(summary)["history"]}
-        for summary in (one, two)
-    ]
-    common = curves[0].keys() & curves[1].keys()
-    assert len(common) >= 10, curves  # enough evaluations to compare
-    gap = max(abs(curves[0][e] - curves[1][e]) for e in common)
-    best = abs(max(curves[0].values()) - max(curves[1].values()))
-    return gap, best
-
-
-def _metrics(summary: dict[str, object]) -> dict[str, list[dict[str, float]]]:
-    metrics: dict[str, list[dict[str, float]]]
-    metrics = json.loads((Path(str(summary["path"])) / "metrics.json").read_text())
-    return metrics
+ML100K_EPOCHS = 30  # measured held-out recall@20: .3687 for one process, .3690 for two
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3_600)  # two full trainings: minutes each, many more on a busy machine
-def test_two_processes_train_ml100k_to_the_recall_of_one(tmp_path: Path) -> None:
-    """The default model and settings (SageRec, full-graph steps, early stopping), seed 0:
-    at every epoch both evaluated, validation recall@20 within .005, and so is the best.
+@pytest.mark.timeout(3_600)  # two trainings: a minute or two each, many more on a busy machine
+def test_two_processes_train_ml100k_to_the_held_out_recall_of_one(tmp_path: Path) -> None:
+    """The default model and settings (SageRec, full-graph steps), seed 0, on a schedule both
+    runs share: ML100K_EPOCHS epochs with early stopping off, each keeping its last epoch's
+    weights. Both take the same steps and differ only in the order floats are summed, so the
+    published versions' recall@20 on the held-out pairs is within .005.
 
-    The published versions' held-out recall is printed, not compared: early stopping keeps
-    the epoch of the best validation figure, and near the plateau two epochs within .001 of
-    each other can be .01 apart on the held-out pairs (measured: .3686 for one process, best
-    at epoch 44, .3810 for two, best at epoch 36, .0004 lower)."""
+    (With early stopping each keeps the epoch of its best validation figure, and near the
+    plateau two epochs within .001 on validation can be .01 apart held out: .3686 for one
+    process at epoch 44, .3810 for two at epoch 36.)"""
     store = _graph_file(tmp_path / "ml100k.db", load_ml100k())
-    one, one_s, _ = _train([sys.executable], store, tmp_path / "one", tmp_path)
-    two, two_s, _ = _train(_torchrun(2), store, tmp_path / "two", tmp_path)
-    gap, best = _curve_gap(one, two)
+    options = ("--epochs", str(ML100K_EPOCHS), "--no-early-stopping")
+    one, one_s, _ = _train([sys.executable], store, tmp_path / "one", tmp_path, *options)
+    two, two_s, _ = _train(_torchrun(2), store, tmp_path / "two", tmp_path, *options)
+    held_out = [float(v["validation_recall@20"]) for v in (one, two)]  # type: ignore[arg-type]
     print(
-        f"held-out recall@20: one process {one['validation_recall@20']} in {one_s:.0f} s, "
-        f"torchrun 2 processes {two['validation_recall@20']} in {two_s:.0f} s; validation "
-        f"curves at most {gap:.4f} apart, best {best:.4f} apart"
+        f"held-out recall@20 after {ML100K_EPOCHS} epochs: one process {held_out[0]} in "
+        f"{one_s:.0f} s, torchrun 2 processes {held_out[1]} in {two_s:.0f} s"
     )
-    assert gap <= 0.005
-    assert best <= 0.005
+    assert _history_epochs(one) == _history_epochs(two) == [ML100K_EPOCHS]  # no early stop
+    assert abs(held_out[0] - held_out[1]) <= 0.005
+    assert min(held_out) >= 0.35  # a trained model, not two equally untrained ones
