@@ -34,6 +34,7 @@ counters): ``graphrec_shadow_scored_total`` (lists handed to the shadow's log),
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import multiprocessing
@@ -42,6 +43,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -67,6 +69,7 @@ from serving.shadowproc import (
 log = logging.getLogger(__name__)
 LOOP_NAME = "shadow"
 REASONS = ("full", "down", "failed", "stopped")
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 POLL_S = 0.1  # how often the supervisor looks at the process
 STABLE_S = 60.0  # a process up this long is started again after first_backoff_s
 
@@ -80,7 +83,9 @@ class ShadowConfig:
     max_batch: int = 32  # requests scored together
     linger_s: float = 0.05  # how long the process waits for a request before it looks again
     max_busy: float = 1.0  # share of the wall clock the process may spend scoring
+    every_s: float = 0.0  # it takes a batch at most this often (larger batches cost less)
     nice: int = 10  # added to the process's niceness: it yields the cores to the server
+    sched_idle: bool = False  # SCHED_IDLE: it runs only on a core nothing else wants
     first_backoff_s: float = 0.5  # before starting a process that died again
     max_backoff_s: float = 30.0
     stop_timeout_s: float = 10.0  # for the process to finish its batch and flush its log
@@ -156,6 +161,8 @@ class Shadow:
         health)."""
         if state is not None:
             self._state = state
+        # Runs before multiprocessing's own exit handler ends the process: not started again.
+        atexit.register(self._stopping.set)
         self._spawn()
         self._thread = threading.Thread(target=self._supervise, name="shadow", daemon=True)
         self._thread.start()
@@ -164,6 +171,7 @@ class Shadow:
         """Stop the process after its batch in hand (killing it after ``stop_timeout_s``);
         what is still queued or held is counted as dropped (``stopped``)."""
         self._stopping.set()
+        atexit.unregister(self._stopping.set)
         if self._thread is not None:
             self._thread.join()
         life = self._life
@@ -228,7 +236,8 @@ class Shadow:
             name="graphrec-shadow",
             daemon=True,
         )
-        process.start()
+        with _one_thread_per_library():
+            process.start()
         self._restart_at = None
         with self._lock:
             self._life = _Life(process, channel, state, time.monotonic())
@@ -294,6 +303,23 @@ class _Collector:
             "Recommend requests queued for the shadow version.",
             value=counts["waiting"],
         )
+
+
+@contextmanager
+def _one_thread_per_library() -> Iterator[None]:
+    """The environment a spawned process starts with says one thread to OpenBLAS, OpenMP and
+    MKL: they read it once, as numpy and torch are imported, before any code of ours runs
+    there. (Their idle workers spin on the other cores for a while after each call.)"""
+    saved = {name: os.environ.get(name) for name in ONE_THREAD}
+    os.environ.update(dict.fromkeys(ONE_THREAD, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _queued(channel: Any) -> int:

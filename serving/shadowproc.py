@@ -80,7 +80,7 @@ def shadow_main(
     """The shadow's process: lower its priority, open ``work``, mark itself ``READY``, score
     what comes on ``channel`` until the server sets ``STOP`` or is gone."""
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
-    _lower_priority(config.nice)
+    _lower_priority(config.nice, config.sched_idle)
     import torch
 
     torch.set_num_threads(1)  # one core's worth at most, and at a lower priority
@@ -123,8 +123,10 @@ class _Worker:
             self._count(FAILED, self.state[HOLDING])
         self.state[HOLDING] = 0
         busy = time.perf_counter() - started
-        if self.config.max_busy < 1.0:
-            time.sleep(busy * (1.0 / self.config.max_busy - 1.0))
+        rest = max(busy * (1.0 / self.config.max_busy - 1.0), self.config.every_s - busy)
+        until = time.monotonic() + rest
+        while not self.state[STOP] and time.monotonic() < until:
+            time.sleep(max(0.0, min(self.config.linger_s, until - time.monotonic())))
 
     def note_logged(self) -> None:
         """Copy the shadow log's written count into the shared counters."""
@@ -170,8 +172,10 @@ class _Worker:
         self.state[HOLDING] = max(0, self.state[HOLDING] - n)
 
 
-def _lower_priority(nice: int) -> None:
+def _lower_priority(nice: int, sched_idle: bool) -> None:
     try:
         os.nice(nice)
+        if sched_idle:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except OSError as exc:  # not allowed here: it scores at the server's priority
         log.warning("shadow: could not lower its priority (%s)", exc)

@@ -235,12 +235,16 @@ def test_what_is_queued_or_held_at_stop_is_counted_and_it_yields_the_cores() -> 
     def value(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
 
+    before = os.environ.get("OPENBLAS_NUM_THREADS")
     shadow.start()
     try:
         wait_up(shadow)
         assert shadow.pid is not None  # it yields the cores to the server
         niceness = os.getpriority(os.PRIO_PROCESS, shadow.pid)
         assert niceness == min(19, os.getpriority(os.PRIO_PROCESS, 0) + config.nice)
+        environ = Path(f"/proc/{shadow.pid}/environ").read_bytes().split(b"\0")
+        assert b"OPENBLAS_NUM_THREADS=1" in environ and b"OMP_NUM_THREADS=1" in environ
+        assert os.environ.get("OPENBLAS_NUM_THREADS") == before  # the server's own as it was
         shadow.offer(request, "held")
         wait_until("the request taken", lambda: value("graphrec_shadow_waiting") == 0, 10)
         for i in range(3):
