@@ -78,14 +78,14 @@ STABLE_S = 60.0  # a process up this long is started again after first_backoff_s
 class ShadowConfig:
     """How many requests may wait for the shadow, how it takes them, how it is kept up."""
 
-    capacity: int = 64  # requests queued (a bound on how late they are scored); beyond,
+    capacity: int = 128  # requests queued (a bound on how late they are scored); beyond,
     # they are dropped
-    max_batch: int = 32  # requests scored together
+    max_batch: int = 128  # requests scored together
     linger_s: float = 0.05  # how long the process waits for a request before it looks again
-    max_busy: float = 1.0  # share of the wall clock the process may spend scoring
-    every_s: float = 0.0  # it takes a batch at most this often (larger batches cost less)
+    every_s: float = 0.5  # it takes a batch at most this often: larger batches cost less
+    # per request (one graph round trip, one top-K call)
+    max_busy: float = 0.1  # share of the wall clock the process may spend scoring
     nice: int = 10  # added to the process's niceness: it yields the cores to the server
-    sched_idle: bool = False  # SCHED_IDLE: it runs only on a core nothing else wants
     first_backoff_s: float = 0.5  # before starting a process that died again
     max_backoff_s: float = 30.0
     stop_timeout_s: float = 10.0  # for the process to finish its batch and flush its log

@@ -80,7 +80,7 @@ def shadow_main(
     """The shadow's process: lower its priority, open ``work``, mark itself ``READY``, score
     what comes on ``channel`` until the server sets ``STOP`` or is gone."""
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
-    _lower_priority(config.nice, config.sched_idle)
+    _lower_priority(config.nice)
     import torch
 
     torch.set_num_threads(1)  # one core's worth at most, and at a lower priority
@@ -172,10 +172,8 @@ class _Worker:
         self.state[HOLDING] = max(0, self.state[HOLDING] - n)
 
 
-def _lower_priority(nice: int, sched_idle: bool) -> None:
+def _lower_priority(nice: int) -> None:
     try:
         os.nice(nice)
-        if sched_idle:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except OSError as exc:  # not allowed here: it scores at the server's priority
         log.warning("shadow: could not lower its priority (%s)", exc)

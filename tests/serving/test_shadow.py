@@ -203,7 +203,9 @@ def test_a_stuck_shadow_never_holds_up_an_answer_and_counts_its_drops(
 ) -> None:
     release = gate()
     with running(world, tmp_path) as service:
-        config = ShadowConfig(capacity=3, max_batch=1, linger_s=0.01, nice=NICE)
+        config = ShadowConfig(
+            capacity=3, max_batch=1, linger_s=0.01, every_s=0.0, max_busy=1.0, nice=NICE
+        )
         service.with_shadow(GatedWork(release), config)
         stub = service.start()
         answers = ask(stub, user_with_most_items(world), 30)  # each within its deadline
