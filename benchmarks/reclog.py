@@ -12,7 +12,7 @@ on both alike; the latencies of a side's turns are pooled. After the run the log
 counters say how many answers it wrote and dropped.
 
 With ``shadow``, a third service takes its turns beside them: the log on and a shadow version
-scoring every request in a process of its own at a lower priority (``serving.shadow``; the
+scoring the requests in a process of its own (``serving.shadow`` with its defaults; the
 shadow is a copy of the served version under another name, so it costs what the served model
 costs), the service and its shadow writing to a log of their own; its counters say how many
 requests the shadow scored, logged and dropped. The shadow's process runs for the whole run

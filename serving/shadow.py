@@ -3,12 +3,21 @@ version, in a process of its own, and its list logged beside the served one.
 
 The shadow's process (``serving.shadowproc``, spawned) opens what ``ShadowWork`` names: the
 store, the pinned version, a change feed following the stream from that version's watermarks
-and a recommendation log writer, all its own (``graphrec.shadowjob``). It runs at a lower
-priority (``nice`` +10, one torch thread), so on a shared machine the served requests keep
-the cores, and it shares no interpreter lock with them. It takes the queued requests in
-batches of up to ``max_batch`` and answers them together (``Recommender.recommend_many``);
-each list goes to the log with the served answer's request id and time, arm ``shadow`` and
-the shadow's version (``latency_ms``: the batch's scoring time).
+and a recommendation log writer, all its own (``graphrec.shadowjob``). It shares no
+interpreter lock with the served requests and runs at a lower priority (``nice`` +10), with
+one thread for torch, OpenBLAS, OpenMP and MKL (idle BLAS workers spin on the other core for
+a while after each call). It takes what is queued at most every ``every_s``, in batches of
+up to ``max_batch``, and answers a batch together (``Recommender.recommend_many``: one graph
+round trip, one top-K call, so a large batch costs far less per request); each list goes to
+the log with the served answer's request id and time, arm ``shadow`` and the shadow's
+version (``latency_ms``: the batch's scoring time).
+
+A lower priority alone did not keep the served answers' p99: scoring every request, nice +10
+and SCHED_IDLE alike still cost it up to 1.5x on two cores shared with other work (``graphrec
+bench reclog --shadow``, same run). So the process is also held to ``max_busy`` of the wall
+clock: after a batch that took t seconds it rests t * (1 / max_busy - 1) before the next.
+Under load the shadow scores a sample of the requests, not all of them; the report compares
+the ones it scored.
 
 On the request path ``offer`` only puts the request's bytes on a bounded multiprocessing
 queue without waiting (its feeder thread writes them to the pipe): it never waits and never
