@@ -4,8 +4,9 @@ server through shared counters.
 
 ``ShadowWork`` is what the process opens (picklable; ``graphrec.shadowjob`` opens a store, the
 pinned version, a change feed and a recommendation log writer of its own). The process runs
-at a lower priority (``os.nice``), with one torch thread, and stops when the server sets
-``stopping`` or when the server's process is gone.
+at a lower priority (``os.nice``), with one torch thread, takes a batch at most every
+``every_s``, rests after each so as to score at most ``max_busy`` of the wall clock, and stops
+when the server sets ``STOP`` or when the server's process is gone.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ class _Worker:
 
     def step(self) -> None:
         """Take up to ``max_batch`` requests (waiting up to ``linger_s`` for the first),
-        score them, then rest when the shadow is held to a share of the clock."""
+        score them, then rest: to ``max_busy`` of the clock, and ``every_s`` from the start
+        of the batch."""
         batch = self._take()
         self.note_logged()
         if not batch:
