@@ -12,9 +12,12 @@ on both alike; the latencies of a side's turns are pooled. After the run the log
 counters say how many answers it wrote and dropped.
 
 With ``shadow``, a third service takes its turns beside them: the log on and a shadow version
-scoring every request off the request path (``serving.shadow``; the shadow is a copy of the
-served version under another name, so it costs what the served model costs), writing to a
-log of its own; its counters say how many requests the shadow scored and dropped.
+scoring the requests in a process of its own (``serving.shadow`` with its defaults; the
+shadow is a copy of the served version under another name, so it costs what the served model
+costs), the service and its shadow writing to a log of their own; its counters say how many
+requests the shadow scored, logged and dropped. The shadow's process runs for the whole run
+and scores what its service hands it (it has nothing to do in the other services' turns but
+finish its queue).
 
 Goals (issue 20): with the log on, p50 within 5% and p99 within 10% of the log off; with a
 shadow on, the served answers' p99 within 10% of the log on without one.
@@ -37,11 +40,12 @@ from benchmarks.serve import _known_users, _payloads
 from benchmarks.serve_world import WorldSpec, build_world
 from serving.app import Serving
 from serving.reclog import RecommendationLogConfig
-from serving.shadow import Shadow
+from serving.shadow import REASONS, Shadow
 
 GOALS = "with the log on, p50 <= 1.05x and p99 <= 1.10x the log off, at every level"
 SHADOW_GOAL = "with a shadow on, p99 <= 1.10x the log on without one, at every level"
 SIDES = ("off", "on")
+SHADOW_START_S = 120.0  # for the shadow's process to load its version
 
 
 def bench_reclog(
@@ -70,7 +74,7 @@ def bench_reclog(
         shadowed = None
         if shadow:
             shadow_url = log_url or f"log://{work / 'log-shadow'}"
-            services["shadow"], shadowed = _serve_shadowed(world, log_config(shadow_url), work)
+            services["shadow"], shadowed = _serve_shadowed(world, shadow_url, work)
         clients = Clients()
         try:
             known = _known_users(world.dataset, 1_000)
@@ -128,13 +132,13 @@ def _serve(world: Any, reclog: RecommendationLogConfig | None) -> tuple[Serving,
     return serving, f"127.0.0.1:{serving.start()}"
 
 
-def _serve_shadowed(
-    world: Any, reclog: RecommendationLogConfig, work: Path
-) -> tuple[tuple[Serving, str], Shadow]:
-    """A service logging to ``reclog`` with a shadow: the served version copied under
-    another name (a shadow may not be the served version)."""
+def _serve_shadowed(world: Any, log_url: str, work: Path) -> tuple[tuple[Serving, str], Shadow]:
+    """A service logging to ``log_url`` with a shadow: the served version copied under
+    another name (a shadow may not be the served version); once the shadow is up."""
     from gnn.checkpoint import current_version
-    from serving.pinned import load_pinned, with_shadow
+    from graphrec.reclog import log_config
+    from graphrec.shadowjob import ShadowJob
+    from serving.pinned import with_shadow
     from serving.server import ServerConfig
 
     served = current_version(world.models)
@@ -146,12 +150,17 @@ def _serve_shadowed(
         world.models,
         config=ServerConfig(address="127.0.0.1:0"),
         reload_every_s=3600.0,
-        recommendation_log=reclog,
+        recommendation_log=log_config(log_url),
     )
-    threshold = serving.recommender_config.exact_threshold
-    shadow = with_shadow(serving, load_pinned(work / "shadow-models", name, threshold))
+    job = ShadowJob(world.store.url, work / "shadow-models", name, log_url)
+    shadow = with_shadow(serving, job)
     target = f"127.0.0.1:{serving.start()}"
     shadow.start()
+    deadline = time.monotonic() + SHADOW_START_S
+    while not shadow.up:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the shadow's process was not up in {SHADOW_START_S:g} s")
+        time.sleep(0.1)
     return (serving, target), shadow
 
 
@@ -233,15 +242,21 @@ def _progress() -> Any:
 
 
 def _shadow_ledger(serving: Serving, shadow: Shadow) -> dict[str, object]:
-    """What the shadowed service's shadow scored and dropped, and what its log wrote."""
+    """What the shadowed service's shadow scored, logged and dropped (its process stopped
+    first: its log writes what is still queued), and what the service's log wrote."""
     shadow.stop()
     figures = _ledger(serving)
     registry = serving.metrics.registry
+
+    def value(name: str, labels: dict[str, str] | None = None) -> int:
+        return int(registry.get_sample_value(name, labels or {}) or 0)
+
     dropped = {
-        reason: int(
-            registry.get_sample_value("graphrec_shadow_dropped_total", {"reason": reason}) or 0
-        )
-        for reason in ("full", "failed", "stopped")
+        reason: value("graphrec_shadow_dropped_total", {"reason": reason}) for reason in REASONS
     }
-    scored = int(registry.get_sample_value("graphrec_shadow_scored_total") or 0)
-    return {**figures, "shadow_scored": scored, "shadow_dropped": dropped}
+    return {
+        **figures,
+        "shadow_scored": value("graphrec_shadow_scored_total"),
+        "shadow_logged": value("graphrec_shadow_logged_total"),
+        "shadow_dropped": dropped,
+    }

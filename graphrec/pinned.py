@@ -1,10 +1,14 @@
 """``graphrec serve --shadow VERSION`` and ``--ab VERSION:FRACTION``: the values checked and the
 versions loaded before anything starts, then put to work on the service (``serving.pinned``)
-with a change feed each, so their item tables stay as fresh as the served one's.
+with a change feed each, so their item tables stay as fresh as the served one's. The A/B
+version answers in the server's process; the shadow in a process of its own
+(``serving.shadow``), which loads the version again and follows the stream itself
+(``graphrec.shadowjob``).
 
 A bad value (not VERSION:FRACTION, a fraction outside (0, 1), a version the models directory
 does not hold or cannot load, the version being served, a shadow without the recommendation
-log) stops ``serve`` with one line and the usage exit code.
+log or on a ``memory://`` store, which another process cannot open) stops ``serve`` with one
+line and the usage exit code.
 """
 
 from __future__ import annotations
@@ -12,19 +16,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import typer
 
 from gnn.checkpoint import current_version
 from gnn.manifest import VersionError
 from graphrec.changefeed import ChangeFeed, Positions
+from graphrec.shadowjob import ShadowJob
 from graphstore import GraphStore
 from serving.app import Serving
 from serving.engine import Engine
 from serving.loops import LoopState
 from serving.pinned import load_pinned, with_ab, with_shadow
 from serving.recommender import Recommender, RecommenderConfig
+from serving.shadow import LOOP_NAME as SHADOW_LOOP
 from serving.shadow import Shadow
 
 USAGE_EXIT = 2
@@ -53,12 +59,34 @@ class BadPinned(ValueError):
     """A --shadow or --ab value serve cannot use; the message says why."""
 
 
+class ServeSettings(Protocol):
+    """What ``graphrec serve`` runs (``graphrec.serving_cli.ServeJob``), as far as the pinned
+    versions need it."""
+
+    @property
+    def store_url(self) -> str: ...
+    @property
+    def models_dir(self) -> Path: ...
+    @property
+    def recommender(self) -> RecommenderConfig: ...
+    @property
+    def trending_url(self) -> str: ...
+    @property
+    def recommendation_log(self) -> str | None: ...
+    @property
+    def follow_url(self) -> str | None: ...
+    @property
+    def shadow(self) -> str | None: ...
+    @property
+    def ab(self) -> str | None: ...
+
+
 @dataclass
 class Pinned:
-    """The shadow version and the A/B split's other version, loaded; and, once at work, the
-    threads that serve them."""
+    """The shadow version (checked, for its process to load) and the A/B split's other
+    version (loaded); and, once at work, what serves them."""
 
-    shadow: Engine | None = None
+    shadow: ShadowJob | None = None
     ab: tuple[Engine, float] | None = None
     _shadow: Shadow | None = None
     _feeds: list[ChangeFeed] = field(default_factory=list)
@@ -70,12 +98,13 @@ class Pinned:
             self._recommenders["b"] = with_ab(serving, *self.ab)
         if self.shadow is not None:
             self._shadow = with_shadow(serving, self.shadow)
-            self._recommenders["shadow"] = self._shadow.recommender
 
     def start(self, serving: Serving, graph: GraphStore, follow_url: str | None) -> None:
-        """Start the shadow's worker, and a change feed per version on ``follow_url``."""
+        """Start the shadow's process, and a change feed for the A/B version on
+        ``follow_url``."""
         if self._shadow is not None:
-            self._shadow.start()
+            state = LoopState(SHADOW_LOOP, serving.metrics.loops, serving.server.set_health)
+            self._shadow.start(state)
         if follow_url is None:
             return
         for arm, recommender in self._recommenders.items():
@@ -112,14 +141,11 @@ def _always(marks: Positions) -> Callable[[], Positions]:
     return lambda: marks
 
 
-def load_pinned_versions(
-    models_dir: Path, shadow: str | None, ab: str | None, logged: bool, config: RecommenderConfig
-) -> Pinned:
-    """Check ``--shadow`` and ``--ab`` (``logged``: whether answers go to a recommendation
-    log) and load their versions; on a bad value print one line and exit with the usage
-    code."""
+def load_pinned_versions(job: ServeSettings) -> Pinned:
+    """Check ``--shadow`` and ``--ab`` of ``job`` and load their versions; on a bad value
+    print one line and exit with the usage code."""
     try:
-        return _load(models_dir, shadow, ab, logged, config.exact_threshold)
+        return _load(job)
     except BadPinned as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(USAGE_EXIT) from None
@@ -139,14 +165,15 @@ def parse_ab(text: str) -> tuple[str, float]:
     return version, fraction
 
 
-def _load(
-    models_dir: Path, shadow: str | None, ab: str | None, logged: bool, exact_threshold: int
-) -> Pinned:
-    if shadow is not None and not logged:
+def _load(job: ServeSettings) -> Pinned:
+    models_dir, shadow = job.models_dir, job.shadow
+    exact_threshold = job.recommender.exact_threshold
+    reclog = job.recommendation_log
+    if shadow is not None and reclog is None:
         raise BadPinned(
             "--shadow writes its lists to the recommendation log: drop --no-recommendation-log"
         )
-    split = parse_ab(ab) if ab is not None else None
+    split = parse_ab(job.ab) if job.ab is not None else None
     try:
         served = current_version(models_dir)
     except VersionError as exc:
@@ -157,10 +184,30 @@ def _load(
             raise BadPinned(f"{flag} names {version}, the version being served: name another one")
     pinned = Pinned()
     try:
-        if shadow is not None:
-            pinned.shadow = load_pinned(models_dir, shadow, exact_threshold)
+        if shadow is not None and reclog is not None:
+            pinned.shadow = _shadow_job(job, shadow, reclog)
         if split is not None:
             pinned.ab = (load_pinned(models_dir, split[0], exact_threshold), split[1])
     except VersionError as exc:
         raise BadPinned(str(exc)) from None
     return pinned
+
+
+def _shadow_job(job: ServeSettings, shadow: str, reclog: str) -> ShadowJob:
+    """What the shadow's process opens (logging to ``reclog``), once the version loads here
+    and the store is one another process can open."""
+    load_pinned(job.models_dir, shadow, job.recommender.exact_threshold)  # loaded again there
+    if job.store_url.startswith("memory:"):
+        raise BadPinned(
+            "--shadow scores in a process of its own, which cannot open a memory:// store: "
+            "use sqlite://PATH or neo4j://HOST:PORT"
+        )
+    return ShadowJob(
+        job.store_url,
+        job.models_dir,
+        shadow,
+        reclog,
+        job.recommender,
+        job.follow_url,
+        job.trending_url,
+    )

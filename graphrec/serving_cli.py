@@ -193,8 +193,7 @@ def serve(
     """Run ``job`` in this process until SIGTERM/SIGINT (or until ``orphaned()``), calling
     ``on_started`` once it serves."""
     reclog = None if job.recommendation_log is None else log_config(job.recommendation_log)
-    logged = reclog is not None
-    pinned = load_pinned_versions(job.models_dir, job.shadow, job.ab, logged, job.recommender)
+    pinned = load_pinned_versions(job)
     with open_store(job.store_url) as graph:
         serving = Serving(
             graph,

@@ -1,11 +1,13 @@
 """A model version pinned by name beside the served one (the A/B split's other version, the
-shadow): loaded once, never hot-reloaded, answered through a ``Recommender`` of its own over
-the same store, fallback and store probe as the served version.
+shadow): loaded once, never hot-reloaded.
 
-Its item table is kept fresh like the served one's: ``graphrec serve`` runs a change feed
-for it (``graphrec.changefeed.ChangeFeed`` with ``refresh`` below) that starts after the
-pinned version's own watermarks, so what the sink applied since its training snapshot is
-re-embedded on it too.
+The A/B split's version answers in the server's process through a ``Recommender`` of its own
+over the same store, fallback and store probe as the served version; its item table is kept
+fresh like the served one's: ``graphrec serve`` runs a change feed for it
+(``graphrec.changefeed.ChangeFeed`` with ``refresh`` below) that starts after the pinned
+version's own watermarks, so what the sink applied since its training snapshot is re-embedded
+on it too. The shadow version answers in a process of its own, which opens the version, the
+store and a change feed itself (``serving.shadow``, ``graphrec.shadowjob``).
 
 ``with_ab`` and ``with_shadow`` put a pinned version to work in a ``Serving`` before it
 starts (``serving.abtest``, ``serving.shadow``).
@@ -21,6 +23,7 @@ from serving.app import Serving
 from serving.engine import Engine
 from serving.recommender import Recommender
 from serving.shadow import Shadow, ShadowConfig
+from serving.shadowproc import ShadowWork
 
 
 def load_pinned(models_dir: Path, version: str, exact_threshold: int) -> Engine:
@@ -55,17 +58,13 @@ def with_ab(serving: Serving, engine: Engine, fraction: float) -> Recommender:
     return other
 
 
-def with_shadow(serving: Serving, engine: Engine, config: ShadowConfig | None = None) -> Shadow:
-    """Score every Recommend request ``serving`` answers again with ``engine``, logging its
-    lists beside the served ones; ``ValueError`` when ``serving`` keeps no recommendation
-    log. The caller starts the returned ``Shadow`` and stops it before ``serving``."""
+def with_shadow(serving: Serving, work: ShadowWork, config: ShadowConfig | None = None) -> Shadow:
+    """Score every Recommend request ``serving`` answers again in a process opening
+    ``work``, which logs its lists beside the served ones; ``ValueError`` when ``serving``
+    keeps no recommendation log. The caller starts the returned ``Shadow`` and stops it
+    before ``serving``."""
     if serving.recommendations is None:
         raise ValueError("a shadow version needs the recommendation log to write its lists to")
-    shadow = Shadow(
-        pinned_recommender(serving, engine),
-        serving.recommendations,
-        serving.metrics.registry,
-        config,
-    )
+    shadow = Shadow(work, serving.metrics.registry, config)
     serving.server.servicer.shadow = shadow
     return shadow

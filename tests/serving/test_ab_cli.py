@@ -23,8 +23,8 @@ def models(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models_with_another_version(world, tmp_path_factory.mktemp("ab-cli"))
 
 
-def serve(models: Path, *args: str) -> Any:
-    return runner.invoke(app, ["serve", "--store", "memory://", "--models-dir", str(models), *args])
+def serve(models: Path, *args: str, store: str = "memory://") -> Any:
+    return runner.invoke(app, ["serve", "--store", store, "--models-dir", str(models), *args])
 
 
 def test_both_versions_reach_the_service_loaded(
@@ -33,10 +33,11 @@ def test_both_versions_reach_the_service_loaded(
     seen: list[Any] = []
     monkeypatch.setattr(serving_cli, "Serving", lambda *_, **__: None)
     monkeypatch.setattr(serving_cli, "_run", lambda *args: seen.extend(args))
-    result = serve(models, "--shadow", OTHER, "--ab", f"{OTHER}:0.25")
+    store = f"sqlite://{models.parent / 'graph'}"  # the shadow's process opens it too
+    result = serve(models, "--shadow", OTHER, "--ab", f"{OTHER}:0.25", store=store)
     assert result.exit_code == 0, result.output
     pinned = seen[-1]
-    assert pinned.shadow.version == OTHER
+    assert pinned.shadow.version == OTHER and pinned.shadow.store_url == store
     assert (pinned.ab[0].version, pinned.ab[1]) == (OTHER, 0.25)
     assert "shadow other-version; A/B: other-version answers 25% of subjects" in (pinned.describe())
 
@@ -53,6 +54,7 @@ def test_both_versions_reach_the_service_loaded(
         (["--shadow", "no-such-version"], "no model version 'no-such-version'"),
         (["--shadow", "../outside"], "is not a version name"),
         (["--shadow", OTHER, "--no-recommendation-log"], "recommendation log"),
+        (["--shadow", OTHER], "cannot open a memory:// store"),
     ],
 )
 def test_bad_values_stop_serve_with_one_line(models: Path, args: list[str], says: str) -> None:
