@@ -102,6 +102,7 @@ def bench_pipeline(spec: PipelineSpec, progress: Progress | None = None) -> dict
         shutil.rmtree(work, ignore_errors=True)
     return {
         "bench": "pipeline",
+        "run": run_id,  # its topics on Kafka: RUN-events, RUN-items, RUN-changes, RUN-recs
         "dataset": dataset.name,
         "items": len(dataset.items),
         "events": len(dataset.interactions),
