@@ -254,9 +254,9 @@ def bench_pipeline_cmd(
         typer.Option("--store", help="neo4j://HOST:PORT (emptied!); default a fresh embedded one."),
     ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs of `graphrec train`.")] = 2,
-    baseline_epochs: Annotated[
-        int, typer.Option(min=1, help="Epochs of each side of the LightGCN / bare-loop pair.")
-    ] = 1,
+    baseline_steps: Annotated[
+        int, typer.Option(min=1, help="Steps timed of each side of the LightGCN / bare-loop pair.")
+    ] = 10,
     seconds: Annotated[
         float, typer.Option(min=0.1, help="Seconds of Recommend load per level and side.")
     ] = 3.0,
@@ -278,7 +278,7 @@ def bench_pipeline_cmd(
         log_url=source,
         store_url=store,
         epochs=epochs,
-        baseline_epochs=baseline_epochs,
+        baseline_steps=baseline_steps,
         seconds=seconds,
         levels=_levels(levels),
         batch_size=batch_size,
