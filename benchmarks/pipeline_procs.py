@@ -64,18 +64,22 @@ class Process:
         return self.proc.pid
 
     def wait(self, timeout_s: float) -> Finished:
-        """Wait for it to exit on its own (killed after ``timeout_s``); raise unless it exited
-        with 0."""
+        """Wait for it to exit on its own; raise unless it exited with 0. Killed when the
+        wait ends otherwise (after ``timeout_s``, or interrupted)."""
         deadline, beat = time.monotonic() + timeout_s, time.monotonic() + HEARTBEAT_S
-        while (done := self.poll()) is None:
-            now = time.monotonic()
-            if now > deadline:
-                self.kill()
-                raise TimeoutError(f"`{self.command}` still ran after {timeout_s:g} s")
-            if now > beat:
-                beat = now + HEARTBEAT_S
-                self.say(f"  {self.name}: {now - self.started:,.0f} s, RSS {self.rss_mb():,.0f} MB")
-            time.sleep(POLL_S)
+        try:
+            while (done := self.poll()) is None:
+                now = time.monotonic()
+                if now > deadline:
+                    raise TimeoutError(f"`{self.command}` still ran after {timeout_s:g} s")
+                if now > beat:
+                    beat = now + HEARTBEAT_S
+                    rss = self.rss_mb()
+                    self.say(f"  {self.name}: {now - self.started:,.0f} s, RSS {rss:,.0f} MB")
+                time.sleep(POLL_S)
+        except BaseException:
+            self.kill()
+            raise
         return self.checked(done)
 
     def stop(self, timeout_s: float = 60.0) -> Finished:
