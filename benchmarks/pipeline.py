@@ -21,8 +21,8 @@ process as a user runs it, each figure beside a raw baseline measured in the sam
 4. serve: ``graphrec serve`` on that version, a short Recommend load at each concurrency
    beside a bare gRPC echo server (``benchmarks.pipeline_serve``).
 
-Each process's wall time and peak RSS (``benchmarks.pipeline_procs``), the total wall time;
-a table on stdout and the figures as JSON on the last line. Everything the run writes lives
+Each process's wall time, CPU time and peak RSS (``benchmarks.pipeline_procs``), the total
+wall time; a table on stdout and the figures as JSON on the last line. Everything the run writes lives
 in a temporary directory, in new Kafka topics and (``--store neo4j://…``) in the graph,
 which it empties first; every process it starts is stopped before it returns.
 """
@@ -136,6 +136,7 @@ def _produce(
     return {
         "wall_s": round(done.wall_s, 2),
         "events_per_s": round(sent / done.wall_s, 1),
+        "cpu_s": round(done.cpu_s, 2),  # the process's, on a shared machine's cores
         "peak_rss_mb": round(done.peak_rss_mb, 1),
         "process": done.command,
     }
@@ -175,6 +176,7 @@ def _ingest(
         "baseline_events_per_s": round(raw_eps, 1),
         "ratio": round(sink_eps / raw_eps, 3),
         "duplicates_dropped": duplicates,
+        "cpu_s": round(done.cpu_s, 2),  # the process's, on a shared machine's cores
         "peak_rss_mb": round(done.peak_rss_mb, 1),
         "process": done.command,
     }
@@ -239,6 +241,7 @@ def _train(
         "propagates over the whole graph); epoch_s is sampled-mode GraphSAGE, measured whole",
         "validation_recall@20": done.summary.get("validation_recall@20"),
         "training_edges": len(data.edges),
+        "cpu_s": round(done.cpu_s, 2),  # the process's, on a shared machine's cores
         "peak_rss_mb": round(done.peak_rss_mb, 1),
         "process": done.command,
     }
@@ -261,12 +264,13 @@ def render(figures: dict[str, object], console: Console) -> None:
     assert isinstance(stages, dict)
     title = f"graphrec bench pipeline: {figures['dataset']}, {figures['events']:,} events"
     table = Table(title=title)
-    for column in ("stage", "wall s", "figure", "baseline", "ratio", "peak RSS MB"):
+    for column in ("stage", "wall s", "CPU s", "figure", "baseline", "ratio", "peak RSS MB"):
         table.add_column(column, justify="left" if column in ("stage", "figure") else "right")
     for name in STAGES:
         s = stages[name]
         figure, base, ratio = _row(name, s)
-        table.add_row(name, f"{s['wall_s']:,.1f}", figure, base, ratio, f"{s['peak_rss_mb']:,.0f}")
+        times = (f"{s['wall_s']:,.1f}", f"{s['cpu_s']:,.1f}")
+        table.add_row(name, *times, figure, base, ratio, f"{s['peak_rss_mb']:,.0f}")
     table.caption = f"total {figures['total_wall_s']:,.1f} s; goal: {GOAL}"
     console.print(table)
 

@@ -28,12 +28,13 @@ SERVING_LINE = re.compile(r"serving graphrec\.v1\.Recommender on port (\d+)")
 
 @dataclass(frozen=True)
 class Finished:
-    """A ``graphrec`` process that has exited: its exit code, wall seconds, peak RSS and the
-    JSON object on the last line of its stdout (``{}`` when there is none)."""
+    """A process that has exited: its exit code, wall seconds, CPU seconds (user + system),
+    peak RSS and the JSON object on the last line of its stdout (``{}`` when there is none)."""
 
     command: str
     code: int
     wall_s: float
+    cpu_s: float
     peak_rss_mb: float
     summary: dict[str, object]
 
@@ -118,7 +119,8 @@ class Process:
         code = os.waitstatus_to_exitcode(status)
         self.proc.returncode = code  # reaped here: Popen must not wait for it again
         kb = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)  # macOS: bytes
-        self._finished = Finished(self.command, code, wall, kb / 1024, _last_json(self.out))
+        cpu = usage.ru_utime + usage.ru_stime
+        self._finished = Finished(self.command, code, wall, cpu, kb / 1024, _last_json(self.out))
         return self._finished
 
     def checked(self, done: Finished) -> Finished:

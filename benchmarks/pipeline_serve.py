@@ -63,6 +63,7 @@ def serve_stage(
     return {
         "wall_s": round(done.wall_s, 2),
         "ready_s": round(load_s, 2),
+        "cpu_s": round(done.cpu_s, 2),  # the process's, on a shared machine's cores
         "peak_rss_mb": round(done.peak_rss_mb, 1),
         "seconds_per_level": seconds,
         "baseline": BASELINE,

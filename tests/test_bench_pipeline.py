@@ -25,12 +25,14 @@ def _quiet(line: str) -> None:
 def test_a_process_reports_its_own_peak_rss_wall_time_and_last_json_line(tmp_path: Path) -> None:
     code = (
         "import time; block = bytearray(300 * 2**20); block[::4096] = b'x' * len(block[::4096]);"
-        "del block; time.sleep(0.2); print('starting'); print('{\"answer\": 42}')"
+        "del block; time.sleep(0.2); t = time.process_time();\n"
+        "while time.process_time() - t < 0.3: pass\n"
+        "print('starting'); print('{\"answer\": 42}')"
     )
     done = run("alloc", [sys.executable, "-c", code], tmp_path, _quiet, timeout_s=60)
     assert done.code == 0 and done.summary == {"answer": 42}
     assert done.peak_rss_mb >= 300  # freed before it exited: only its peak shows it
-    assert done.wall_s >= 0.2
+    assert done.cpu_s >= 0.3 and done.wall_s >= 0.2 + 0.3
 
 
 def test_a_failed_process_raises_with_the_tail_of_its_stderr(tmp_path: Path) -> None:
