@@ -22,9 +22,9 @@ process as a user runs it, each figure beside a raw baseline measured in the sam
    beside a bare gRPC echo server (``benchmarks.pipeline_serve``).
 
 Each process's wall time, CPU time and peak RSS (``benchmarks.pipeline_procs``), the total
-wall time; a table on stdout and the figures as JSON on the last line. Everything the run writes lives
-in a temporary directory, in new Kafka topics and (``--store neo4j://…``) in the graph,
-which it empties first; every process it starts is stopped before it returns.
+wall time; a table on stdout and the figures as JSON on the last line. Everything the run
+writes lives in a temporary directory, in new Kafka topics and (``--store neo4j://…``) in
+the graph, which it empties first; every process it starts is stopped before it returns.
 """
 
 from __future__ import annotations
