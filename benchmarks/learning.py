@@ -93,12 +93,17 @@ def _sample_rates(
     }
 
 
-def bench_train(data: GraphData, epochs: int = 3, batch_size: int = 2_048) -> dict[str, object]:
-    """LightGCN epoch time (our module) beside a bare sparse-matmul LightGCN loop, same work."""
+def bench_train(
+    data: GraphData, epochs: int = 3, batch_size: int = 2_048, steps: int = 0
+) -> dict[str, object]:
+    """LightGCN epoch time (our module) beside a bare sparse-matmul LightGCN loop, same work;
+    ``steps`` > 0: each epoch only its first ``steps`` steps (a step propagates over the whole
+    graph, so a full epoch costs O(edges²))."""
     actor, item = torch.as_tensor(data.edges.actor), torch.as_tensor(data.edges.item)
     model = LightGCN(LightGCNConfig(), data.num_actors, data.num_items)
     model.set_graph(actor, item)
-    ours = _time_epochs(lambda: model(), model.parameters(), actor, item, data, epochs, batch_size)
+    timing = (data, epochs, batch_size, steps)
+    ours = _time_epochs(lambda: model(), model.parameters(), actor, item, *timing)
     adjacency = model.adjacency
     assert adjacency is not None
     emb = torch.nn.Parameter(torch.randn(data.num_actors + data.num_items, 64) * 0.1)
@@ -112,7 +117,7 @@ def bench_train(data: GraphData, epochs: int = 3, batch_size: int = 2_048) -> di
         out = total / 4
         return out[: data.num_actors], out[data.num_actors :]
 
-    raw = _time_epochs(bare, [emb], actor, item, data, epochs, batch_size)
+    raw = _time_epochs(bare, [emb], actor, item, *timing)
     return {
         "bench": "train",
         "model": "lightgcn",
@@ -131,13 +136,15 @@ def _time_epochs(
     data: GraphData,
     epochs: int,
     batch_size: int,
+    steps: int = 0,
 ) -> float:
     opt = torch.optim.Adam(params, lr=1e-3)
     rng = np.random.default_rng(0)
     times = []
     for _ in range(epochs):
         started = time.perf_counter()
-        for batch in np.array_split(rng.permutation(len(actor)), max(1, len(actor) // batch_size)):
+        batches = np.array_split(rng.permutation(len(actor)), max(1, len(actor) // batch_size))
+        for batch in batches[:steps] if steps > 0 else batches:
             h, z = forward()
             a, i = actor[batch], item[batch]
             neg = torch.as_tensor(rng.integers(0, data.num_items, len(batch)))

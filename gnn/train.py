@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -153,11 +154,15 @@ class GnnRecommender:
         rng = np.random.default_rng(seed)
         self._step_rng = self.group.step_rng(rng, seed)
         for epoch in range(1, self.config.epochs + 1):
+            started = time.perf_counter()
             loss = self._epoch(data, inner.train, opt, rng, epoch)
+            epoch_s = time.perf_counter() - started  # the epoch's steps, not its evaluation
             if epoch % self.config.eval_every and epoch != self.config.epochs:
                 continue
             metric = self.group.from_leader(lambda: self._validate(data, inner.train, validation))
-            self.history.append({"epoch": epoch, "loss": loss, "val_recall@20": metric})
+            self.history.append(
+                {"epoch": epoch, "loss": loss, "epoch_s": epoch_s, "val_recall@20": metric}
+            )
             if self._on_epoch is not None:
                 self._on_epoch(epoch, self.history[-1])
             if metric > best:

@@ -239,3 +239,51 @@ def bench_reclog_cmd(
     steps = _levels(levels)
     figures = bench_reclog(items, events, users, seconds, steps, rounds, epochs, log, 0, shadow)
     print(json.dumps(figures))
+
+
+@bench_app.command("pipeline")
+def bench_pipeline_cmd(
+    dataset: Annotated[str, typer.Option(help="ml-1m, ml-100k or synthetic.")] = "synthetic",
+    events: Annotated[int, typer.Option(min=1_000, help="Synthetic interactions.")] = 100_000,
+    source: Annotated[
+        str | None,
+        typer.Option("--from", help="kafka://HOST:PORT to go through Kafka (new topics)."),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="neo4j://HOST:PORT (emptied!); default a fresh embedded one."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of `graphrec train`.")] = 2,
+    baseline_steps: Annotated[
+        int, typer.Option(min=1, help="Steps timed of each side of the LightGCN / bare-loop pair.")
+    ] = 10,
+    seconds: Annotated[
+        float, typer.Option(min=0.1, help="Seconds of Recommend load per level and side.")
+    ] = 3.0,
+    levels: LevelsOpt = "1,8",
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per graph transaction.")] = 2_000,
+    seed: Annotated[int, typer.Option(help="Seed of the generator and the training.")] = 0,
+) -> None:
+    """A dataset through produce → ingest → train (sampled) → serve, each a `graphrec`
+    process: per stage the wall time, the process's peak RSS and its figure beside a raw
+    baseline from the same run (raw-driver UNWIND or bare apply; a bare LightGCN loop; a gRPC
+    echo server). A table, then JSON on the last line."""
+    from rich.console import Console
+
+    from benchmarks.pipeline import PipelineSpec, bench_pipeline, render
+
+    spec = PipelineSpec(
+        dataset=dataset,
+        events=events,
+        log_url=source,
+        store_url=store,
+        epochs=epochs,
+        baseline_steps=baseline_steps,
+        seconds=seconds,
+        levels=_levels(levels),
+        batch_size=batch_size,
+        seed=seed,
+    )
+    figures = bench_pipeline(spec)
+    render(figures, Console())
+    print(json.dumps(figures))

@@ -246,6 +246,7 @@ def demo_cmd(
     data_dir: Annotated[
         Path, typer.Option(help="Working directory of the demo (wiped first).")
     ] = Path("data/demo"),
+    dataset: Annotated[str, typer.Option(help=f"Dataset: {', '.join(DATASETS)}.")] = "synthetic",
     events: Annotated[int, typer.Option(min=100, help="Synthetic interactions.")] = 20_000,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (early stopping).")] = 20,
     kafka: Annotated[
@@ -267,6 +268,8 @@ def demo_cmd(
     """
     from graphrec.demo import run_demo
 
+    if dataset not in DATASETS:
+        raise typer.BadParameter(f"unknown dataset {dataset!r}: {', '.join(DATASETS)}")
     shutil.rmtree(data_dir, ignore_errors=True)
     run_demo(
         data_dir,
@@ -275,6 +278,7 @@ def demo_cmd(
         train_epochs=epochs,
         kafka=kafka_address if kafka else None,
         neo4j=neo4j_url if neo4j else None,
+        dataset_name=dataset,
     )
 
 

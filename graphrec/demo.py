@@ -45,8 +45,11 @@ def run_demo(
     train_epochs: int = 20,
     kafka: str | None = None,
     neo4j: str | None = None,
+    dataset_name: str = "synthetic",
 ) -> dict[str, object]:
-    """Produce synthetic events (some malformed) → ingest → train → serve → ask, narrated."""
+    """Produce a dataset's events (``synthetic``: ``events`` of them; ``ml-100k``, ``ml-1m``:
+    all of MovieLens'), some malformed ones mixed in → ingest → train → serve → ask,
+    narrated."""
     started = time.perf_counter()
     run = uuid.uuid4().hex[:6]
     log_url = (
@@ -55,10 +58,11 @@ def run_demo(
         else f"log://{data_dir / 'log'}"
     )
     out.rule("1. produce")
-    dataset = load_dataset("synthetic", events, seed=0)
-    report = produce_dataset(log_url, dataset, malformed=max(1, events // 100))
+    dataset = load_dataset(dataset_name, events, seed=0)
+    malformed = max(1, len(dataset.interactions) // 100)
+    report = produce_dataset(log_url, dataset, malformed=malformed)
     out.print(
-        f"wrote {report.items} items and {report.events} events "
+        f"wrote {report.items} items and {report.events} {dataset.name} events "
         f"(+{report.malformed} malformed) to {log_url}"
     )
     with open_store(neo4j or f"sqlite://{data_dir / 'graph'}") as store:
