@@ -55,7 +55,7 @@ def index_bytes(index: Index) -> bytes:
     return bytes(data)
 
 
-def restore_index(data: bytes, rows: int, dim: int) -> Index:
+def restore_index(data: bytes | memoryview, rows: int, dim: int) -> Index:
     """The index serialised in ``data``, which must hold exactly the keys ``0 … rows-1`` as
     ``dim``-dimensional float32 vectors under the inner product; ``ValueError`` otherwise.
     The result is a copy (not a view of ``data``): rows can be added and removed."""
