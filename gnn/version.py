@@ -20,8 +20,10 @@
 * ``manifest.json``: every other file with its size and sha256 (``gnn.manifest``).
 
 ``load_version`` reads a directory with safetensors, JSON and usearch only (no pickle) and
-returns it once every file matched its manifest (the digests are computed while the files are
-deserialised, the index is restored from checked bytes only); it reads no graph.
+returns it once every file matched its manifest: each file is read once into a buffer of its
+own, its sha256 computed over that buffer on a thread pool while the arrays are built as views
+of it (``gnn.tensorfile``: no second copy), the index is restored from checked bytes only; it
+reads no graph.
 """
 
 from __future__ import annotations
