@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import torch_geometric  # noqa: F401  # before usearch: imported after it, its torch.jit scripting stalls
 from usearch.index import Index, MetricKind, ScalarKind
 
 # From this many items on, top-K searches the index (serving's default ``exact_threshold``)

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+import torch_geometric  # noqa: F401  # before usearch: imported after it, its torch.jit scripting stalls
 from usearch.index import BatchMatches, Index, Matches
 
 from gnn.ann import EXACT_THRESHOLD, build_index
