@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import torch_geometric  # noqa: F401  # before usearch: imported after it, its torch.jit scripting stalls
 from usearch.index import Index, MetricKind, ScalarKind
 
 # From this many items on, top-K searches the index (serving's default ``exact_threshold``)
@@ -55,7 +56,7 @@ def index_bytes(index: Index) -> bytes:
     return bytes(data)
 
 
-def restore_index(data: bytes, rows: int, dim: int) -> Index:
+def restore_index(data: bytes | memoryview, rows: int, dim: int) -> Index:
     """The index serialised in ``data``, which must hold exactly the keys ``0 … rows-1`` as
     ``dim``-dimensional float32 vectors under the inner product; ``ValueError`` otherwise.
     The result is a copy (not a view of ``data``): rows can be added and removed."""

@@ -20,6 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 MANIFEST = "manifest.json"
 FORMAT = "graphrec-version/1"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -51,7 +54,10 @@ class FileEntry:
     sha256: str
 
 
-def digest(data: bytes) -> str:
+Buffer = npt.NDArray[np.uint8]  # a file's bytes, read into memory of the reader's own
+
+
+def digest(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -98,13 +104,14 @@ class VersionFiles:
     they are read, sha256 digests on a thread pool (hashlib releases the GIL) while the caller
     deserialises what it read.
 
-    ``read(name)`` returns the bytes that are being hashed; ``verified(name)`` returns them
-    once their digest matched (for parsers that must only see checked bytes); ``confirm()``
-    waits for every digest. Nothing built from ``read`` may be used before ``confirm``
-    returned: any mismatch raises ``VersionError`` there."""
+    ``read(name)`` returns the buffer (a private, writable copy of the file: what is built
+    from it is what was hashed, whatever happens to the file) that is being hashed;
+    ``verified(name)`` returns it once its digest matched (for parsers that must only see
+    checked bytes); ``confirm()`` waits for every digest. Nothing built from ``read`` may be
+    used before ``confirm`` returned: any mismatch raises ``VersionError`` there."""
 
     def __init__(
-        self, version: str, contents: dict[str, Future[bytes]], digests: dict[str, Future[bool]]
+        self, version: str, contents: dict[str, Future[Buffer]], digests: dict[str, Future[bool]]
     ) -> None:
         self.version = version
         self._contents = contents
@@ -115,12 +122,12 @@ class VersionFiles:
         """The files the manifest lists."""
         return frozenset(self._contents)
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str) -> Buffer:
         if name not in self._contents:
             raise VersionError(f"{self.version}: {name} is not in the manifest")
         return self._contents[name].result()
 
-    def verified(self, name: str) -> bytes:
+    def verified(self, name: str) -> Buffer:
         data = self.read(name)
         if not self._digests[name].result():
             raise VersionError(f"{self.version}: {name} does not match its sha256 in manifest.json")
@@ -128,7 +135,7 @@ class VersionFiles:
 
     def json(self, name: str) -> object:
         try:
-            return json.loads(self.read(name))
+            return json.loads(self.read(name).tobytes())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise VersionError(f"{self.version}: {name} is not valid JSON ({exc})") from None
 
@@ -185,15 +192,27 @@ _POOL = ThreadPoolExecutor(
 )
 
 
-def _read(path: Path, version: str, size: int) -> bytes:
-    data = path.read_bytes()
-    _check_size(version, path.name, len(data), size)
-    return data
+def _read(path: Path, version: str, size: int) -> Buffer:
+    """The file's ``size`` bytes, read into a new buffer (one copy from the page cache, no
+    zero fill); ``VersionError`` if the file holds fewer or more."""
+    buffer = np.empty(size, np.uint8)
+    view = buffer.data
+    with path.open("rb", buffering=0) as f:
+        got = 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        if got == size and f.read(1):  # grown since the manifest was checked
+            got = os.fstat(f.fileno()).st_size
+    _check_size(version, path.name, got, size)
+    return buffer
 
 
-def _matches(data: Future[bytes], sha256: str) -> bool:
+def _matches(data: Future[Buffer], sha256: str) -> bool:
     try:
-        return digest(data.result()) == sha256
+        return digest(data.result().data) == sha256
     except VersionError:
         return False  # the read reports it
 

@@ -20,8 +20,10 @@
 * ``manifest.json``: every other file with its size and sha256 (``gnn.manifest``).
 
 ``load_version`` reads a directory with safetensors, JSON and usearch only (no pickle) and
-returns it once every file matched its manifest (the digests are computed while the files are
-deserialised, the index is restored from checked bytes only); it reads no graph.
+returns it once every file matched its manifest: each file is read once into a buffer of its
+own, its sha256 computed over that buffer on a thread pool while the arrays are built as views
+of it (``gnn.tensorfile``: no second copy), the index is restored from checked bytes only; it
+reads no graph.
 """
 
 from __future__ import annotations
@@ -35,16 +37,15 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 import torch
-from safetensors import SafetensorError
-from safetensors.numpy import load as load_arrays
-from safetensors.torch import load as load_tensors
+import torch_geometric  # noqa: F401  # before usearch: imported after it, its torch.jit scripting stalls
 from usearch.index import Index
 
 from gnn.ann import restore_index
 from gnn.data import FloatArray, IntArray
 from gnn.inputs import Content
-from gnn.manifest import VersionError, VersionFiles, read_files
+from gnn.manifest import Buffer, VersionError, VersionFiles, read_files
 from gnn.models import LightGCN, LightGCNConfig, SageConfig, SageRec
+from gnn.tensorfile import TensorFileError, arrays, tensors
 from gnn.train import TrainConfig
 
 WEIGHTS = "model.safetensors"
@@ -127,18 +128,18 @@ def _deserialise(files: VersionFiles) -> ModelVersion:
     name = files.version
     config_raw = _mapping(files.json(CONFIG), name, CONFIG)
     index_raw = _mapping(files.json(INDEX), name, INDEX)
-    arrays = _safetensors(load_arrays, files, ITEMS)
-    weights = _safetensors(load_tensors, files, WEIGHTS)
+    table = _safetensors(arrays, files, ITEMS)
+    weights = _safetensors(tensors, files, WEIGHTS)
     try:
         config = config_from_dict(config_raw["train_config"])
         index = ModelIndex(
             tuple(index_raw["items"]),
-            arrays["id_rows"].astype(np.int64),
+            table["id_rows"].astype(np.int64, copy=False),
             tuple(index_raw["categories"]),
             tuple(index_raw["features"]),
             tuple(index_raw["actors"]),
         )
-        items = _items(arrays, index_raw)
+        items = _items(table, index_raw)
         reference_ts = float(config_raw["reference_ts"])
         marks = _mapping(files.json(WATERMARKS), name, WATERMARKS)
         watermarks = {str(k): int(v) for k, v in marks.items()}
@@ -201,7 +202,7 @@ def item_arrays(version: ModelVersion) -> dict[str, np.ndarray]:
 
 
 def _items(arrays: dict[str, np.ndarray], index_raw: dict[str, Any]) -> VersionItems:
-    id_rows = arrays["id_rows"].astype(np.int64)
+    id_rows = arrays["id_rows"].astype(np.int64, copy=False)
     return VersionItems(
         embeddings=arrays["embeddings"],
         content=Content(arrays["ancestors"], arrays["features"], id_rows),
@@ -252,7 +253,7 @@ def _ann(files: VersionFiles, embeddings: Float32Array) -> Index:
     """The version's usearch index, restored (a copy, so rows can change) from checked bytes
     only: usearch's loader is not meant for arbitrary input."""
     try:
-        return restore_index(files.verified(ANN), embeddings.shape[0], embeddings.shape[-1])
+        return restore_index(files.verified(ANN).data, embeddings.shape[0], embeddings.shape[-1])
     except ValueError as exc:
         if isinstance(exc, VersionError):
             raise
@@ -260,11 +261,13 @@ def _ann(files: VersionFiles, embeddings: Float32Array) -> Index:
 
 
 def _safetensors(
-    read: Callable[[bytes], dict[str, T]], files: VersionFiles, file: str
+    read: Callable[[Buffer], dict[str, T]], files: VersionFiles, file: str
 ) -> dict[str, T]:
+    """The arrays of a safetensors file of the version: views of the buffer it was read
+    into, which is what its digest is computed over."""
     try:
         return read(files.read(file))
-    except SafetensorError as exc:
+    except TensorFileError as exc:
         raise VersionError(
             f"{files.version}: {file} is not a readable safetensors file ({exc})"
         ) from None

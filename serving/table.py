@@ -43,6 +43,7 @@ class ItemTable:
         embeddings: npt.NDArray[np.float32],
         exact_threshold: int,
         ann: Index | None = None,
+        copy: bool = True,
     ) -> None:
         self.inference = inference
         self.scaler = scaler
@@ -53,7 +54,7 @@ class ItemTable:
         self.content = content
         self.popularity = popularity.astype(np.float64)
         self.removed = removed.astype(bool)
-        self.embeddings = ItemIndex(embeddings, exact_threshold, ann)
+        self.embeddings = ItemIndex(embeddings, exact_threshold, ann, copy)
         self._write = threading.Lock()
         self._by_category: dict[str, IntArray] = {}
 
@@ -66,7 +67,8 @@ class ItemTable:
     ) -> ItemTable:
         """The item table ``version`` holds (every item of its training snapshot, embedded
         over all of the snapshot's edges) and its usearch index when it has one, ready to be
-        kept fresh."""
+        kept fresh. The table takes over the version's embeddings array (read-only from then
+        on) rather than copying it."""
         items = version.items
         scaler = FeatureScaler(version.index.features, items.feature_mean, items.feature_std)
         return cls(
@@ -82,6 +84,7 @@ class ItemTable:
             items.embeddings,
             exact_threshold,
             version.ann,
+            copy=False,
         )
 
     @property

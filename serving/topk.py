@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+import torch_geometric  # noqa: F401  # before usearch: imported after it, its torch.jit scripting stalls
 from usearch.index import BatchMatches, Index, Matches
 
 from gnn.ann import EXACT_THRESHOLD, build_index
@@ -48,14 +49,17 @@ class ItemIndex:
         vectors: np.ndarray,
         exact_threshold: int = EXACT_THRESHOLD,
         ann: Index | None = None,
+        copy: bool = True,
     ) -> None:
-        """``vectors`` is the ``[N, d]`` float32 table (copied). Tables with at least
-        ``exact_threshold`` rows are also indexed with usearch for approximate search: ``ann``
-        when given (``gnn.ann``'s index over exactly these rows, e.g. a model version's; it is
-        taken over, not copied), else an index built here."""
+        """``vectors`` is the ``[N, d]`` float32 table: copied, or with ``copy=False`` taken
+        over (made read-only; the caller must not write to it through another view). Tables
+        with at least ``exact_threshold`` rows are also indexed with usearch for approximate
+        search: ``ann`` when given (``gnn.ann``'s index over exactly these rows, e.g. a model
+        version's; it is taken over, not copied), else an index built here."""
         if not _is_int(exact_threshold) or exact_threshold < 0:
             raise ValueError(f"exact_threshold must be an integer >= 0, got {exact_threshold!r}")
-        table = _as_matrix(vectors, "vectors", dim=None).copy()
+        table = _as_matrix(vectors, "vectors", dim=None)
+        table = table.copy() if copy or table is not vectors else table
         table.flags.writeable = False
         if ann is not None and (len(ann) != len(table) or ann.ndim != table.shape[1]):
             raise ValueError(

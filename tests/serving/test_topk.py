@@ -251,6 +251,19 @@ def test_vectors_is_a_read_only_snapshot() -> None:
     assert index.dim == 3
 
 
+def test_the_table_is_copied_unless_taken_over() -> None:
+    given = _random(10, 3, seed=13)
+    copied = ItemIndex(given)
+    given[0, 0] = 5.0  # the caller's array stays its own
+    assert copied.vectors()[0, 0] != 5.0
+    taken = ItemIndex(given, copy=False)
+    assert np.shares_memory(taken.vectors(), given)
+    with pytest.raises(ValueError):  # read-only from then on, the caller's reference too
+        given[0, 0] = 1.0
+    taken.upsert(np.array([0]), np.zeros((1, 3), np.float32))  # copy-on-write, as ever
+    assert given[0, 0] == 5.0 and taken.vectors()[0, 0] == 0.0
+
+
 @pytest.mark.parametrize("threshold", [100_000, 500], ids=["exact", "usearch"])
 def test_concurrent_searches_during_upserts(threshold: int) -> None:
     n0, d = 2_000, 8
