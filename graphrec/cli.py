@@ -22,6 +22,7 @@ from graphrec.config import Config, load_config
 from graphrec.console import GraphrecGroup, err, exit_codes_help
 from graphrec.import_cli import PartitionsOpt, create_partitioned_topics, import_command
 from graphrec.pipeline import DATASETS, SinkMetrics, ingest, load_dataset, produce_dataset
+from graphrec.replay_cli import replay_command
 from graphrec.report_cli import report_command
 from graphstore import open_store
 from serving.metrics import serve_metrics
@@ -281,6 +282,7 @@ _mount_gnn()
 _mount_serving()
 app.command("import")(import_command)
 app.command("report")(report_command)
+app.command("replay")(replay_command)
 app.add_typer(bench_app, name="bench")
 
 
