@@ -124,20 +124,14 @@ def replay_command(
 ) -> None:
     """Replay history through the event log against the running service and score its answers.
 
-    The events before --split-at are produced to the log (unless --assume-loaded) and the
-    command waits until the sink (`graphrec ingest --follow`, --group) has applied them. Then each
-    later event, in event-time order at --speed: Recommend for its user or session (seen items
-    excluded, -k items) is asked from `graphrec serve`, the answer scored against the event's
-    item (HitRate, MRR, NDCG @K; per behaviour, known users / new users / sessions, cold items),
-    and the event produced. Events whose item the subject had touched before are produced but
-    not scored. Every --probe-every-th event, a background probe polls Explain until the
-    answer holds the event's edge: the lag from produce to answer.
-
-    Start the sink, `graphrec serve` and the periodic trainer (`graphrec train --every-events N`)
-    yourself: `--load-only` first loads the past for the first training round. With --offline,
-    the same events are also scored with the starting version over a graph frozen at the split.
-    Prints a table and the JSON report (last line, or --json); --plot draws the rolling hit
-    rate with the moments the model version changed.
+    Produces the events before --split-at (unless --assume-loaded) and waits for the sink
+    (--group). Then, per later event in time order at --speed: asks `graphrec serve` Recommend
+    for its user or session (-k items, seen excluded), scores the answer against the event's
+    item (HitRate, MRR, NDCG @K per behaviour, subject kind, cold items), produces the event;
+    a sampled Explain probe measures the lag to the answer. --offline scores the same events
+    with the starting version over the graph frozen at the split. Run the sink, the server and
+    the periodic trainer yourself (--load-only loads the past first). Table, JSON (last line,
+    --json), --plot: hit rate over time with the model version changes. See docs/replay.md.
     """
     config = load_config()
     columns = Columns(user, item, time, type_, session, category, title, _features(features))
@@ -149,9 +143,16 @@ def replay_command(
         typer.echo(json.dumps({"loaded": len(source.before), "to": log_url}))
         return
     settings = ReplaySettings(k=k, speed=speed, probe_every=probe_every)
-    models_dir = (models or config.models_path) if offline else None
     server = Server(address or config.grpc_address, token)
+    models_dir = (models or config.models_path) if offline else None
     report = run(source, log_url, server, settings, models_dir)
+    _write(report, json_path, plot_path, window)
+
+
+def _write(
+    report: ReplayReport, json_path: Path | None, plot_path: Path | None, window: int
+) -> None:
+    """The table and the JSON on stdout (and in ``json_path``), the plot in ``plot_path``."""
     print_table(report)
     text = json.dumps(report.as_dict())
     if json_path is not None:

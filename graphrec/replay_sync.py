@@ -20,8 +20,9 @@ from streaming.urls import parse_log_url
 Explain = Callable[[pb.ExplainRequest], pb.ExplainResponse]
 
 
-class SinkBehind(TimeoutError):
-    """The sink did not commit everything the log holds in time."""
+class SinkBehind(ValueError):
+    """The sink did not commit everything the log holds in time: most likely no sink runs on
+    this log with this group (a configuration error, exit code 2, like other ValueErrors)."""
 
 
 def sink_backlog(log_url: str, group: str) -> int:

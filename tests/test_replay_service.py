@@ -155,3 +155,26 @@ def test_server_down_is_one_line_and_exit_code_3(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == ExitCode.UNREACHABLE, result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and "graphrec serve" in lines[0]
+
+
+def test_no_sink_on_the_log_is_one_line_and_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "replay",
+            "--dataset",
+            "synthetic",
+            "--events",
+            "200",
+            "--load-only",
+            "--to",
+            f"log://{tmp_path / 'log'}",
+            "--group",
+            "nobody",
+            "--load-timeout",
+            "0.5",
+        ],
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert lines[-1].startswith("error: ") and "sink" in lines[-1] and "--group" in lines[-1]
