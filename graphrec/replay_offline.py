@@ -20,10 +20,13 @@ from graphrec.replay_score import Scored, rank_of, reason_kind
 from graphstore import Interaction, ItemRecord, NodeRef, open_store
 from serving.convert import query_of
 from serving.engine import Engine
-from serving.recommender import Recommender
+from serving.recommender import Recommender, RecommenderConfig
 from serving.types import Recommendation
 
-CHUNK = 256  # subjects per batched recommend
+CHUNK = 64  # subjects per batched recommend
+# The service bounds each store call (2 s by default) and answers from popular items past it;
+# nothing competes for this private store, and a figure must not depend on the machine's load.
+STORE_TIMEOUT_S = 600.0
 
 
 def load_engine(models_dir: Path, version: str) -> Engine:
@@ -52,7 +55,13 @@ def offline_scores(
     ):
         store.upsert_items(items)
         store.add_interactions(before)
-        answers = _answers(Recommender(store, lambda: engine), History(before), after, scored, k)
+        answers = _answers(
+            Recommender(store, lambda: engine, RecommenderConfig(store_timeout_s=STORE_TIMEOUT_S)),
+            History(before),
+            after,
+            scored,
+            k,
+        )
     return [_rescored(s, answers[after[s.index].actor], after, engine, k) for s in scored]
 
 

@@ -46,6 +46,7 @@ class ReplayReport:
             "offline": group_figures(self.offline, self.k) if self.offline is not None else None,
             "offline_version": self.offline[0].model_version if self.offline else None,
             "fallback_reasons": fallback_reasons(scored),
+            "offline_fallback_reasons": fallback_reasons(self.offline or []),
             "model_versions": [asdict(c) for c in version_changes(scored)],
             "lag": self.lag,
         }

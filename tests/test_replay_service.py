@@ -72,6 +72,9 @@ def test_replay_against_the_live_service(world: World) -> None:
     figures = report.as_dict()
     assert figures["online"]["all"]["hit_rate"] == 1.0  # type: ignore[index]
     assert figures["offline"]["all"]["hit_rate"] == 1.0  # type: ignore[index]
+    # Offline falls back only for subjects the frozen graph lacks, never for a slow store.
+    reasons = figures["offline_fallback_reasons"]
+    assert reasons and not [r for r in reasons if "unavailable" in r], reasons  # type: ignore[union-attr]
     assert set(figures["online"]) <= {
         "all",
         "view",
