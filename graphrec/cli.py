@@ -24,6 +24,7 @@ from graphrec.console import err, exit_codes_help
 from graphrec.import_cli import PartitionsOpt, create_partitioned_topics, import_command
 from graphrec.lazy_commands import LazyCommand, lazy_group
 from graphrec.pipeline import DATASETS, SinkMetrics, ingest, load_dataset, produce_dataset
+from graphrec.replay_cli import replay_command
 from graphrec.report_cli import report_command
 from graphstore import open_store
 from serving.metrics import serve_metrics
@@ -289,6 +290,7 @@ app.command("recommend")(recommend_command)
 app.command("explain")(explain_command)
 app.command("import")(import_command)
 app.command("report")(report_command)
+app.command("replay")(replay_command)
 app.add_typer(bench_app, name="bench")
 
 
