@@ -24,7 +24,6 @@ from graphrec.console import err, exit_codes_help
 from graphrec.import_cli import PartitionsOpt, create_partitioned_topics, import_command
 from graphrec.lazy_commands import LazyCommand, lazy_group
 from graphrec.pipeline import DATASETS, SinkMetrics, ingest, load_dataset, produce_dataset
-from graphrec.replay_cli import replay_command
 from graphrec.report_cli import report_command
 from graphstore import open_store
 from serving.metrics import serve_metrics
@@ -46,6 +45,10 @@ MODEL_COMMANDS = {
     "serve": LazyCommand(
         "graphrec.serving_cli:serve_command",
         "Serve the gRPC Recommender: Recommend / ScoreItems / Explain over live neighbourhoods.",
+    ),
+    "replay": LazyCommand(
+        "graphrec.replay_cli:replay_command",
+        "Replay history through the event log against the running service and score its answers.",
     ),
 }
 app = typer.Typer(
@@ -290,7 +293,6 @@ app.command("recommend")(recommend_command)
 app.command("explain")(explain_command)
 app.command("import")(import_command)
 app.command("report")(report_command)
-app.command("replay")(replay_command)
 app.add_typer(bench_app, name="bench")
 
 
