@@ -43,8 +43,12 @@ from tests.serving.conftest import Served, World, close, serve
 @pytest.fixture
 def own_world(world: World, tmp_path: Path) -> World:
     """A copy of the trained world that a test may change."""
-    shutil.copytree(world.root, tmp_path / "world")
-    root = tmp_path / "world"
+    return copy_of(world, tmp_path / "world")
+
+
+def copy_of(world: World, root: Path) -> World:
+    """``world`` copied to ``root`` (its log, graph and models), to change at will."""
+    shutil.copytree(world.root, root)
     return replace(
         world,
         root=root,

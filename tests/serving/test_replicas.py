@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -25,7 +24,7 @@ from protos import graphrec_pb2 as pb
 from protos import graphrec_pb2_grpc as pb_grpc
 from serving.server import PID_HEADER
 from tests.serving.conftest import World
-from tests.serving.test_operations import click, publish
+from tests.serving.test_operations import click, copy_of, publish
 
 STARTUP_S = 120.0  # two spawned processes importing torch and loading the model, on 2 busy cores
 ANNOUNCED = re.compile(r"on port (\d+) with 2 processes \(pids ([\d, ]+)\)")
@@ -121,15 +120,7 @@ def _gone(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def changing(world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
     """A copy of the trained world that this module's tests may publish to."""
-    root = tmp_path_factory.mktemp("replicas-world") / "world"
-    shutil.copytree(world.root, root)
-    return replace(
-        world,
-        root=root,
-        log_url=f"log://{root / 'log'}",
-        store_url=f"sqlite://{root / 'graph'}",
-        models=root / "models",
-    )
+    return copy_of(world, tmp_path_factory.mktemp("replicas-world") / "world")
 
 
 @pytest.fixture(scope="module")
