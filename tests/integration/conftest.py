@@ -7,7 +7,7 @@ import os
 import pytest
 
 from graphstore.neo4j import PASSWORD_ENV, USER_ENV, default_password_file
-from tests.integration.browser import chromium_missing
+from tests.integration.chromium import chromium_missing
 
 
 @pytest.fixture
