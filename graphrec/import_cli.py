@@ -91,17 +91,33 @@ def create_partitioned_topics(log_url: str, partitions: int | None) -> None:
             )
 
 
-def _progress() -> Progress:
+def rows_progress(count: ProgressColumn | None = None) -> Progress:
+    """A transient bar on stderr with rows/s; ``count`` shows how far (default: rows so far)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,.0f}"),
+        count or TextColumn("{task.completed:,.0f}"),
         RowsPerSecond(),
         TimeElapsedColumn(),
         console=err,
         transient=True,
         disable=not err.is_terminal,
     )
+
+
+def columns_of(
+    user: str | None,
+    item: str | None,
+    time: str | None,
+    type_: str | None,
+    session: str | None,
+    category: str | None,
+    title: str | None,
+    features: str,
+) -> Columns:
+    """The column mapping the options name (``features``: comma-separated)."""
+    names = tuple(f.strip() for f in features.split(",") if f.strip())
+    return Columns(user, item, time, type_, session, category, title, names)
 
 
 def import_command(
@@ -127,19 +143,10 @@ def import_command(
     items. Bad rows go to the rejects file with line and reason; everything else is kept.
     Prints a JSON summary. `graphrec ingest` then writes the log into the graph.
     """
-    columns = Columns(
-        user=user,
-        item=item,
-        time=time,
-        type=type_,
-        session=session,
-        category=category,
-        title=title,
-        features=tuple(f.strip() for f in features.split(",") if f.strip()),
-    )
+    columns = columns_of(user, item, time, type_, session, category, title, features)
     log_url = to or load_config().log_url
     create_partitioned_topics(log_url, partitions)
-    with _progress() as bar:
+    with rows_progress() as bar:
         reading = bar.add_task("reading", total=None)
         sending = bar.add_task("producing", total=None, visible=False)
 

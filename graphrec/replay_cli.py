@@ -16,7 +16,7 @@ from typing import Annotated
 import grpc
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn
 
 from gnn.datasets.files import Columns
 from graphrec.config import load_config
@@ -26,11 +26,12 @@ from graphrec.import_cli import (
     Col,
     FeaturesOpt,
     ItemOpt,
-    RowsPerSecond,
     SessionOpt,
     TimeOpt,
     TypeOpt,
     UserOpt,
+    columns_of,
+    rows_progress,
 )
 from graphrec.importer import read_files
 from graphrec.pipeline import DATASETS, load_dataset
@@ -134,7 +135,7 @@ def replay_command(
     --json), --plot: hit rate over time with the model version changes. See docs/replay.md.
     """
     config = load_config()
-    columns = Columns(user, item, time, type_, session, category, title, _features(features))
+    columns = columns_of(user, item, time, type_, session, category, title, features)
     source = load_source(files, dataset, events, seed, columns, parse_split(split_at))
     log_url = to or config.log_url
     if not assume_loaded:
@@ -166,10 +167,6 @@ def _write(
 class Server:
     address: str
     token: str = ""
-
-
-def _features(text: str) -> tuple[str, ...]:
-    return tuple(f.strip() for f in text.split(",") if f.strip())
 
 
 def parse_split(text: str) -> float:
@@ -210,7 +207,7 @@ def load_past(source: Source, log_url: str, group: str, timeout_s: float) -> Non
     address = parse_log_url(log_url)
     writer = open_writer(log_url)
     try:
-        with _progress() as bar:
+        with rows_progress(MofNCompleteColumn()) as bar:
             task = bar.add_task("loading the past", total=len(source.before))
             produce(
                 writer,
@@ -244,7 +241,7 @@ def run(
         probe = LagProbe(lambda r: stub.Explain(r, metadata=metadata, timeout=RPC_TIMEOUT_S))
         writer = open_writer(log_url)
         try:
-            with _progress() as bar:
+            with rows_progress(MofNCompleteColumn()) as bar:
                 task = bar.add_task("replaying", total=len(source.after))
                 outcome = replay(
                     source.after,
@@ -272,16 +269,3 @@ def _close(thing: object) -> None:
     close = getattr(thing, "close", None)
     if close is not None:
         close()
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RowsPerSecond(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
