@@ -36,10 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import safetensors.numpy
-import torch_geometric  # noqa: F401  # before usearch: imported after it, its torch.jit scripting stalls
-from usearch.index import Index
 
-from gnn.ann import EXACT_THRESHOLD, build_index
+from gnn.ann import EXACT_THRESHOLD, Index, build_index
 from gnn.checkpoint import write_version
 from gnn.data import Interactions
 from gnn.inference import FeatureScaler, SageInference

@@ -10,8 +10,28 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import torch_geometric  # noqa: F401  # before usearch: imported after it, its torch.jit scripting stalls
-from usearch.index import Index, MetricKind, ScalarKind
+
+# The one place usearch is imported (everything else takes Index and its results from here):
+# imported before torch_geometric, it stalls torch_geometric's import for minutes (torch.jit
+# scripting there throws std::bad_cast over and over), so torch_geometric comes first.
+import torch_geometric  # noqa: F401
+from usearch.index import BatchMatches, Index, Matches, MetricKind, ScalarKind
+
+__all__ = [
+    "CONNECTIVITY",
+    "EXACT_THRESHOLD",
+    "EXPANSION_ADD",
+    "EXPANSION_SEARCH",
+    "METRIC",
+    "SCALAR",
+    "BatchMatches",
+    "Index",
+    "Matches",
+    "build_index",
+    "empty_index",
+    "index_bytes",
+    "restore_index",
+]
 
 # From this many items on, top-K searches the index (serving's default ``exact_threshold``)
 # and the trainer writes it into the version.

@@ -37,10 +37,8 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch_geometric  # noqa: F401  # before usearch: imported after it, its torch.jit scripting stalls
-from usearch.index import Index
 
-from gnn.ann import restore_index
+from gnn.ann import Index, restore_index
 from gnn.data import FloatArray, IntArray
 from gnn.inputs import Content
 from gnn.manifest import Buffer, VersionError, VersionFiles, read_files

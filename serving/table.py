@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from usearch.index import Index
 
-from gnn.ann import EXACT_THRESHOLD
+from gnn.ann import EXACT_THRESHOLD, Index
 from gnn.inference import FeatureScaler, SageInference
 from gnn.inputs import Content
 from gnn.version import ModelVersion

@@ -30,10 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-import torch_geometric  # noqa: F401  # before usearch: imported after it, its torch.jit scripting stalls
-from usearch.index import BatchMatches, Index, Matches
 
-from gnn.ann import EXACT_THRESHOLD, build_index
+from gnn.ann import EXACT_THRESHOLD, BatchMatches, Index, Matches, build_index
 
 Rows = npt.NDArray[np.int64]
 ScoreArray = npt.NDArray[np.float32]

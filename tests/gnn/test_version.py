@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from usearch.index import Index
 
-from gnn.ann import build_index, index_bytes
+from gnn.ann import Index, build_index, index_bytes
 from gnn.checkpoint import (
     current_version,
     set_current,
